@@ -1,0 +1,3 @@
+from chuchuang.cli import app
+
+app(prog_name="chuchuang")

@@ -1,0 +1,305 @@
+"""Order side effects on our database. Each activity is idempotent: a retry after a crash
+finds its own earlier work (by order_no, event key or ledger key) and does nothing twice."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from chuchuang.activities import ledger
+from chuchuang.db.models import (
+    LedgerAccount,
+    LedgerEntry,
+    LedgerTransaction,
+    Order,
+    OrderEvent,
+    OrderLine,
+    Payment,
+    Product,
+    Promoter,
+    Shipment,
+    Sku,
+    Supplier,
+    User,
+    Window,
+)
+from chuchuang.domain import ledger as rules
+from chuchuang.domain.commission import (
+    CommissionPolicy,
+    SkuCommission,
+    line_commission_pool,
+    split_by_tier,
+)
+from chuchuang.domain.money import apply_bps
+from chuchuang.domain.order_status import OrderStatus
+from chuchuang.domain.orders import (
+    PaymentNotice,
+    PlacedLine,
+    PlacedOrder,
+    PlaceOrderInput,
+    ShipmentInput,
+    TrackingUpdate,
+)
+
+
+def business_error(code: str, message: str) -> ApplicationError:
+    return ApplicationError(message, type=code, non_retryable=True)
+
+
+def record_event(session: Session, order_no: str, status: str, note: str, key: str) -> bool:
+    """Append to the order's history once per `key`; False if it was already there."""
+    done = session.execute(
+        insert(OrderEvent).values(order_no=order_no, status=status, note=note, idempotency_key=key)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(OrderEvent.id)
+    ).scalar()
+    return done is not None
+
+
+class OrderActivities:
+    def __init__(self, sessions: sessionmaker[Session], policy: CommissionPolicy):
+        self.sessions = sessions
+        self.policy = policy
+
+    # --- placement -----------------------------------------------------------------------
+    @activity.defn
+    def place_order(self, inp: PlaceOrderInput) -> PlacedOrder:
+        with self.sessions.begin() as s:
+            existing = s.get(Order, inp.order_no)
+            if existing is not None:
+                return self._placed(s, existing)
+            promoter_id = self._attributed_promoter(s, inp)
+            order = Order(order_no=inp.order_no, buyer_user_id=inp.buyer_user_id,
+                          window_id=inp.window_id, promoter_id=promoter_id, source=inp.source,
+                          status=OrderStatus.PENDING_PAYMENT, total_fen=0,
+                          shipping_address=inp.address.model_dump())
+            s.add(order)
+            s.flush()
+            for req in inp.lines:
+                sku, product, supplier = self._sellable(s, req.sku_id)
+                # The conditional decrement is the reservation: it never takes stock below zero,
+                # however many buyers race for the last units.
+                reserved = s.execute(
+                    update(Sku).where(Sku.id == sku.id, Sku.stock >= req.quantity)
+                    .values(stock=Sku.stock - req.quantity).returning(Sku.stock)
+                ).scalar()
+                if reserved is None:
+                    raise business_error("OUT_OF_STOCK", f"SKU {sku.id} has fewer than {req.quantity} left")
+                paid = sku.price_fen * req.quantity
+                fee = apply_bps(paid, supplier.service_fee_bps)
+                rule = SkuCommission(sku.commission_bps, sku.commission_fixed_fen)
+                # Commission can never eat into the platform's fee.
+                pool = min(line_commission_pool(paid, req.quantity, rule), paid - fee)
+                s.add(OrderLine(order_no=order.order_no, sku_id=sku.id, product_id=product.id,
+                                supplier_id=supplier.id, title=f"{product.title} {sku.spec}".strip(),
+                                unit_price_fen=sku.price_fen, quantity=req.quantity, paid_fen=paid,
+                                commission_fen=pool, service_fee_fen=fee))
+                order.total_fen += paid
+            record_event(s, order.order_no, OrderStatus.PENDING_PAYMENT, "order placed, stock reserved",
+                         f"order:{order.order_no}:placed")
+            s.flush()
+            return self._placed(s, order)
+
+    def _attributed_promoter(self, s: Session, inp: PlaceOrderInput) -> int | None:
+        if inp.window_id is None:
+            return None
+        window = s.get(Window, inp.window_id)
+        if window is None:
+            raise business_error("WINDOW_NOT_FOUND", f"window {inp.window_id} does not exist")
+        return window.promoter_id
+
+    def _sellable(self, s: Session, sku_id: int) -> tuple[Sku, Product, Supplier]:
+        row = s.execute(
+            select(Sku, Product, Supplier).join(Product, Sku.product_id == Product.id)
+            .join(Supplier, Product.supplier_id == Supplier.id).where(Sku.id == sku_id)
+        ).first()
+        if row is None:
+            raise business_error("SKU_NOT_FOUND", f"SKU {sku_id} does not exist")
+        sku, product, supplier = row
+        if product.status != "listed" or supplier.status != "active":
+            raise business_error("NOT_ON_SALE", f"SKU {sku_id} is not on sale")
+        return sku, product, supplier
+
+    def _placed(self, s: Session, order: Order) -> PlacedOrder:
+        lines = s.scalars(select(OrderLine).where(OrderLine.order_no == order.order_no)
+                          .order_by(OrderLine.id)).all()
+        openid = s.scalar(select(User.openid).where(User.id == order.buyer_user_id)) or ""
+        return PlacedOrder(
+            order_no=order.order_no, total_fen=order.total_fen,
+            description=(lines[0].title if len(lines) == 1 else f"{lines[0].title} 等{len(lines)}件")[:120],
+            buyer_openid=openid, promoter_id=order.promoter_id,
+            supplier_ids=sorted({ln.supplier_id for ln in lines}),
+            lines=[PlacedLine(line_id=ln.id, sku_id=ln.sku_id, supplier_id=ln.supplier_id,
+                              paid_fen=ln.paid_fen, commission_pool_fen=ln.commission_fen,
+                              service_fee_fen=ln.service_fee_fen) for ln in lines],
+        )
+
+    @activity.defn
+    def cancel_unpaid(self, order_no: str, reason: str) -> None:
+        """Cancel an order that was never paid and give its stock back, once."""
+        with self.sessions.begin() as s:
+            order = s.get(Order, order_no, with_for_update=True)
+            if order is None or order.status == OrderStatus.CANCELLED:
+                return
+            if order.status != OrderStatus.PENDING_PAYMENT:
+                raise business_error("ALREADY_PAID", f"order {order_no} is {order.status}")
+            for line in s.scalars(select(OrderLine).where(OrderLine.order_no == order_no)):
+                s.execute(update(Sku).where(Sku.id == line.sku_id)
+                          .values(stock=Sku.stock + line.quantity))
+            order.status = OrderStatus.CANCELLED
+            s.execute(update(Payment).where(Payment.order_no == order_no).values(status="CLOSED"))
+            record_event(s, order_no, OrderStatus.CANCELLED, reason, f"order:{order_no}:cancelled")
+
+    # --- payment -------------------------------------------------------------------------
+    @activity.defn
+    def record_payment(self, notice: PaymentNotice) -> None:
+        """Write the payment and the pending commission, once, in one database transaction."""
+        with self.sessions.begin() as s:
+            order = s.get(Order, notice.out_trade_no, with_for_update=True)
+            if order is None:
+                raise business_error("ORDER_NOT_FOUND", notice.out_trade_no)
+            if notice.amount_fen != order.total_fen:
+                raise business_error(
+                    "AMOUNT_MISMATCH", f"paid {notice.amount_fen} for an order of {order.total_fen}")
+            if order.status != OrderStatus.PENDING_PAYMENT:
+                return
+            now = datetime.now(UTC)
+            order.status, order.paid_at, order.transaction_id = OrderStatus.PAID, now, notice.transaction_id
+            s.execute(update(Payment).where(Payment.order_no == order.order_no).values(
+                status="SUCCESS", transaction_id=notice.transaction_id, paid_at=now))
+            no = order.order_no
+            ledger.post(s, f"order:{no}:payment", "payment",
+                        rules.transfer(rules.CLEARING, rules.ORDERS_HELD, order.total_fen),
+                        order_no=no, memo=f"WeChat Pay {notice.transaction_id}")
+            for tier, promoter_id, postings in self._commission_postings(s, order):
+                ledger.post(s, f"order:{no}:commission:tier{tier}", "commission_pending", postings,
+                            order_no=no, memo=f"tier {tier} commission for promoter {promoter_id}")
+            record_event(s, no, OrderStatus.PAID, f"paid, WeChat Pay {notice.transaction_id}",
+                         f"order:{no}:paid")
+
+    def _commission_chain(self, s: Session, promoter_id: int | None) -> list[int]:
+        """The seller first, then who referred them, as deep as the policy pays.
+        Only active promoters earn; a missing or paused tier's share stays with the platform."""
+        chain: list[int | None] = []
+        current = promoter_id
+        while current is not None and len(chain) < self.policy.tiers:
+            promoter = s.get(Promoter, current)
+            if promoter is None:
+                break
+            chain.append(promoter.id if promoter.status == "active" else None)
+            current = promoter.referrer_id
+        return chain
+
+    def _commission_postings(self, s: Session, order: Order):
+        chain = self._commission_chain(s, order.promoter_id)
+        lines = s.scalars(select(OrderLine).where(OrderLine.order_no == order.order_no)).all()
+        per_tier: dict[int, list[rules.Posting]] = {}
+        for line in lines:
+            for index, share in enumerate(split_by_tier(line.commission_fen, self.policy, len(chain))):
+                tier, promoter_id = index + 1, chain[index]
+                if promoter_id is None:
+                    continue
+                per_tier.setdefault(tier, []).extend(rules.transfer(
+                    rules.ORDERS_HELD, rules.promoter_pending(promoter_id), share,
+                    order_line_id=line.id, tier=tier, rule=self._rule_name(line)))
+        for tier, postings in sorted(per_tier.items()):
+            if postings:
+                yield tier, chain[tier - 1], postings
+
+    def _rule_name(self, line: OrderLine) -> str:
+        return f"sku:{line.sku_id}:policy:{self.policy.tiers}t"
+
+    # --- fulfilment ----------------------------------------------------------------------
+    @activity.defn
+    def record_shipment(self, order_no: str, shipment: ShipmentInput) -> None:
+        with self.sessions.begin() as s:
+            order = s.get(Order, order_no, with_for_update=True)
+            s.execute(insert(Shipment).values(
+                order_no=order_no, supplier_id=shipment.supplier_id, carrier=shipment.carrier,
+                waybill_no=shipment.waybill_no).on_conflict_do_nothing())
+            if order.status == OrderStatus.PAID:
+                order.status = OrderStatus.SHIPPED
+            record_event(s, order_no, OrderStatus.SHIPPED,
+                         f"supplier {shipment.supplier_id} shipped {shipment.carrier} {shipment.waybill_no}",
+                         f"order:{order_no}:shipped:{shipment.supplier_id}")
+
+    @activity.defn
+    def record_tracking(self, order_no: str, update_: TrackingUpdate) -> None:
+        with self.sessions.begin() as s:
+            shipment = s.scalar(select(Shipment).where(
+                Shipment.carrier == update_.carrier, Shipment.waybill_no == update_.waybill_no))
+            if shipment is None:
+                return
+            shipment.tracking_state = update_.state
+            if update_.delivered and shipment.delivered_at is None:
+                shipment.delivered_at = datetime.now(UTC)
+            all_delivered = all(
+                sh.delivered_at is not None
+                for sh in s.scalars(select(Shipment).where(Shipment.order_no == order_no)))
+            order = s.get(Order, order_no, with_for_update=True)
+            if all_delivered and order.status == OrderStatus.SHIPPED:
+                order.status = OrderStatus.DELIVERED
+                record_event(s, order_no, OrderStatus.DELIVERED, "delivered (carrier signed)",
+                             f"order:{order_no}:delivered")
+
+    @activity.defn
+    def mark_received(self, order_no: str, how: str) -> None:
+        with self.sessions.begin() as s:
+            order = s.get(Order, order_no, with_for_update=True)
+            if order.status in (OrderStatus.SHIPPED, OrderStatus.DELIVERED):
+                order.status = OrderStatus.RECEIVED
+            record_event(s, order_no, OrderStatus.RECEIVED, how, f"order:{order_no}:received")
+
+    @activity.defn
+    def complete_order(self, order_no: str) -> None:
+        """The refund window has closed: commission becomes available, the rest is the
+        supplier's (less the service fee) and the platform's."""
+        with self.sessions.begin() as s:
+            order = s.get(Order, order_no, with_for_update=True)
+            if order.status == OrderStatus.COMPLETED:
+                return
+            pending = _pending_commission(s, order_no)
+            for (tier, promoter_id), amount in sorted(pending.items()):
+                ledger.post(s, f"order:{order_no}:commission:tier{tier}:release", "commission_release",
+                            rules.transfer(rules.promoter_pending(promoter_id),
+                                           rules.promoter_available(promoter_id), amount, tier=tier),
+                            order_no=order_no, memo="refund window closed")
+            paid_commission = sum(pending.values())
+            lines = s.scalars(select(OrderLine).where(OrderLine.order_no == order_no)).all()
+            postings: list[rules.Posting] = []
+            supplier_total = 0
+            for line in lines:
+                share = line.paid_fen - line.service_fee_fen - line.commission_fen
+                supplier_total += share
+                postings += rules.transfer(rules.ORDERS_HELD, rules.supplier_payable(line.supplier_id),
+                                           share, order_line_id=line.id, rule="supplier_share")
+            platform = order.total_fen - paid_commission - supplier_total
+            postings += rules.transfer(rules.ORDERS_HELD, rules.PLATFORM_REVENUE, platform,
+                                       rule="service_fee_and_unpaid_commission")
+            if postings:
+                ledger.post(s, f"order:{order_no}:settle", "order_settlement", postings,
+                            order_no=order_no, memo="order completed")
+            order.status, order.completed_at = OrderStatus.COMPLETED, datetime.now(UTC)
+            record_event(s, order_no, OrderStatus.COMPLETED, "refund window closed, commission available",
+                         f"order:{order_no}:completed")
+
+
+def _pending_commission(s: Session, order_no: str) -> dict[tuple[int, int], int]:
+    """(tier, promoter_id) → commission recorded as pending for this order."""
+    rows = s.execute(
+        select(LedgerAccount.code, LedgerEntry.tier, LedgerEntry.amount_fen)
+        .join(LedgerEntry, LedgerEntry.account_id == LedgerAccount.id)
+        .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
+        .where(LedgerTransaction.order_no == order_no,
+               LedgerTransaction.kind == "commission_pending",
+               LedgerAccount.code.like("promoter:%:pending"))
+    ).all()
+    totals: dict[tuple[int, int], int] = {}
+    for code, tier, amount in rows:
+        key = (tier, rules.owner_of(code)[1])
+        totals[key] = totals.get(key, 0) - amount  # credits are negative
+    return totals

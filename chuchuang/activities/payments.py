@@ -1,0 +1,71 @@
+"""WeChat Pay side effects. The out_trade_no is the order number, so a retried activity can
+never create a second charge; the intent is written before we call out."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from chuchuang.db.models import Payment
+from chuchuang.domain.orders import PaymentNotice, PlacedOrder, PrepayParams
+from chuchuang.integrations.errors import PartnerRejected, PartnerUnavailable
+from chuchuang.integrations.wechatpay import WeChatPayClient
+
+
+def _as_activity_error(err: Exception) -> Exception:
+    if isinstance(err, PartnerRejected):
+        return ApplicationError(str(err), type=f"WECHATPAY_{err.code}", non_retryable=True)
+    if isinstance(err, PartnerUnavailable):
+        return ApplicationError(str(err), type="WECHATPAY_UNAVAILABLE")
+    return err
+
+
+class PaymentActivities:
+    def __init__(self, sessions: sessionmaker[Session], pay: WeChatPayClient):
+        self.sessions = sessions
+        self.pay = pay
+
+    def _record_intent(self, order: PlacedOrder) -> None:
+        with self.sessions.begin() as s:
+            s.execute(insert(Payment).values(
+                out_trade_no=order.order_no, order_no=order.order_no, amount_fen=order.total_fen,
+                status="CREATING").on_conflict_do_nothing())
+
+    def _record_prepay(self, out_trade_no: str, prepay_id: str) -> None:
+        with self.sessions.begin() as s:
+            payment = s.get(Payment, out_trade_no, with_for_update=True)
+            if payment.status == "CREATING":
+                payment.status, payment.prepay_id = "NOTPAY", prepay_id
+
+    @activity.defn
+    async def create_payment(self, order: PlacedOrder) -> PrepayParams:
+        await asyncio.to_thread(self._record_intent, order)
+        try:
+            prepay = await self.pay.create_jsapi(
+                out_trade_no=order.order_no, description=order.description,
+                total_fen=order.total_fen, openid=order.buyer_openid)
+        except Exception as err:  # noqa: BLE001 - mapped to retryable / non-retryable
+            raise _as_activity_error(err) from err
+        await asyncio.to_thread(self._record_prepay, order.order_no, prepay.prepay_id)
+        return PrepayParams.model_validate(prepay, from_attributes=True)
+
+    @activity.defn
+    async def query_payment(self, out_trade_no: str) -> PaymentNotice:
+        try:
+            txn = await self.pay.query(out_trade_no)
+        except Exception as err:  # noqa: BLE001
+            raise _as_activity_error(err) from err
+        return PaymentNotice(out_trade_no=out_trade_no, transaction_id=txn.transaction_id or "",
+                             trade_state=txn.trade_state, amount_fen=txn.amount.total,
+                             success_time=txn.success_time)
+
+    @activity.defn
+    async def close_payment(self, out_trade_no: str) -> None:
+        try:
+            await self.pay.close(out_trade_no)
+        except Exception as err:  # noqa: BLE001
+            raise _as_activity_error(err) from err

@@ -1,0 +1,72 @@
+"""The HTTP API: FastAPI app factory. OpenAPI docs at /docs."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+
+from chuchuang.api import errors
+from chuchuang.api.routers import auth, catalog, ops, orders, wallet, webhooks
+from chuchuang.integrations.wechatpay import WeChatPayClient, WeChatPayConfig
+from chuchuang.settings import Settings, get_settings
+
+TAGS = [
+    {"name": "auth", "description": "WeChat OAuth login for buyers and promoters; passwords for staff"},
+    {"name": "catalog", "description": "Products and promoters' windows"},
+    {"name": "orders", "description": "Placing, paying, shipping and receiving orders"},
+    {"name": "wallet", "description": "Promoters' commission balances and ledger entries"},
+    {"name": "webhooks", "description": "Partner notifications (WeChat Pay, logistics)"},
+    {"name": "ops", "description": "Health and metrics"},
+]
+
+
+class Temporal:
+    """Connects on first use, so the API starts even while Temporal is still coming up."""
+
+    def __init__(self, settings: Settings, client: Client | None = None):
+        self._settings, self._client, self._lock = settings, client, asyncio.Lock()
+
+    async def client(self) -> Client:
+        async with self._lock:
+            if self._client is None:
+                from chuchuang.temporal import connect
+
+                self._client = await connect(self._settings)
+            return self._client
+
+
+def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Session] | None = None,
+               temporal_client: Client | None = None, pay: WeChatPayClient | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+
+    app = FastAPI(title="Chuchuang 橱窗 API", version="0.1.0", lifespan=lifespan, openapi_tags=TAGS,
+                  description="Durable back-end for WeChat social commerce. Every long-running "
+                              "process is a Temporal workflow; see Temporal UI for histories.")
+    app.state.settings = settings
+    if sessions is None:
+        from chuchuang.db.session import session_factory
+
+        sessions = session_factory(settings)
+    app.state.sessions = sessions
+    app.state.temporal = Temporal(settings, temporal_client)
+    app.state.pay = pay or WeChatPayClient(WeChatPayConfig.from_settings(settings))
+    errors.install(app)
+    for router in (auth.router, catalog.router, orders.router, wallet.router, webhooks.router, ops.router):
+        app.include_router(router)
+    return app
+
+
+def sessions_of(request: Request) -> sessionmaker[Session]:
+    return request.app.state.sessions
+
+
+async def temporal_of(request: Request) -> Client:
+    return await request.app.state.temporal.client()

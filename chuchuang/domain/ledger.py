@@ -1,0 +1,85 @@
+"""Double-entry bookkeeping rules: account names, which side is normal, and the postings
+each business event makes. Signed amounts: debit > 0, credit < 0; a transaction sums to zero.
+
+    payment      Dr wechatpay:clearing            Cr orders:held
+    commission   Dr orders:held                   Cr promoter:{id}:pending      (per line, tier)
+    completion   Dr promoter:{id}:pending         Cr promoter:{id}:available
+                 Dr orders:held                   Cr supplier:{id}:payable, platform:revenue
+
+So Σ credit-side balances == wechatpay:clearing == payments − refunds, always.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+CLEARING = "wechatpay:clearing"
+ORDERS_HELD = "orders:held"
+PLATFORM_REVENUE = "platform:revenue"
+
+
+def promoter_pending(promoter_id: int) -> str:
+    return f"promoter:{promoter_id}:pending"
+
+
+def promoter_available(promoter_id: int) -> str:
+    return f"promoter:{promoter_id}:available"
+
+
+def supplier_payable(supplier_id: int) -> str:
+    return f"supplier:{supplier_id}:payable"
+
+
+def normal_side(code: str) -> str:
+    return "debit" if code == CLEARING else "credit"
+
+
+def owner_of(code: str) -> tuple[str, int | None]:
+    parts = code.split(":")
+    if parts[0] in ("promoter", "supplier"):
+        return parts[0], int(parts[1])
+    return "platform", None
+
+
+@dataclass(frozen=True)
+class Posting:
+    account: str
+    amount_fen: int  # debit > 0, credit < 0
+    order_line_id: int | None = None
+    tier: int | None = None
+    rule: str = ""
+
+
+class Unbalanced(ValueError):
+    pass
+
+
+def transfer(debit: str, credit: str, amount_fen: int, **detail) -> list[Posting]:
+    """Move `amount_fen` from the credit-normal `debit` account into `credit`."""
+    if amount_fen <= 0:
+        return []
+    return [Posting(debit, amount_fen, **detail), Posting(credit, -amount_fen, **detail)]
+
+
+def check_balanced(postings: list[Posting]) -> None:
+    if not postings:
+        raise Unbalanced("a transaction needs entries")
+    if sum(p.amount_fen for p in postings) != 0:
+        raise Unbalanced(f"entries sum to {sum(p.amount_fen for p in postings)}, not 0")
+    if any(p.amount_fen == 0 for p in postings):
+        raise Unbalanced("zero-amount entry")
+
+
+def balance_delta(code: str, amount_fen: int) -> int:
+    """How an entry moves the account's balance on its normal side."""
+    return amount_fen if normal_side(code) == "debit" else -amount_fen
+
+
+def entry_hash(prev_hash: str, *, key: str, account: str, amount_fen: int, line: int | None,
+               tier: int | None, rule: str) -> str:
+    payload = json.dumps(
+        [prev_hash, key, account, amount_fen, line, tier, rule], separators=(",", ":")
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()

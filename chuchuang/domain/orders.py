@@ -1,0 +1,115 @@
+"""Order types passed between the API, the order workflow and its activities
+(pydantic, serialised by temporalio.contrib.pydantic)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime
+
+from pydantic import BaseModel, Field, field_validator
+
+from chuchuang.domain.order_status import OrderStatus
+
+CARRIER_CODE = re.compile(r"^[a-z0-9]{2,32}$")
+
+
+class ShippingAddress(BaseModel):
+    receiver: str = Field(min_length=1, max_length=32)
+    phone: str = Field(pattern=r"^1\d{10}$", description="mainland mobile number")
+    province: str = Field(min_length=1, max_length=16)
+    city: str = Field(min_length=1, max_length=16)
+    district: str = Field(default="", max_length=16)
+    detail: str = Field(min_length=1, max_length=120)
+
+
+class LineRequest(BaseModel):
+    sku_id: int = Field(gt=0)
+    quantity: int = Field(gt=0, le=999)
+
+
+class PlaceOrderInput(BaseModel):
+    order_no: str
+    buyer_user_id: int
+    buyer_openid: str
+    window_id: int | None
+    source: str = "window"
+    lines: list[LineRequest] = Field(min_length=1, max_length=50)
+    address: ShippingAddress
+
+
+class PlacedLine(BaseModel):
+    line_id: int
+    sku_id: int
+    supplier_id: int
+    paid_fen: int
+    commission_pool_fen: int
+    service_fee_fen: int
+
+
+class PlacedOrder(BaseModel):
+    order_no: str
+    total_fen: int
+    description: str
+    buyer_openid: str
+    promoter_id: int | None
+    supplier_ids: list[int]
+    lines: list[PlacedLine]
+
+
+class PrepayParams(BaseModel):
+    """What the mini program passes to wx.requestPayment."""
+
+    prepay_id: str
+    appId: str
+    timeStamp: str
+    nonceStr: str
+    package: str
+    signType: str
+    paySign: str
+
+
+class PaymentNotice(BaseModel):
+    out_trade_no: str
+    transaction_id: str
+    trade_state: str
+    amount_fen: int
+    success_time: str | None = None
+
+
+class ShipmentInput(BaseModel):
+    supplier_id: int
+    carrier: str = Field(description="carrier code as the logistics service knows it, e.g. shunfeng")
+    waybill_no: str = Field(pattern=r"^[A-Za-z0-9]{6,40}$")
+
+    @field_validator("carrier")
+    @classmethod
+    def _carrier_code(cls, v: str) -> str:
+        v = v.strip().lower()
+        if not CARRIER_CODE.match(v):
+            raise ValueError("carrier must be a carrier code like 'shunfeng' or 'yuantong'")
+        return v
+
+
+class TrackingUpdate(BaseModel):
+    carrier: str
+    waybill_no: str
+    state: str
+    delivered: bool
+
+
+class OrderProgress(BaseModel):
+    """What the workflow reports through its `progress` query."""
+
+    order_no: str
+    status: OrderStatus
+    prepay: PrepayParams | None = None
+    failure: str | None = None
+    shipped_suppliers: list[int] = []
+    delivered: bool = False
+    updated_at: datetime | None = None
+
+
+def new_order_no(now: datetime) -> str:
+    """`CC` + local time + 8 random digits: sortable, unguessable, a valid out_trade_no."""
+    return f"CC{now:%Y%m%d%H%M%S}{secrets.randbelow(10**8):08d}"

@@ -1,0 +1,148 @@
+"""Every knob of Chuchuang, read from the environment (or `.env`) by pydantic-settings.
+
+Periods are `timedelta`s: set them as seconds (`PAYMENT_TIMEOUT=30`) or ISO 8601
+(`AUTO_CONFIRM_AFTER=P10D`), so a demo runs a whole order in seconds and tests skip time.
+Partner endpoints left empty point at the local sandbox (`chuchuang sandbox`).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MAX_COMMISSION_TIERS = 3
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- where things live -------------------------------------------------------------
+    data_dir: Path = Path(".data")
+    database_url: str | None = Field(
+        default=None, description="PostgreSQL URL; empty means the embedded server under data_dir"
+    )
+    temporal_address: str | None = Field(
+        default=None, description="host:port of Temporal; empty means `temporal server start-dev`"
+    )
+    temporal_namespace: str = "default"
+    task_queue: str = "chuchuang"
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_base_url: str | None = Field(
+        default=None, description="how partners reach our webhooks; default http://api_host:api_port"
+    )
+    temporal_ui_port: int = 8233
+    temporal_port: int = 7233
+
+    # --- auth ---------------------------------------------------------------------------
+    jwt_secret: str | None = Field(default=None, description="empty: generated once under data_dir")
+    jwt_ttl: timedelta = timedelta(hours=12)
+
+    # --- partners: WeChat Pay v3 -----------------------------------------------------------
+    sandbox_host: str = "127.0.0.1"
+    sandbox_port: int = 8800
+    sandbox_url: str | None = None
+    wechatpay_base_url: str | None = Field(default=None, description="empty: the sandbox")
+    wechatpay_mchid: str | None = None
+    wechatpay_appid: str | None = None
+    wechatpay_apiv3_key: str | None = None
+    wechatpay_private_key_path: Path | None = None
+    wechatpay_cert_serial_no: str | None = None
+    wechatpay_public_key_path: Path | None = None
+    wechatpay_public_key_id: str | None = None
+    sandbox_notify_retry_scale: float = Field(
+        default=1.0, description="multiplies WeChat Pay's notification retry schedule (0.001 → ms)"
+    )
+
+    # --- partners: official-account OAuth, logistics ---------------------------------------
+    wechat_oauth_base_url: str | None = None
+    wechat_app_secret: str | None = None
+    logistics_base_url: str | None = None
+    logistics_key: str | None = None
+    logistics_customer: str | None = None
+
+    # --- business periods (DESIGN.md defaults) -------------------------------------------
+    payment_timeout: timedelta = timedelta(minutes=15)
+    auto_confirm_after: timedelta = timedelta(days=10)
+    refund_window: timedelta = timedelta(days=7)
+    pickup_code_valid: timedelta = timedelta(days=7)
+    shipment_sla: timedelta = timedelta(hours=48)
+    assessment_cycle: timedelta = timedelta(days=30)
+    assessment_target_orders: int = 3
+    revival_window: timedelta = timedelta(days=30)
+    revival_target_orders: int = 10
+    commission_settlement_day: int = 5
+    settlement_timezone: str = "Asia/Shanghai"
+    supplier_settlement_delay_days: int = 1
+
+    # --- money rules ---------------------------------------------------------------------
+    commission_tiers: int = 1
+    commission_tier_rates_bps: list[int] = Field(
+        default_factory=lambda: [10_000, 0, 0],
+        description="share of the SKU commission paid to tier 1..3, in basis points",
+    )
+    supplier_service_fee_bps_min: int = 100
+    supplier_service_fee_bps_max: int = 500
+    withdrawal_min_fen: int = 100
+    withdrawal_daily_limit_fen: int = 2_000_000
+    withdrawal_review_above_fen: int = 500_000
+
+    @field_validator("commission_tiers")
+    @classmethod
+    def _tiers_within_ceiling(cls, v: int) -> int:
+        if not 1 <= v <= MAX_COMMISSION_TIERS:
+            raise ValueError(
+                f"commission_tiers must be 1..{MAX_COMMISSION_TIERS}: the platform pays for "
+                "selling goods, never for recruiting, and never deeper than 3 tiers"
+            )
+        return v
+
+    # --- derived -------------------------------------------------------------------------
+    @property
+    def sandbox_dir(self) -> Path:
+        return self.data_dir / "sandbox"
+
+    @property
+    def resolved_sandbox_url(self) -> str:
+        return self.sandbox_url or f"http://{self.sandbox_host}:{self.sandbox_port}"
+
+    @property
+    def resolved_public_base_url(self) -> str:
+        return self.public_base_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def resolved_temporal_address(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+    @property
+    def resolved_wechatpay_base_url(self) -> str:
+        return self.wechatpay_base_url or self.resolved_sandbox_url
+
+    @property
+    def resolved_oauth_base_url(self) -> str:
+        return self.wechat_oauth_base_url or self.resolved_sandbox_url
+
+    @property
+    def resolved_logistics_base_url(self) -> str:
+        return self.logistics_base_url or self.resolved_sandbox_url
+
+    def resolved_jwt_secret(self) -> str:
+        if self.jwt_secret:
+            return self.jwt_secret
+        path = self.data_dir / "jwt_secret"
+        if not path.exists():
+            import secrets
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+        return path.read_text().strip()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,74 @@
+"""The one worker entry: registers every workflow and activity on the task queue."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import structlog
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from chuchuang.activities.logistics import LogisticsActivities
+from chuchuang.activities.orders import OrderActivities
+from chuchuang.activities.payments import PaymentActivities
+from chuchuang.db.session import session_factory
+from chuchuang.domain.commission import CommissionPolicy
+from chuchuang.integrations.wechatpay import WeChatPayClient, WeChatPayConfig
+from chuchuang.settings import Settings
+from chuchuang.workflows.order import OrderWorkflow
+
+WORKFLOWS = [OrderWorkflow]
+log = structlog.get_logger()
+
+
+def commission_policy(settings: Settings) -> CommissionPolicy:
+    return CommissionPolicy(tiers=settings.commission_tiers,
+                            tier_rates_bps=tuple(settings.commission_tier_rates_bps))
+
+
+def activities(settings: Settings, sessions=None, pay: WeChatPayClient | None = None) -> list:
+    sessions = sessions or session_factory(settings)
+    pay = pay or WeChatPayClient(WeChatPayConfig.from_settings(settings))
+    orders = OrderActivities(sessions, commission_policy(settings))
+    payments = PaymentActivities(sessions, pay)
+    logistics = LogisticsActivities(settings)
+    return [
+        orders.place_order, orders.cancel_unpaid, orders.record_payment, orders.record_shipment,
+        orders.record_tracking, orders.mark_received, orders.complete_order,
+        payments.create_payment, payments.query_payment, payments.close_payment,
+        logistics.subscribe_tracking,
+    ]
+
+
+def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor, **overrides) -> Worker:
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=activities(settings, **overrides),
+        activity_executor=executor,
+        max_concurrent_activities=64,
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    from chuchuang.temporal import connect, ensure_search_attributes
+
+    client = await connect(settings)
+    await ensure_search_attributes(client)
+    with ThreadPoolExecutor(max_workers=64) as executor:
+        worker = build_worker(client, settings, executor)
+        log.info("worker.started", task_queue=settings.task_queue,
+                 temporal=settings.resolved_temporal_address)
+        await worker.run()
+
+
+def main() -> None:
+    from chuchuang.settings import get_settings
+
+    asyncio.run(run_worker(get_settings()))
+
+
+if __name__ == "__main__":
+    main()
