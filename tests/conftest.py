@@ -1,0 +1,143 @@
+"""Shared fixtures: a real PostgreSQL (embedded, or DATABASE_URL), Temporal's time-skipping
+test server, the sandbox and the API as in-process ASGI apps speaking real HTTP to each other."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+import sqlalchemy as sa
+from sqlalchemy.orm import sessionmaker
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from chuchuang.api.auth import issue_token
+from chuchuang.db.migrate import upgrade
+from chuchuang.db.models import Base
+from chuchuang.integrations.http import clear_routes, route_to_app
+from chuchuang.settings import Settings
+
+SANDBOX_URL = "http://sandbox.test"
+API_URL = "http://api.test"
+
+
+def _test_server_binary() -> str | None:
+    here = Path(sys.executable).parent / "temporal-test-server"
+    return str(here) if here.exists() else shutil.which("temporal-test-server")
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> str:
+    if os.environ.get("DATABASE_URL"):
+        base = os.environ["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://", 1)
+        name = f"chuchuang_test_{uuid.uuid4().hex[:8]}"
+        admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        url = sa.engine.make_url(base).set(database=name).render_as_string(hide_password=False)
+    else:
+        from chuchuang.db.embedded import start_embedded_postgres
+
+        url = start_embedded_postgres(tmp_path_factory.mktemp("pg") / "data", "chuchuang_test")
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def engine(database_url):
+    engine = sa.create_engine(database_url, pool_size=20, max_overflow=40)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sessions(engine) -> sessionmaker:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@pytest.fixture
+def clean_db(engine):
+    tables = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
+    with engine.begin() as c:
+        c.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    yield
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory, database_url) -> Settings:
+    return Settings(
+        _env_file=None, data_dir=tmp_path_factory.mktemp("data"), database_url=database_url,
+        sandbox_url=SANDBOX_URL, public_base_url=API_URL, task_queue=f"test-{uuid.uuid4().hex[:8]}",
+        jwt_secret="test-secret-test-secret-test-secret-0123456789",
+    )
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def temporal_env():
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=_test_server_binary(), data_converter=pydantic_data_converter)
+    from chuchuang.temporal import ensure_search_attributes
+
+    await ensure_search_attributes(env.client)
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def sandbox_app(settings):
+    from chuchuang.sandbox.app import create_app
+    from chuchuang.sandbox.credentials import load_or_create
+
+    app = create_app(load_or_create(settings.sandbox_dir), notify_retry_scale=0.001)
+    route_to_app(SANDBOX_URL, app)
+    return app
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def stack(settings, sessions, temporal_env, sandbox_app):
+    """API + worker + sandbox wired together; yields the API app."""
+    from chuchuang.api.app import create_app
+    from chuchuang.worker import build_worker
+
+    api_app = create_app(settings, sessions=sessions, temporal_client=temporal_env.client)
+    route_to_app(API_URL, api_app)
+    with ThreadPoolExecutor(max_workers=32) as executor:
+        worker = build_worker(temporal_env.client, settings, executor, sessions=sessions)
+        async with worker:
+            yield api_app
+    clear_routes()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def api(stack, clean_db):
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=stack), base_url=API_URL) as client:
+        yield client
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def sandbox(sandbox_app):
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=sandbox_app), base_url=SANDBOX_URL) as client:
+        yield client
+
+
+@pytest.fixture
+def demo(sessions, clean_db):
+    from chuchuang.seed import seed_demo
+
+    with sessions.begin() as s:
+        return seed_demo(s)
+
+
+@pytest.fixture
+def token(settings):
+    def make(user_id: int, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {issue_token(settings, user_id, role)}"}
+
+    return make

@@ -1,0 +1,45 @@
+"""Small helpers the order tests share."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import func, select
+
+from chuchuang.db.models import LedgerAccount
+from chuchuang.domain import ledger as rules
+from chuchuang.domain.order_status import OrderStatus
+from chuchuang.workflows.order import OrderWorkflow, workflow_id
+
+ADDRESS = {"receiver": "王小明", "phone": "13800138000", "province": "上海", "city": "上海",
+           "district": "浦东新区", "detail": "世纪大道 100 号"}
+
+
+async def place(api, headers, demo, *, sku_index: int = 0, quantity: int = 2, **extra):
+    body = {"window_id": demo.window_id, "lines": [{"sku_id": demo.sku_ids[sku_index], "quantity": quantity}],
+            "address": ADDRESS} | extra
+    return await api.post("/orders", json=body, headers=headers)
+
+
+async def wait_status(client, order_no: str, status: OrderStatus, timeout: float = 15.0):
+    handle = client.get_workflow_handle(workflow_id(order_no))
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        progress = await handle.query(OrderWorkflow.progress)
+        if progress is not None and progress.status == status:
+            return progress
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"order {order_no} stuck at {progress.status if progress else None}, wanted {status}")
+        await asyncio.sleep(0.05)
+
+
+def assert_books_balance(session) -> None:
+    """Every transaction balances, every chain verifies, and what all parties are owed equals
+    what WeChat Pay collected (payments − refunds)."""
+    from chuchuang.activities.ledger import verify
+
+    assert verify(session) == []
+    owed = session.scalar(select(func.coalesce(func.sum(LedgerAccount.balance_fen), 0))
+                          .where(LedgerAccount.normal_side == "credit"))
+    collected = session.scalar(select(LedgerAccount.balance_fen).where(LedgerAccount.code == rules.CLEARING)) or 0
+    assert owed == collected
