@@ -92,6 +92,15 @@ class Settings(BaseSettings):
     withdrawal_daily_limit_fen: int = 2_000_000
     withdrawal_review_above_fen: int = 500_000
 
+    @field_validator(
+        "jwt_ttl", "payment_timeout", "auto_confirm_after", "refund_window", "pickup_code_valid",
+        "shipment_sla", "assessment_cycle", "revival_window", mode="before")
+    @classmethod
+    def _plain_seconds(cls, v):
+        if isinstance(v, str) and v.strip().isdigit():
+            return int(v.strip())
+        return v
+
     @field_validator("commission_tiers")
     @classmethod
     def _tiers_within_ceiling(cls, v: int) -> int:

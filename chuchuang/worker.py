@@ -48,7 +48,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
         workflows=WORKFLOWS,
         activities=activities(settings, **overrides),
         activity_executor=executor,
-        max_concurrent_activities=64,
+        max_concurrent_activities=executor._max_workers,
     )
 
 

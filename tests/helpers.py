@@ -43,3 +43,12 @@ def assert_books_balance(session) -> None:
                           .where(LedgerAccount.normal_side == "credit"))
     collected = session.scalar(select(LedgerAccount.balance_fen).where(LedgerAccount.code == rules.CLEARING)) or 0
     assert owed == collected
+
+
+async def run_to_end(env, order_no: str):
+    """Let Temporal's test server skip time until the order's workflow finishes."""
+    from chuchuang.domain.orders import OrderProgress
+
+    handle = env.client.get_workflow_handle(workflow_id(order_no), result_type=OrderProgress)
+    async with env.time_skipping_unlocked():
+        return await handle.result()

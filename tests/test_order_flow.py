@@ -14,7 +14,7 @@ from chuchuang.db.models import LedgerTransaction, OrderEvent, Sku
 from chuchuang.domain import ledger as rules
 from chuchuang.domain.order_status import OrderStatus
 from chuchuang.workflows.order import BUSINESS_STATUS, ORDER_NO, PROMOTER_ID, OrderWorkflow, workflow_id
-from tests.helpers import assert_books_balance, place, wait_status
+from tests.helpers import assert_books_balance, place, run_to_end, wait_status
 
 
 async def test_order_runs_from_placement_to_available_commission(api, sandbox, demo, token, temporal_env, sessions):
@@ -48,7 +48,7 @@ async def test_order_runs_from_placement_to_available_commission(api, sandbox, d
 
     # Nobody confirms: auto-confirm after 10 days, then the 7-day refund window, skipped.
     handle = temporal_env.client.get_workflow_handle(workflow_id(order_no))
-    result = await handle.result()
+    result = await run_to_end(temporal_env, order_no)
     assert result.status == OrderStatus.COMPLETED
 
     order = (await api.get(f"/orders/{order_no}", headers=buyer)).json()
@@ -90,12 +90,11 @@ async def test_buyer_confirming_receipt_skips_the_auto_confirm_wait(api, sandbox
     await wait_status(temporal_env.client, order_no, OrderStatus.SHIPPED)
     confirmed = await api.post(f"/orders/{order_no}/confirm-receipt", headers=buyer)
     assert confirmed.status_code == 200, confirmed.text
-    await wait_status(temporal_env.client, order_no, OrderStatus.RECEIVED)
-    before = await temporal_env.get_current_time()
-    result = await temporal_env.client.get_workflow_handle(workflow_id(order_no)).result()
+    received = await wait_status(temporal_env.client, order_no, OrderStatus.RECEIVED)
+    result = await run_to_end(temporal_env, order_no)
     assert result.status == OrderStatus.COMPLETED
-    waited = await temporal_env.get_current_time() - before
-    assert timedelta(days=7) <= waited < timedelta(days=8)
+    # only the refund window passed in workflow time: no 10-day auto-confirm wait
+    assert timedelta(days=7) <= result.updated_at - received.updated_at < timedelta(days=7, minutes=1)
 
 
 async def test_duplicate_payment_notification_changes_nothing(api, sandbox, demo, token, temporal_env, sessions):
@@ -119,7 +118,7 @@ async def test_unpaid_order_is_closed_and_its_stock_released(api, demo, token, t
     order_no = (await place(api, token(demo.buyer_user_id, "buyer"), demo, quantity=3)).json()["order_no"]
     with sessions() as s:
         assert s.get(Sku, demo.sku_ids[0]).stock == 97
-    result = await temporal_env.client.get_workflow_handle(workflow_id(order_no)).result()
+    result = await run_to_end(temporal_env, order_no)
     assert result.status == OrderStatus.CANCELLED
     with sessions() as s:
         assert s.get(Sku, demo.sku_ids[0]).stock == 100

@@ -77,8 +77,7 @@ class OrderActivities:
                           window_id=inp.window_id, promoter_id=promoter_id, source=inp.source,
                           status=OrderStatus.PENDING_PAYMENT, total_fen=0,
                           shipping_address=inp.address.model_dump())
-            s.add(order)
-            s.flush()
+            lines: list[OrderLine] = []
             for req in inp.lines:
                 sku, product, supplier = self._sellable(s, req.sku_id)
                 # The conditional decrement is the reservation: it never takes stock below zero,
@@ -94,11 +93,14 @@ class OrderActivities:
                 rule = SkuCommission(sku.commission_bps, sku.commission_fixed_fen)
                 # Commission can never eat into the platform's fee.
                 pool = min(line_commission_pool(paid, req.quantity, rule), paid - fee)
-                s.add(OrderLine(order_no=order.order_no, sku_id=sku.id, product_id=product.id,
+                lines.append(OrderLine(order_no=order.order_no, sku_id=sku.id, product_id=product.id,
                                 supplier_id=supplier.id, title=f"{product.title} {sku.spec}".strip(),
                                 unit_price_fen=sku.price_fen, quantity=req.quantity, paid_fen=paid,
                                 commission_fen=pool, service_fee_fen=fee))
                 order.total_fen += paid
+            s.add(order)
+            s.flush()
+            s.add_all(lines)
             record_event(s, order.order_no, OrderStatus.PENDING_PAYMENT, "order placed, stock reserved",
                          f"order:{order.order_no}:placed")
             s.flush()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
@@ -63,10 +63,3 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
         app.include_router(router)
     return app
 
-
-def sessions_of(request: Request) -> sessionmaker[Session]:
-    return request.app.state.sessions
-
-
-async def temporal_of(request: Request) -> Client:
-    return await request.app.state.temporal.client()

@@ -74,7 +74,7 @@ class PaymentNotice(BaseModel):
     transaction_id: str
     trade_state: str
     amount_fen: int
-    success_time: str | None = None
+    success_time: datetime | None = None
 
 
 class ShipmentInput(BaseModel):

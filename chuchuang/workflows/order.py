@@ -61,6 +61,7 @@ class OrderWorkflow:
         self._payment: PaymentNotice | None = None
         self._suppliers: list[int] = []
         self._shipments: list[ShipmentInput] = []
+        self._ship_requested: set[int] = set()
         self._tracking: list[TrackingUpdate] = []
         self._waybills_delivered: set[str] = set()
         self._receipt_confirmed = False
@@ -174,6 +175,7 @@ class OrderWorkflow:
 
     @workflow.update
     def ship(self, shipment: ShipmentInput) -> OrderProgress:
+        self._ship_requested.add(shipment.supplier_id)
         self._shipments.append(shipment)
         return self._progress
 
@@ -184,8 +186,7 @@ class OrderWorkflow:
             raise ApplicationError(f"order is {status}, not awaiting shipment", type="NOT_SHIPPABLE")
         if shipment.supplier_id not in self._suppliers:
             raise ApplicationError("this supplier has nothing in the order", type="NOT_YOUR_ORDER")
-        queued = {s.supplier_id for s in self._shipments}
-        if shipment.supplier_id in queued or shipment.supplier_id in self._progress.shipped_suppliers:
+        if shipment.supplier_id in self._ship_requested:
             raise ApplicationError("this supplier has already shipped", type="ALREADY_SHIPPED")
 
     @workflow.signal

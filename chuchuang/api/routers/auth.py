@@ -5,7 +5,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from chuchuang.api.app import sessions_of
+from chuchuang.api.deps import sessions_of
 from chuchuang.api.auth import STAFF_ROLES, Principal, check_password, current_principal, issue_token
 from chuchuang.api.errors import ApiError
 from chuchuang.db.models import User

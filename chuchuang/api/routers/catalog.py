@@ -5,7 +5,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from chuchuang.api.app import sessions_of
+from chuchuang.api.deps import sessions_of
 from chuchuang.api.auth import current_principal
 from chuchuang.api.errors import not_found
 from chuchuang.db.models import Product, Window, WindowProduct

@@ -10,10 +10,10 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.common import TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
-from chuchuang.api.app import sessions_of, temporal_of
+from chuchuang.api.deps import sessions_of, temporal_of
 from chuchuang.api.auth import Principal, current_principal, require_roles
 from chuchuang.api.errors import ApiError, not_found
 from chuchuang.db.models import Order, OrderLine, Product, Promoter, Sku, Supplier, User, Window, WindowProduct
@@ -154,9 +154,10 @@ async def place_order(body: PlaceOrderBody, request: Request,
         timings=OrderTimings(payment_timeout=settings.payment_timeout,
                              auto_confirm_after=settings.auto_confirm_after,
                              refund_window=settings.refund_window))
-    attributes = [ORDER_NO.value_set(order_no), BUSINESS_STATUS.value_set(OrderStatus.PENDING_PAYMENT)]
+    attributes = [SearchAttributePair(ORDER_NO, order_no),
+                  SearchAttributePair(BUSINESS_STATUS, OrderStatus.PENDING_PAYMENT.value)]
     if promoter_id is not None:
-        attributes.append(PROMOTER_ID.value_set(str(promoter_id)))
+        attributes.append(SearchAttributePair(PROMOTER_ID, str(promoter_id)))
     client = await temporal_of(request)
     try:
         await client.start_workflow(

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from chuchuang.api.app import sessions_of
+from chuchuang.api.deps import sessions_of
 from chuchuang.api.auth import Principal, require_roles
 from chuchuang.api.errors import ApiError
 from chuchuang.db.models import LedgerAccount, LedgerEntry, LedgerTransaction, Promoter

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from temporalio.service import RPCError, RPCStatusCode
 
-from chuchuang.api.app import sessions_of, temporal_of
+from chuchuang.api.deps import sessions_of, temporal_of
 from chuchuang.db.models import Shipment
 from chuchuang.domain.orders import PaymentNotice
 from chuchuang.integrations import logistics

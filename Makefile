@@ -1,0 +1,42 @@
+# Chuchuang: `make dev` runs the whole stack, `make test` the suite, `make bench` the benchmarks.
+# Both bootstrap .venv (Python 3.11+) and reinstall only when pyproject.toml changed.
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: dev test bench venv clean distclean
+
+venv: $(STAMP)
+
+$(PY):
+	@test -n "$(PYTHON)" || { echo "need python3.11 (or python3 >= 3.11) on PATH" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+dev: $(STAMP)
+	$(VENV)/bin/chuchuang dev
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	@set -e; for f in bench/*.py; do \
+		[ -e "$$f" ] || continue; \
+		echo "== $$f"; $(PY) "$$f"; \
+	done
+
+# build artefacts and caches; keeps .venv and the dev data in .data/
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# also the virtualenv (the dev data in .data/ is never removed by make: `rm -rf .data` to reset)
+distclean: clean
+	rm -rf $(VENV)

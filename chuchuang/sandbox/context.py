@@ -1,0 +1,72 @@
+"""What every sandbox endpoint shares: credentials, loaded keys, the store, background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Coroutine
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives import serialization
+from fastapi import Response
+
+from chuchuang.integrations.http import make_client
+from chuchuang.sandbox.credentials import SandboxCredentials, load_private_key
+from chuchuang.sandbox.signing import platform_headers
+from chuchuang.sandbox.store import Store
+
+CST = timezone(timedelta(hours=8), "Asia/Shanghai")
+JSON_TYPE = "application/json; charset=utf-8"
+
+
+def now_cst() -> datetime:
+    return datetime.now(CST).replace(microsecond=0)
+
+
+class Sandbox:
+    def __init__(self, credentials: SandboxCredentials, store: Store, notify_retry_scale: float):
+        self.credentials = credentials
+        self.store = store
+        self.notify_retry_scale = notify_retry_scale
+        self.merchant_public_key = serialization.load_pem_public_key(
+            credentials.merchant_public_key_pem.encode()
+        )
+        self.platform_private_key = load_private_key(credentials.platform_private_key_pem)
+        self._tasks: set[asyncio.Task] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)  # keep a reference, or the loop may drop the task mid-flight
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def cancel_tasks(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def platform_signed(self, status_code: int, payload: Any | None = None) -> Response:
+        """A WeChat Pay response, signed by the platform key as every v3 response is."""
+        body = "" if payload is None else json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        headers = platform_headers(
+            self.platform_private_key, self.credentials.platform_public_key_id, body
+        )
+        return Response(body.encode(), status_code, headers=headers, media_type=JSON_TYPE)
+
+    def notification_headers(self, body: str) -> dict[str, str]:
+        headers = platform_headers(
+            self.platform_private_key, self.credentials.platform_public_key_id, body
+        )
+        return {**headers, "Content-Type": JSON_TYPE}
+
+    async def post(self, url: str, **kwargs: Any) -> httpx.Response | None:
+        """POST to a partner's callback; None when it could not be reached at all."""
+        try:
+            async with make_client(timeout=5.0) as client:
+                return await client.post(url, **kwargs)
+        except httpx.HTTPError:
+            return None
+        except Exception:  # an in-process receiver that crashed; over the wire that is a 500
+            return httpx.Response(500)

@@ -1,0 +1,130 @@
+"""Identities and keys the sandbox plays with: a merchant, its WeChat Pay platform, an
+official account and a 快递100 account.
+
+Generated once per data directory and reused, so the sandbox and every client (worker, API,
+any WeChat Pay SDK) agree on them. `credentials.json` is the single source of truth and holds
+everything, private keys included (it is a sandbox); the `.pem` files next to it are exports for
+tools that want key files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import string
+import tempfile
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from pydantic import BaseModel, Field
+
+CREDENTIALS_FILE = "credentials.json"
+_PEM_EXPORTS = {
+    "merchant_private_key.pem": "merchant_private_key_pem",
+    "platform_public_key.pem": "platform_public_key_pem",
+    "platform_private_key.pem": "platform_private_key_pem",
+}
+
+
+class SandboxCredentials(BaseModel):
+    mchid: str
+    appid: str
+    app_secret: str
+    apiv3_key: str = Field(min_length=32, max_length=32)
+    merchant_private_key_pem: str
+    merchant_cert_serial_no: str = Field(pattern=r"^[0-9A-F]{40}$")
+    platform_private_key_pem: str
+    platform_public_key_pem: str
+    platform_public_key_id: str = Field(pattern=r"^PUB_KEY_ID_[0-9A-Fa-f]+$")
+    logistics_key: str
+    logistics_customer: str
+
+    @property
+    def merchant_public_key_pem(self) -> str:
+        return _public_pem(load_private_key(self.merchant_private_key_pem))
+
+
+def load_private_key(pem: str) -> rsa.RSAPrivateKey:
+    # These keys are ours (generated below); skipping cryptography's slow consistency check
+    # keeps sandbox start-up and every test fixture fast.
+    return serialization.load_pem_private_key(pem.encode(), None, unsafe_skip_rsa_key_validation=True)
+
+
+def _private_pem(key: rsa.RSAPrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def _public_pem(key) -> str:
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+def _random(alphabet: str, n: int) -> str:
+    return "".join(secrets.choice(alphabet) for _ in range(n))
+
+
+def generate() -> SandboxCredentials:
+    merchant = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    platform = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    alnum = string.ascii_letters + string.digits
+    return SandboxCredentials(
+        mchid="1" + _random(string.digits, 9),
+        appid="wx" + _random("0123456789abcdef", 16),
+        app_secret=secrets.token_hex(16),
+        apiv3_key=_random(alnum, 32),
+        merchant_private_key_pem=_private_pem(merchant),
+        merchant_cert_serial_no=secrets.token_hex(20).upper(),
+        platform_private_key_pem=_private_pem(platform),
+        platform_public_key_pem=_public_pem(platform),
+        platform_public_key_id="PUB_KEY_ID_01" + _random(string.digits, 26),
+        logistics_key=_random(alnum, 16),
+        logistics_customer=secrets.token_hex(16).upper(),
+    )
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def load_or_create(directory: Path) -> SandboxCredentials:
+    """The credentials under `directory`, generating them on first use.
+
+    `make dev` starts the sandbox, worker and API at once, so creation must be race-free:
+    each process writes a candidate to a temp file and hard-links it into place, which fails
+    if another process got there first; the losers then read the winner's file.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / CREDENTIALS_FILE
+    if not target.exists():
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".credentials.")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(generate().model_dump_json(indent=2))
+            os.chmod(tmp, 0o600)
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                pass
+        finally:
+            os.unlink(tmp)
+    creds = SandboxCredentials.model_validate(json.loads(target.read_text()))
+    for filename, field in _PEM_EXPORTS.items():
+        pem = getattr(creds, field)
+        path = directory / filename
+        if not path.exists() or path.read_text() != pem:
+            _write_atomically(path, pem)
+    return creds
