@@ -52,3 +52,17 @@ async def run_to_end(env, order_no: str):
     handle = env.client.get_workflow_handle(workflow_id(order_no), result_type=OrderProgress)
     async with env.time_skipping_unlocked():
         return await handle.result()
+
+
+HISTORIES = __import__("pathlib").Path(__file__).parent / "histories"
+
+
+async def keep_history(env, order_no: str, name: str) -> None:
+    """With CHUCHUANG_RECORD_HISTORIES=1, save the workflow's history for the replay tests."""
+    import os
+
+    if os.environ.get("CHUCHUANG_RECORD_HISTORIES") != "1":
+        return
+    history = await env.client.get_workflow_handle(workflow_id(order_no)).fetch_history()
+    HISTORIES.mkdir(exist_ok=True)
+    (HISTORIES / f"{name}.json").write_text(history.to_json())

@@ -14,7 +14,7 @@ from chuchuang.db.models import LedgerTransaction, OrderEvent, Sku
 from chuchuang.domain import ledger as rules
 from chuchuang.domain.order_status import OrderStatus
 from chuchuang.workflows.order import BUSINESS_STATUS, ORDER_NO, PROMOTER_ID, OrderWorkflow, workflow_id
-from tests.helpers import assert_books_balance, place, run_to_end, wait_status
+from tests.helpers import assert_books_balance, keep_history, place, run_to_end, wait_status
 
 
 async def test_order_runs_from_placement_to_available_commission(api, sandbox, demo, token, temporal_env, sessions):
@@ -71,6 +71,7 @@ async def test_order_runs_from_placement_to_available_commission(api, sandbox, d
     assert attrs.get(ORDER_NO) == order_no
     assert attrs.get(PROMOTER_ID) == str(demo.promoter_id)
 
+    await keep_history(temporal_env, order_no, "order_delivered_auto_confirmed")
     history = await handle.fetch_history()
     await Replayer(workflows=[OrderWorkflow], data_converter=pydantic_data_converter).replay_workflow(history)
 
@@ -95,6 +96,7 @@ async def test_buyer_confirming_receipt_skips_the_auto_confirm_wait(api, sandbox
     assert result.status == OrderStatus.COMPLETED
     # only the refund window passed in workflow time: no 10-day auto-confirm wait
     assert timedelta(days=7) <= result.updated_at - received.updated_at < timedelta(days=7, minutes=1)
+    await keep_history(temporal_env, order_no, "order_buyer_confirmed")
 
 
 async def test_duplicate_payment_notification_changes_nothing(api, sandbox, demo, token, temporal_env, sessions):
@@ -120,6 +122,7 @@ async def test_unpaid_order_is_closed_and_its_stock_released(api, demo, token, t
         assert s.get(Sku, demo.sku_ids[0]).stock == 97
     result = await run_to_end(temporal_env, order_no)
     assert result.status == OrderStatus.CANCELLED
+    await keep_history(temporal_env, order_no, "order_payment_timed_out")
     with sessions() as s:
         assert s.get(Sku, demo.sku_ids[0]).stock == 100
         assert balance(s, rules.CLEARING) == 0
@@ -135,6 +138,7 @@ async def test_lost_notification_is_recovered_by_querying_wechat_pay(api, sandbo
         assert paid.json()["delivered"] is False
         await temporal_env.sleep(timedelta(minutes=16))
         await wait_status(temporal_env.client, order_no, OrderStatus.PAID)
+        await keep_history(temporal_env, order_no, "order_paid_after_lost_notification")
     finally:
         http._routes["http://api.test"] = api_route
     with sessions() as s:

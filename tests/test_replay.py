@@ -1,0 +1,29 @@
+"""Recorded histories must replay against today's workflow code: a change that would break
+workflows already running in production fails here. Re-record (after a deliberate, versioned
+change) with `CHUCHUANG_RECORD_HISTORIES=1 make test PYTEST_ARGS=tests/test_order_flow.py`."""
+
+from __future__ import annotations
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from chuchuang.worker import WORKFLOWS
+from tests.helpers import HISTORIES
+
+RECORDED = sorted(HISTORIES.glob("*.json"))
+
+
+def test_histories_are_recorded():
+    assert {p.stem for p in RECORDED} >= {
+        "order_delivered_auto_confirmed", "order_buyer_confirmed", "order_payment_timed_out",
+        "order_paid_after_lost_notification"}
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])
+async def test_recorded_history_replays(path):
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None
