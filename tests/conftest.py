@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from chuchuang.api.auth import issue_token
 from chuchuang.db.migrate import upgrade
-from chuchuang.db.models import Base
+from chuchuang.db.all_models import Base
 from chuchuang.integrations.http import clear_routes, route_to_app
 from chuchuang.settings import Settings
 

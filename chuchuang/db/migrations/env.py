@@ -1,7 +1,7 @@
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from chuchuang.db.models import Base
+from chuchuang.db.all_models import Base
 from chuchuang.db.session import database_url
 from chuchuang.settings import get_settings
 

@@ -1,0 +1,7 @@
+"""Imports every model module so `Base.metadata` knows all tables (Alembic, tests).
+Add a line here when you add a models module."""
+
+from chuchuang.db import models  # noqa: F401
+from chuchuang.db.models import Base
+
+__all__ = ["Base"]
