@@ -21,19 +21,37 @@ from chuchuang.domain.ledger import (
 GENESIS = "0" * 64
 
 
-def _locked_accounts(session: Session, codes: set[str]) -> dict[str, LedgerAccount]:
+def _ensure_accounts(session: Session, codes: set[str]) -> None:
+    """Create missing accounts in their own committed transaction. Inserting them inside the
+    posting transaction would let two postings deadlock: one waiting on the other's uncommitted
+    new account row while holding a lock the other needs."""
+    known = set(session.scalars(select(LedgerAccount.code).where(LedgerAccount.code.in_(codes))))
+    if known == codes:
+        return
     rows = [
         {"code": c, "normal_side": normal_side(c), "owner_type": owner_of(c)[0],
          "owner_id": owner_of(c)[1], "balance_fen": 0, "last_hash": GENESIS}
-        for c in sorted(codes)
+        for c in sorted(codes - known)
     ]
-    session.execute(insert(LedgerAccount).values(rows).on_conflict_do_nothing(index_elements=["code"]))
+    with session.get_bind().engine.begin() as own:
+        own.execute(insert(LedgerAccount).values(rows).on_conflict_do_nothing(index_elements=["code"]))
+
+
+def _locked_accounts(session: Session, codes: set[str]) -> dict[str, LedgerAccount]:
+    _ensure_accounts(session, codes)
     # Locking in code order everywhere means two postings can never deadlock each other.
     accounts = session.scalars(
         select(LedgerAccount).where(LedgerAccount.code.in_(codes)).order_by(LedgerAccount.code)
         .with_for_update()
     ).all()
     return {a.code: a for a in accounts}
+
+
+def lock_accounts(session: Session, codes: set[str]) -> None:
+    """Lock, in one go and in code order, every account a database transaction will post to.
+    Call it first when one transaction makes several postings, so no two transactions ever
+    take the same locks in different orders."""
+    _locked_accounts(session, codes)
 
 
 def post(session: Session, key: str, kind: str, postings: list[Posting], *,

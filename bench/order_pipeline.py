@@ -1,0 +1,146 @@
+"""Orders/s of the full order pipeline (API → OrderWorkflow → PostgreSQL, WeChat Pay sandbox,
+logistics sandbox, every webhook) against a bare workflow running the same number of no-op
+activities, both on one Temporal dev server in one run. Prints the ratio.
+
+    make bench            # or: .venv/bin/python bench/order_pipeline.py --orders 200 --concurrency 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+from sqlalchemy import update
+from sqlalchemy.orm import sessionmaker
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from chuchuang.api.app import create_app as create_api  # noqa: E402
+from chuchuang.api.auth import issue_token  # noqa: E402
+from chuchuang.db.embedded import start_embedded_postgres  # noqa: E402
+from chuchuang.db.migrate import upgrade  # noqa: E402
+from chuchuang.db.models import Sku  # noqa: E402
+from chuchuang.db.session import get_engine  # noqa: E402
+from chuchuang.domain.order_status import OrderStatus  # noqa: E402
+from chuchuang.integrations.http import route_to_app  # noqa: E402
+from chuchuang.sandbox.app import create_app as create_sandbox  # noqa: E402
+from chuchuang.sandbox.credentials import load_or_create  # noqa: E402
+from chuchuang.seed import seed_demo  # noqa: E402
+from chuchuang.settings import Settings  # noqa: E402
+from chuchuang.temporal import SEARCH_ATTRIBUTES, ensure_search_attributes  # noqa: E402
+from chuchuang.worker import build_worker  # noqa: E402
+from chuchuang.workflows.order import OrderWorkflow, workflow_id  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bare_workflow import BareWorkflow, noop  # noqa: E402
+
+# place, create_payment, record_payment, record_shipment, subscribe_tracking, record_tracking,
+# mark_received, complete_order
+ACTIVITIES_PER_ORDER = 8
+ADDRESS = {"receiver": "王小明", "phone": "13800138000", "province": "上海", "city": "上海",
+           "detail": "世纪大道 100 号"}
+
+
+async def one_order(api: httpx.AsyncClient, sandbox: httpx.AsyncClient, client, demo, buyer, supplier, i: int):
+    r = await api.post("/orders", headers=buyer, json={
+        "window_id": demo.window_id, "lines": [{"sku_id": demo.sku_ids[0], "quantity": 1}], "address": ADDRESS})
+    r.raise_for_status()
+    no = r.json()["order_no"]
+    await sandbox.post(f"/sandbox/pay/{no}")
+    handle = client.get_workflow_handle(workflow_id(no))
+    while (await handle.query(OrderWorkflow.progress)).status != OrderStatus.PAID:
+        await asyncio.sleep(0.01)
+    waybill = f"SF{i:010d}"
+    (await api.post(f"/orders/{no}/shipments", headers=supplier,
+                    json={"carrier": "shunfeng", "waybill_no": waybill})).raise_for_status()
+    while (await handle.query(OrderWorkflow.progress)).status != OrderStatus.SHIPPED:
+        await asyncio.sleep(0.01)
+    await sandbox.post("/sandbox/logistics/advance", json={"company": "shunfeng", "number": waybill, "state": "3"})
+    result = await handle.result()
+    assert result["status"] == "COMPLETED", result
+
+
+async def run_pipeline(env, settings, sessions, n: int, concurrency: int) -> float:
+    sandbox_app = create_sandbox(load_or_create(settings.sandbox_dir), notify_retry_scale=0.001)
+    route_to_app(settings.resolved_sandbox_url, sandbox_app)
+    api_app = create_api(settings, sessions=sessions, temporal_client=env.client)
+    route_to_app(settings.resolved_public_base_url, api_app)
+    with sessions.begin() as s:
+        demo = seed_demo(s)
+        s.execute(update(Sku).values(stock=10**6))
+    buyer = {"Authorization": f"Bearer {issue_token(settings, demo.buyer_user_id, 'buyer')}"}
+    supplier = {"Authorization": f"Bearer {issue_token(settings, demo.supplier_user_id, 'supplier')}"}
+    gate = asyncio.Semaphore(concurrency)
+    with ThreadPoolExecutor(max_workers=32) as executor:
+        async with build_worker(env.client, settings, executor, sessions=sessions), \
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=api_app), base_url="http://api.bench") as api, \
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=sandbox_app), base_url="http://sandbox.bench") as sb:
+            async def guarded(i):
+                async with gate:
+                    await one_order(api, sb, env.client, demo, buyer, supplier, i)
+
+            start = time.perf_counter()
+            await asyncio.gather(*(guarded(i) for i in range(n)))
+            return time.perf_counter() - start
+
+
+async def run_bare(env, n: int, concurrency: int) -> float:
+    queue = f"bare-{uuid.uuid4().hex[:6]}"
+    gate = asyncio.Semaphore(concurrency)
+    with ThreadPoolExecutor(max_workers=32) as executor:
+        async with Worker(env.client, task_queue=queue, workflows=[BareWorkflow], activities=[noop],
+                          activity_executor=executor, max_concurrent_activities=32):
+            async def one(i):
+                async with gate:
+                    await env.client.execute_workflow(BareWorkflow.run, ACTIVITIES_PER_ORDER,
+                                                      id=f"bare-{queue}-{i}", task_queue=queue)
+
+            start = time.perf_counter()
+            await asyncio.gather(*(one(i) for i in range(n)))
+            return time.perf_counter() - start
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--orders", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=20)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="chuchuang-bench-"))
+    url = start_embedded_postgres(workdir / "pg", "bench")
+    upgrade(url)
+    temporal = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal, data_converter=pydantic_data_converter,
+        dev_server_extra_args=["--log-level", "error"])
+    async with env:
+        await ensure_search_attributes(env.client)
+        settings = Settings(_env_file=None, data_dir=workdir, database_url=url, sandbox_url="http://sandbox.bench",
+                            public_base_url="http://api.bench", task_queue=f"bench-{uuid.uuid4().hex[:6]}",
+                            jwt_secret="bench-secret-bench-secret-bench-secret-0123",
+                            auto_confirm_after=timedelta(seconds=0), refund_window=timedelta(seconds=0))
+        sessions = sessionmaker(get_engine(settings), expire_on_commit=False)
+        bare = await run_bare(env, args.orders, args.concurrency)
+        pipeline = await run_pipeline(env, settings, sessions, args.orders, args.concurrency)
+    n = args.orders
+    print(f"orders={n} concurrency={args.concurrency} activities/order={ACTIVITIES_PER_ORDER} "
+          f"search attributes={len(SEARCH_ATTRIBUTES)}")
+    print(f"bare workflow      : {n / bare:8.1f} workflows/s  ({bare:.2f} s)")
+    print(f"full order pipeline: {n / pipeline:8.1f} orders/s     ({pipeline:.2f} s)")
+    print(f"ratio pipeline/bare: {bare / pipeline:.2f}  (1.00 = as fast as bare Temporal)")
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
