@@ -168,6 +168,16 @@ class OrderWorkflow:
             pass
 
     # --- what the outside world sends ----------------------------------------------------
+    @workflow.update
+    async def payment_params(self) -> OrderProgress:
+        """Answers once the WeChat Pay order exists (or placement failed): POST /orders waits
+        on this instead of polling."""
+        await workflow.wait_condition(
+            lambda: self._progress is not None and (
+                self._progress.prepay is not None or self._progress.failure is not None
+                or self._progress.status != OrderStatus.PENDING_PAYMENT))
+        return self._progress
+
     @workflow.signal
     def payment_notified(self, notice: PaymentNotice) -> None:
         if self._payment is None and notice.trade_state == "SUCCESS":

@@ -129,15 +129,12 @@ def _order_no_for(principal: Principal, idempotency_key: str | None, now: dateti
 
 async def _wait_for_prepay(client: Client, order_no: str) -> OrderProgress:
     handle = client.get_workflow_handle(workflow_id(order_no))
-    delay, waited = 0.02, 0.0
-    while waited < PREPAY_WAIT_SECONDS:
-        progress: OrderProgress | None = await handle.query(OrderWorkflow.progress)
-        if progress and (progress.prepay or progress.failure or progress.status != OrderStatus.PENDING_PAYMENT):
-            return progress
-        await asyncio.sleep(delay)
-        waited += delay
-        delay = min(delay * 2, 0.5)
-    raise ApiError(504, "PAYMENT_NOT_READY", f"order {order_no} is placed; fetch it again for payment")
+    try:
+        return await asyncio.wait_for(handle.execute_update(OrderWorkflow.payment_params),
+                                      PREPAY_WAIT_SECONDS)
+    except TimeoutError as err:
+        raise ApiError(504, "PAYMENT_NOT_READY",
+                       f"order {order_no} is placed; fetch it again for payment") from err
 
 
 @router.post("", status_code=201, response_model=PlacedOut, summary="Place an order and get WeChat Pay parameters")
