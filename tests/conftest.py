@@ -116,13 +116,17 @@ async def stack(settings, sessions, temporal_env, sandbox_app):
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def api(stack, clean_db):
+async def api(stack, sandbox_app, clean_db):
+    # Some partner tests route these origins elsewhere and clear the table; put ours back.
+    route_to_app(SANDBOX_URL, sandbox_app)
+    route_to_app(API_URL, stack)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=stack), base_url=API_URL) as client:
         yield client
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def sandbox(sandbox_app):
+    route_to_app(SANDBOX_URL, sandbox_app)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=sandbox_app), base_url=SANDBOX_URL) as client:
         yield client
 

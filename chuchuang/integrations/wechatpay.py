@@ -1,4 +1,5 @@
-"""Our WeChat Pay API v3 client: JSAPI orders, query, close and payment notifications.
+"""Our WeChat Pay API v3 client: JSAPI orders, query, close, refunds, profit sharing (分账),
+merchant transfer bills (商家转账) and notifications (payment, refund, transfer).
 
 Built on the unmodified `wechatpayv3.async_.AsyncWeChatPay` in platform-public-key mode (no
 platform certificate download). The library has no official transport hooks, so two private
@@ -11,6 +12,7 @@ With no merchant keys configured, it talks to the sandbox using the sandbox's cr
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
@@ -19,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from wechatpayv3.async_ import AsyncWeChatPay, WeChatPayType
 
 from chuchuang.integrations.errors import PartnerRejected, PartnerUnavailable
@@ -135,9 +137,119 @@ class Transaction(BaseModel):
         return self.trade_state in ("SUCCESS", "REFUND")
 
 
+class RefundAmount(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    total: int
+    refund: int
+    payer_total: int | None = None
+    payer_refund: int | None = None
+    currency: str = "CNY"
+
+
+class Refund(BaseModel):
+    """A refund, as the create/query APIs and a REFUND.* notification's resource show it."""
+
+    model_config = ConfigDict(extra="ignore")
+    refund_id: str
+    out_refund_no: str
+    transaction_id: str
+    out_trade_no: str
+    # the APIs say `status`, notifications say `refund_status`
+    status: str = Field(validation_alias=AliasChoices("status", "refund_status"))  # PROCESSING | SUCCESS | ABNORMAL | CLOSED
+    channel: str | None = None
+    user_received_account: str | None = None
+    create_time: datetime | None = None
+    success_time: datetime | None = None
+    amount: RefundAmount
+
+    @property
+    def final(self) -> bool:
+        return self.status in ("SUCCESS", "ABNORMAL", "CLOSED")
+
+
+class ProfitSharingReceiver(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: str  # MERCHANT_ID | PERSONAL_OPENID
+    account: str
+    relation_type: str | None = None
+    custom_relation: str | None = None
+
+
+class SplitReceiver(BaseModel):
+    """One line of a split request: who gets how much (fen)."""
+
+    type: str = "PERSONAL_OPENID"
+    account: str
+    amount: int = Field(gt=0)
+    description: str
+    name: str | None = None  # plain text; the library encrypts it with the platform key
+
+
+class SplitReceiverResult(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: str
+    account: str
+    amount: int
+    description: str
+    result: str  # PENDING | SUCCESS | CLOSED
+    fail_reason: str | None = None
+    detail_id: str | None = None
+    create_time: datetime | None = None
+    finish_time: datetime | None = None
+
+
+class ProfitSharingOrder(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    transaction_id: str
+    out_order_no: str
+    order_id: str
+    state: str  # PROCESSING | FINISHED
+    receivers: list[SplitReceiverResult] = []
+
+
+class ProfitSharingReturn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    order_id: str | None = None
+    out_order_no: str
+    out_return_no: str
+    return_id: str
+    return_mchid: str
+    amount: int
+    description: str | None = None
+    result: str  # PROCESSING | SUCCESS | FAILED
+    fail_reason: str | None = None
+    create_time: datetime | None = None
+    finish_time: datetime | None = None
+
+
+class TransferBill(BaseModel):
+    """A merchant transfer bill, from create (with package_info), query, cancel, or a
+    MCHTRANSFER.BILL.FINISHED notification's resource."""
+
+    model_config = ConfigDict(extra="ignore")
+    out_bill_no: str
+    transfer_bill_no: str
+    # ACCEPTED | PROCESSING | WAIT_USER_CONFIRM | TRANSFERING | SUCCESS | FAIL | CANCELING | CANCELLED
+    state: str
+    package_info: str | None = None
+    mchid: str | None = None
+    appid: str | None = None
+    openid: str | None = None
+    transfer_amount: int | None = None
+    transfer_remark: str | None = None
+    fail_reason: str | None = None
+    create_time: datetime | None = None
+    update_time: datetime | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.state in ("SUCCESS", "FAIL", "CANCELLED")
+
+
 class WeChatPayClient:
     def __init__(self, config: WeChatPayConfig, *, timeout: float = 10.0):
         self.config = config
+        self.timeout = timeout
         self._pay = AsyncWeChatPay(
             wechatpay_type=WeChatPayType.JSAPI,
             mchid=config.mchid,
@@ -212,11 +324,173 @@ class WeChatPayClient:
             if e.code != "ORDER_CLOSED":
                 raise
 
+    # --- refunds ----------------------------------------------------------------------------
+
+    async def refund(
+        self,
+        out_refund_no: str,
+        *,
+        refund_fen: int,
+        total_fen: int,
+        out_trade_no: str | None = None,
+        transaction_id: str | None = None,
+        reason: str | None = None,
+    ) -> Refund:
+        """Ask for a (partial) refund; idempotent by out_refund_no. The answer is usually
+        PROCESSING: the end state comes by REFUND.* notification or `query_refund`.
+        PartnerRejected("NOT_ENOUGH") when more than the refundable rest is asked."""
+        _check_fen(refund_fen, "refund_fen")
+        _check_fen(total_fen, "total_fen")
+        if not (out_trade_no or transaction_id):
+            raise ValueError("out_trade_no or transaction_id is required")
+        _, body = await self._call(
+            self._pay.refund(
+                out_refund_no=out_refund_no,
+                amount={"refund": refund_fen, "total": total_fen, "currency": "CNY"},
+                transaction_id=transaction_id,
+                out_trade_no=out_trade_no,
+                reason=reason,
+            )
+        )
+        return Refund.model_validate_json(body)
+
+    async def query_refund(self, out_refund_no: str) -> Refund:
+        _, body = await self._call(self._pay.query_refund(out_refund_no=out_refund_no))
+        return Refund.model_validate_json(body)
+
+    # --- profit sharing -----------------------------------------------------------------------
+
+    async def add_receiver(
+        self,
+        account: str,
+        *,
+        type: str = "PERSONAL_OPENID",
+        relation_type: str = "DISTRIBUTOR",
+        name: str | None = None,
+        custom_relation: str | None = None,
+    ) -> ProfitSharingReceiver:
+        _, body = await self._call(
+            self._pay.profitsharing_add_receiver(
+                account_type=type, account=account, relation_type=relation_type,
+                name=name, custom_relation=custom_relation,
+            )
+        )
+        return ProfitSharingReceiver.model_validate_json(body)
+
+    async def delete_receiver(self, account: str, *, type: str = "PERSONAL_OPENID") -> None:
+        await self._call(self._pay.profitsharing_delete_receiver(account_type=type, account=account))
+
+    async def split(
+        self,
+        transaction_id: str,
+        out_order_no: str,
+        receivers: list[SplitReceiver],
+        *,
+        unfreeze_unsplit: bool = False,
+    ) -> ProfitSharingOrder:
+        """Request a split (分账); idempotent by out_order_no. PROCESSING at first."""
+        _, body = await self._call(
+            self._pay.profitsharing_order(
+                transaction_id=transaction_id,
+                out_order_no=out_order_no,
+                receivers=[r.model_dump(exclude_none=True) for r in receivers],
+                unfreeze_unsplit=unfreeze_unsplit,
+            )
+        )
+        return ProfitSharingOrder.model_validate_json(body)
+
+    async def query_split(self, transaction_id: str, out_order_no: str) -> ProfitSharingOrder:
+        _, body = await self._call(
+            self._pay.profitsharing_order_query(transaction_id=transaction_id, out_order_no=out_order_no)
+        )
+        return ProfitSharingOrder.model_validate_json(body)
+
+    async def unfreeze(self, transaction_id: str, out_order_no: str, description: str) -> ProfitSharingOrder:
+        """Give what is left unsplit back to the merchant and finish the transaction's splitting."""
+        _, body = await self._call(
+            self._pay.profitsharing_unfreeze(
+                transaction_id=transaction_id, out_order_no=out_order_no, description=description
+            )
+        )
+        return ProfitSharingOrder.model_validate_json(body)
+
+    async def unsplit_amount(self, transaction_id: str) -> int:
+        _, body = await self._call(self._pay.profitsharing_amount_query(transaction_id=transaction_id))
+        return int(json.loads(body)["unsplit_amount"])
+
+    async def return_split(
+        self, out_order_no: str, out_return_no: str, return_mchid: str, amount_fen: int, description: str
+    ) -> ProfitSharingReturn:
+        """Take back (分账回退) money a merchant receiver got from a split; idempotent by out_return_no."""
+        _check_fen(amount_fen, "amount_fen")
+        _, body = await self._call(
+            self._pay.profitsharing_return(
+                out_return_no=out_return_no, return_mchid=return_mchid, amount=amount_fen,
+                description=description, out_order_no=out_order_no,
+            )
+        )
+        return ProfitSharingReturn.model_validate_json(body)
+
+    async def query_return(self, out_order_no: str, out_return_no: str) -> ProfitSharingReturn:
+        _, body = await self._call(
+            self._pay.profitsharing_return_query(out_order_no=out_order_no, out_return_no=out_return_no)
+        )
+        return ProfitSharingReturn.model_validate_json(body)
+
+    # --- merchant transfer bills ----------------------------------------------------------------
+
+    async def create_transfer(
+        self,
+        out_bill_no: str,
+        openid: str,
+        amount_fen: int,
+        remark: str,
+        *,
+        scene_id: str = "1005",
+        report_infos: list[dict[str, str]] | None = None,
+        user_recv_perception: str | None = None,
+        user_name: str | None = None,
+    ) -> TransferBill:
+        """Start a transfer to a user's wallet; idempotent by out_bill_no. Usually answers
+        WAIT_USER_CONFIRM with `package_info` for `wx.requestMerchantTransfer`.
+        Scene 1005 (佣金报酬) needs report infos 岗位类型/报酬说明; defaults are filled in."""
+        _check_fen(amount_fen, "amount_fen")
+        if report_infos is None and scene_id == "1005":
+            report_infos = [
+                {"info_type": "岗位类型", "info_content": "推广员"},
+                {"info_type": "报酬说明", "info_content": "带货佣金"},
+            ]
+        _, body = await self._call(
+            self._pay.mch_transfer_bills(
+                out_bill_no=out_bill_no,
+                transfer_scene_id=scene_id,
+                openid=openid,
+                transfer_amount=amount_fen,
+                transfer_remark=remark,
+                user_name=user_name,
+                user_recv_perception=user_recv_perception,
+                transfer_scene_report_infos=report_infos or [],
+            )
+        )
+        return TransferBill.model_validate_json(body)
+
+    async def query_transfer(self, out_bill_no: str) -> TransferBill:
+        _, body = await self._call(self._pay.mch_transfer_bills_query(out_bill_no=out_bill_no))
+        return TransferBill.model_validate_json(body)
+
+    async def cancel_transfer(self, out_bill_no: str) -> TransferBill:
+        """Cancel a transfer the user has not confirmed yet (answers CANCELING)."""
+        _, body = await self._call(self._pay.mch_transfer_bills_cancel(out_bill_no=out_bill_no))
+        return TransferBill.model_validate_json(body)
+
+    # --- notifications ----------------------------------------------------------------------
+
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> dict[str, Any] | None:
         """Verify and decrypt a payment notification; None if it is not genuine or stale.
 
-        The result is the notification with `resource` decrypted; for TRANSACTION.SUCCESS,
-        `Transaction.model_validate(result["resource"])` types it.
+        The result is the notification with `resource` decrypted; type it with
+        `Transaction` (TRANSACTION.SUCCESS), `Refund` (REFUND.*) or `TransferBill`
+        (MCHTRANSFER.BILL.FINISHED) `.model_validate(result["resource"])`.
         """
         lowered = {k.lower(): v for k, v in headers.items()}
         timestamp = lowered.get("wechatpay-timestamp", "")
@@ -229,7 +503,11 @@ class WeChatPayClient:
 
     async def _call(self, request: Awaitable[tuple[int, Any]]) -> tuple[int, str]:
         try:
-            status, body = await request
+            # The deadline is ours, whatever the transport enforces (in-process apps enforce none).
+            async with asyncio.timeout(self.timeout):
+                status, body = await request
+        except TimeoutError as e:
+            raise PartnerUnavailable(f"WeChat Pay timed out after {self.timeout}s") from e
         except httpx.HTTPError as e:
             raise PartnerUnavailable(f"WeChat Pay unreachable: {e!r}") from e
         except Exception as e:
@@ -251,3 +529,8 @@ class WeChatPayClient:
                 str(error.get("code") or f"HTTP_{status}"), str(error.get("message") or body[:200]), status=status
             )
         return status, body
+
+
+def _check_fen(value: int, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer (fen), got {value!r}")

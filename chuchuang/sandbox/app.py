@@ -1,5 +1,7 @@
-"""The partner sandbox: WeChat Pay v3, official-account OAuth and 快递100-style logistics on
-their real wire protocols, plus `/sandbox/...` controls that play the buyer and the courier.
+"""The partner sandbox: WeChat Pay v3 (payments, refunds, profit sharing, transfer bills),
+official-account OAuth, WeChat Channels shop + subscribe messages and 快递100-style logistics on
+their real wire protocols, plus `/sandbox/...` controls that play the buyer, the courier and the
+partner's bad days (`/sandbox/faults`).
 
 Run it with `chuchuang sandbox` (uvicorn); tests mount it in-process with `route_to_app`.
 """
@@ -11,9 +13,11 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from chuchuang.sandbox import logistics, oauth, wechatpay
+from chuchuang.sandbox import faults as faults_mod
+from chuchuang.sandbox import channels, logistics, notify, oauth, profitsharing, refunds, transfers, wechatpay
 from chuchuang.sandbox.context import Sandbox
 from chuchuang.sandbox.credentials import SandboxCredentials
+from chuchuang.sandbox.faults import FaultConfig, Faults
 from chuchuang.sandbox.store import Store
 
 
@@ -22,20 +26,33 @@ def create_app(
     *,
     state_path: Path | None = None,
     notify_retry_scale: float = 1.0,
+    faults: FaultConfig | None = None,
+    settle_delay: float | None = 3.0,
 ) -> FastAPI:
-    sb = Sandbox(credentials, Store(state_path), notify_retry_scale)
+    """`faults`: injected failures (see `sandbox.faults`), changeable later via /sandbox/faults.
+    `settle_delay`: seconds until refunds and split orders settle and transfer bills get
+    confirmed on their own; None leaves that to the /sandbox controls (deterministic tests)."""
+    sb = Sandbox(credentials, Store(state_path), notify_retry_scale,
+                 faults=Faults(faults), settle_delay=settle_delay)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         # Only a real server runs this; in-process tests (httpx.ASGITransport) skip it.
         wechatpay.resume_pending_notifications(sb)
+        notify.resume(sb)
         yield
         await sb.cancel_tasks()
         sb.store.close()
 
     app = FastAPI(title="Chuchuang partner sandbox", lifespan=lifespan)
     app.state.sandbox = sb
+    faults_mod.install(app, sb)
     wechatpay.install(app, sb)
+    refunds.install(app, sb)
+    profitsharing.install(app, sb)
+    transfers.install(app, sb)
+    notify.install(app, sb)
+    channels.install(app, sb)
     oauth.install(app, sb)
     logistics.install(app, sb)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -14,6 +14,7 @@ from fastapi import Response
 
 from chuchuang.integrations.http import make_client
 from chuchuang.sandbox.credentials import SandboxCredentials, load_private_key
+from chuchuang.sandbox.faults import Faults
 from chuchuang.sandbox.signing import platform_headers
 from chuchuang.sandbox.store import Store
 
@@ -26,10 +27,22 @@ def now_cst() -> datetime:
 
 
 class Sandbox:
-    def __init__(self, credentials: SandboxCredentials, store: Store, notify_retry_scale: float):
+    def __init__(
+        self,
+        credentials: SandboxCredentials,
+        store: Store,
+        notify_retry_scale: float,
+        *,
+        faults: Faults | None = None,
+        settle_delay: float | None = None,
+    ):
         self.credentials = credentials
         self.store = store
         self.notify_retry_scale = notify_retry_scale
+        self.faults = faults or Faults()
+        # Seconds after which PROCESSING refunds / split orders settle and transfer bills are
+        # confirmed by the "user" on their own; None: only the /sandbox controls move them.
+        self.settle_delay = settle_delay
         self.merchant_public_key = serialization.load_pem_public_key(
             credentials.merchant_public_key_pem.encode()
         )
@@ -60,6 +73,17 @@ class Sandbox:
             self.platform_private_key, self.credentials.platform_public_key_id, body
         )
         return {**headers, "Content-Type": JSON_TYPE}
+
+    def later(self, delay: float | None, fn: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Run `fn()` after `delay` seconds (nothing when delay is None)."""
+        if delay is None:
+            return
+
+        async def _run() -> None:
+            await asyncio.sleep(delay)
+            await fn()
+
+        self.spawn(_run())
 
     async def post(self, url: str, **kwargs: Any) -> httpx.Response | None:
         """POST to a partner's callback; None when it could not be reached at all."""

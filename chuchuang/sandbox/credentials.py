@@ -9,6 +9,7 @@ tools that want key files.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -44,6 +45,31 @@ class SandboxCredentials(BaseModel):
     @property
     def merchant_public_key_pem(self) -> str:
         return _public_pem(load_private_key(self.merchant_private_key_pem))
+
+    # The WeChat Channels shop (视频号小店) is a second WeChat app with its own appid/secret and
+    # push token/EncodingAESKey. They are derived from the stored secrets rather than stored, so
+    # credential files written before Channels existed stay valid and every process agrees.
+    def _derive(self, label: str, n: int, alphabet: str = "0123456789abcdef") -> str:
+        digest = hashlib.sha256(f"{label}:{self.app_secret}:{self.apiv3_key}".encode()).digest()
+        while len(digest) < n:
+            digest += hashlib.sha256(digest).digest()
+        return "".join(alphabet[b % len(alphabet)] for b in digest[:n])
+
+    @property
+    def channels_appid(self) -> str:
+        return "wx" + self._derive("channels-appid", 16)
+
+    @property
+    def channels_secret(self) -> str:
+        return self._derive("channels-secret", 32)
+
+    @property
+    def channels_push_token(self) -> str:
+        return self._derive("channels-token", 32, string.ascii_letters + string.digits)
+
+    @property
+    def channels_encoding_aes_key(self) -> str:
+        return self._derive("channels-aes", 43, string.ascii_letters + string.digits)
 
 
 def load_private_key(pem: str) -> rsa.RSAPrivateKey:

@@ -47,5 +47,9 @@ class Store:
         rows = self._db.execute("SELECT value FROM documents WHERE kind = ?", (kind,)).fetchall()
         return [json.loads(r[0]) for r in rows]
 
+    def items(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
+        rows = self._db.execute("SELECT key, value FROM documents WHERE kind = ?", (kind,)).fetchall()
+        return [(k, json.loads(v)) for k, v in rows]
+
     def close(self) -> None:
         self._db.close()

@@ -18,6 +18,7 @@ from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel, Field, StrictInt, ValidationError
 
 from chuchuang.sandbox.context import Sandbox, now_cst
+from chuchuang.sandbox.notify import post_with_faults
 from chuchuang.sandbox.signing import SignError, aes_gcm_encrypt, verify_authorization
 
 ORDER = "wechatpay.order"
@@ -78,6 +79,47 @@ def _parse(model: type[BaseModel], body: str) -> Any:
         ) from None
 
 
+async def authenticate_request(sb: Sandbox, request: Request) -> str:
+    """Check the merchant's request signature; returns the body, or raises 401 SIGN_ERROR."""
+    creds = sb.credentials
+    body = (await request.body()).decode("utf-8", errors="replace")
+    url = request.scope.get("raw_path", request.url.path.encode()).decode("latin-1")
+    if request.url.query:
+        url += "?" + request.url.query
+    candidates = [body]
+    if body == "null":
+        # wechatpayv3 POSTs `json.dumps(None)` for body-less calls (transfer-bill cancel) but
+        # signs an empty body; accept what the library signs.
+        candidates.append("")
+    error: SignError | None = None
+    for signed_body in candidates:
+        try:
+            verify_authorization(
+                request.headers.get("authorization"),
+                method=request.method,
+                url=url,
+                body=signed_body,
+                mchid=creds.mchid,
+                serial_no=creds.merchant_cert_serial_no,
+                merchant_key=sb.merchant_public_key,
+            )
+            return "" if signed_body == "" else body
+        except SignError as e:
+            error = error or e
+    raise WeChatPayError(401, "SIGN_ERROR", f"签名错误: {error}") from None
+
+
+def parse(model: type[BaseModel], body: str) -> Any:
+    return _parse(model, body)
+
+
+def check_mchid(sb: Sandbox, mchid: str | None) -> None:
+    if not mchid:
+        raise WeChatPayError(400, "PARAM_ERROR", "参数错误: mchid 为必填")
+    if mchid != sb.credentials.mchid:
+        raise WeChatPayError(400, "PARAM_ERROR", "mchid 与请求的商户号不一致")
+
+
 def transaction_view(order: dict[str, Any]) -> dict[str, Any]:
     """The transaction object exactly as the query API and the notification resource show it."""
     state = order["trade_state"]
@@ -122,23 +164,7 @@ def install(app: FastAPI, sb: Sandbox) -> None:
         return sb.platform_signed(exc.status, exc.payload())
 
     async def authenticate(request: Request) -> str:
-        body = (await request.body()).decode("utf-8", errors="replace")
-        url = request.scope.get("raw_path", request.url.path.encode()).decode("latin-1")
-        if request.url.query:
-            url += "?" + request.url.query
-        try:
-            verify_authorization(
-                request.headers.get("authorization"),
-                method=request.method,
-                url=url,
-                body=body,
-                mchid=creds.mchid,
-                serial_no=creds.merchant_cert_serial_no,
-                merchant_key=sb.merchant_public_key,
-            )
-        except SignError as e:
-            raise WeChatPayError(401, "SIGN_ERROR", f"签名错误: {e}") from None
-        return body
+        return await authenticate_request(sb, request)
 
     def load(out_trade_no: str) -> dict[str, Any]:
         order = sb.store.get(ORDER, out_trade_no)
@@ -161,7 +187,7 @@ def install(app: FastAPI, sb: Sandbox) -> None:
         terms = req.model_dump(exclude_none=True)
         existing = sb.store.get(ORDER, req.out_trade_no)
         if existing is not None:
-            if existing["trade_state"] == "SUCCESS":
+            if existing["trade_state"] in ("SUCCESS", "REFUND"):
                 raise WeChatPayError(400, "ORDERPAID", "该订单已支付")
             if existing["trade_state"] == "CLOSED":
                 raise WeChatPayError(400, "ORDER_CLOSED", "订单已关闭")
@@ -200,7 +226,7 @@ def install(app: FastAPI, sb: Sandbox) -> None:
         req: CloseRequest = _parse(CloseRequest, await authenticate(request))
         check_mchid(req.mchid)
         order = load(out_trade_no)
-        if order["trade_state"] == "SUCCESS":
+        if order["trade_state"] in ("SUCCESS", "REFUND"):
             raise WeChatPayError(400, "ORDERPAID", "订单已支付")
         if order["trade_state"] == "NOTPAY":
             order["trade_state"] = "CLOSED"
@@ -214,7 +240,7 @@ def install(app: FastAPI, sb: Sandbox) -> None:
         order = load(out_trade_no)
         if order["trade_state"] == "CLOSED":
             raise WeChatPayError(400, "ORDER_CLOSED", "订单已关闭")
-        if order["trade_state"] == "SUCCESS":
+        if order["trade_state"] in ("SUCCESS", "REFUND"):
             raise WeChatPayError(400, "ORDERPAID", "订单已支付")
         order.update(
             trade_state="SUCCESS",
@@ -224,9 +250,15 @@ def install(app: FastAPI, sb: Sandbox) -> None:
         order["notification"] = _notification_body(sb, order)
         sb.store.put(ORDER, out_trade_no, order)
         sb.store.put(TRANSACTION_ID, order["transaction_id"], {"out_trade_no": out_trade_no})
-        delivered, status = await deliver(sb, out_trade_no)
-        if not delivered:
-            sb.spawn(retry_notification(sb, out_trade_no))
+        fault = sb.faults.notification("TRANSACTION.SUCCESS")
+        if fault is not None and fault.delay_seconds:
+            # injected delay: the first delivery happens later, in the background
+            sb.spawn(_delayed_delivery(sb, out_trade_no, fault.delay_seconds))
+            delivered, status = False, 0
+        else:
+            delivered, status = await deliver(sb, out_trade_no)
+            if not delivered:
+                sb.spawn(retry_notification(sb, out_trade_no))
         return {
             "out_trade_no": out_trade_no,
             "transaction_id": order["transaction_id"],
@@ -272,16 +304,20 @@ async def deliver(sb: Sandbox, out_trade_no: str) -> tuple[bool, int]:
     """One delivery attempt of the order's notification; records the outcome."""
     order = sb.store.get(ORDER, out_trade_no)
     body = order["notification"]
-    response = await sb.post(
-        order["notify_url"], content=body.encode(), headers=sb.notification_headers(body)
-    )
-    status = response.status_code if response is not None else 0
+    status = await post_with_faults(sb, order["notify_url"], body, "TRANSACTION.SUCCESS")
     delivered = 200 <= status < 300
     order = sb.store.get(ORDER, out_trade_no)  # re-read: other requests ran while we awaited
     order["notify_attempts"].append({"at": now_cst().isoformat(), "status": status})
     order["notify_delivered"] = order["notify_delivered"] or delivered
     sb.store.put(ORDER, out_trade_no, order)
     return delivered, status
+
+
+async def _delayed_delivery(sb: Sandbox, out_trade_no: str, delay: float) -> None:
+    await asyncio.sleep(delay)
+    delivered, _ = await deliver(sb, out_trade_no)
+    if not delivered:
+        await retry_notification(sb, out_trade_no)
 
 
 async def retry_notification(sb: Sandbox, out_trade_no: str) -> None:
