@@ -16,6 +16,8 @@ db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 user_app = typer.Typer(help="Staff and supplier accounts.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
+ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
 console = Console()
 
 
@@ -111,6 +113,23 @@ def user_create(username: str = typer.Option(...), role: str = typer.Option(...,
         s.add(User(role=role, username=username, password_hash=hash_password(password),
                    display_name=display_name or username))
     console.print(f"created {role} [bold]{username}[/bold]; log in with POST /auth/token")
+
+
+@ledger_app.command("verify")
+def ledger_verify() -> None:
+    """Check every transaction balances, every hash chain is intact and every balance matches
+    its entries. Exits 1 if anything is wrong."""
+    from chuchuang.activities.ledger import verify
+    from chuchuang.db.session import session_factory
+
+    with session_factory(get_settings())() as s:
+        problems = verify(s)
+    if problems:
+        for problem in problems:
+            console.print(f"[red]✗[/red] {problem}", markup=True, highlight=False)
+        console.print(f"[bold red]{len(problems)} problem(s)[/bold red]")
+        raise typer.Exit(1)
+    console.print("[green]ledger intact[/green]: balanced, hash chains verified, balances match entries")
 
 
 @app.command("seed-demo")

@@ -66,16 +66,34 @@ class Settings(BaseSettings):
     logistics_key: str | None = None
     logistics_customer: str | None = None
 
+    # --- partners: WeChat Channels shop (视频号小店) ----------------------------------------
+    channels_base_url: str | None = Field(default=None, description="empty: the sandbox")
+    channels_appid: str | None = None
+    channels_secret: str | None = None
+    channels_push_token: str | None = None
+    channels_encoding_aes_key: str | None = None
+
     # --- business periods (DESIGN.md defaults) -------------------------------------------
     payment_timeout: timedelta = timedelta(minutes=15)
     auto_confirm_after: timedelta = timedelta(days=10)
     refund_window: timedelta = timedelta(days=7)
     pickup_code_valid: timedelta = timedelta(days=7)
     shipment_sla: timedelta = timedelta(hours=48)
+    supplier_review_sla: timedelta = timedelta(hours=24)
+    supplier_more_info_timeout: timedelta = timedelta(days=7)
+    product_review_sla: timedelta = timedelta(hours=24)
+    low_stock_threshold: int = 5
     assessment_cycle: timedelta = timedelta(days=30)
     assessment_target_orders: int = 3
     revival_window: timedelta = timedelta(days=30)
     revival_target_orders: int = 10
+    assessment_reminder_before: timedelta = timedelta(days=3)
+    assessment_refresh_every: timedelta = Field(
+        default=timedelta(days=1), description="how often a cycle's sales count is refreshed")
+    revival_refresh_every: timedelta = timedelta(hours=6)
+    promoter_agreement_version: str = "2026-01"
+    identity_hash_key: str | None = Field(
+        default=None, description="key for hashing ID numbers; empty: the JWT secret")
     commission_settlement_day: int = 5
     settlement_timezone: str = "Asia/Shanghai"
     supplier_settlement_delay_days: int = 1
@@ -94,7 +112,8 @@ class Settings(BaseSettings):
 
     @field_validator(
         "jwt_ttl", "payment_timeout", "auto_confirm_after", "refund_window", "pickup_code_valid",
-        "shipment_sla", "assessment_cycle", "revival_window", mode="before")
+        "shipment_sla", "assessment_cycle", "revival_window", "assessment_reminder_before",
+        "assessment_refresh_every", "revival_refresh_every", mode="before")
     @classmethod
     def _plain_seconds(cls, v):
         if isinstance(v, str) and v.strip().isdigit():

@@ -9,16 +9,22 @@ import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from chuchuang.activities.catalog import CatalogActivities
 from chuchuang.activities.logistics import LogisticsActivities
 from chuchuang.activities.orders import OrderActivities
 from chuchuang.activities.payments import PaymentActivities
+from chuchuang.activities.promoters import PromoterActivities
 from chuchuang.db.session import session_factory
 from chuchuang.domain.commission import CommissionPolicy
 from chuchuang.integrations.wechatpay import WeChatPayClient, WeChatPayConfig
 from chuchuang.settings import Settings
 from chuchuang.workflows.order import OrderWorkflow
+from chuchuang.workflows.promoter_lifecycle import PromoterLifecycleWorkflow
+from chuchuang.workflows.revival import RevivalWorkflow
+from chuchuang.workflows.product import ProductReviewWorkflow
+from chuchuang.workflows.supplier import SupplierOnboardingWorkflow
 
-WORKFLOWS = [OrderWorkflow]
+WORKFLOWS = [OrderWorkflow, PromoterLifecycleWorkflow, RevivalWorkflow, SupplierOnboardingWorkflow, ProductReviewWorkflow]
 log = structlog.get_logger()
 
 
@@ -33,11 +39,15 @@ def activities(settings: Settings, sessions=None, pay: WeChatPayClient | None = 
     orders = OrderActivities(sessions, commission_policy(settings))
     payments = PaymentActivities(sessions, pay)
     logistics = LogisticsActivities(settings)
+    promoters = PromoterActivities(sessions)
     return [
         orders.place_order, orders.cancel_unpaid, orders.record_payment, orders.record_shipment,
         orders.record_tracking, orders.mark_received, orders.complete_order,
         payments.create_payment, payments.query_payment, payments.close_payment,
         logistics.subscribe_tracking,
+        promoters.promoter_status, promoters.count_sales, promoters.assess_cycle, promoters.remind,
+        promoters.mark_left, promoters.open_revival, promoters.resolve_revival,
+        *CatalogActivities(sessions, pay).all(),
     ]
 
 

@@ -18,7 +18,11 @@ RECORDED = sorted(HISTORIES.glob("*.json"))
 def test_histories_are_recorded():
     assert {p.stem for p in RECORDED} >= {
         "order_delivered_auto_confirmed", "order_buyer_confirmed", "order_payment_timed_out",
-        "order_paid_after_lost_notification"}
+        "order_paid_after_lost_notification",
+        "promoter_cycle_failed_paused", "promoter_lapsed_then_revived",
+        "revival_approved_by_support", "revival_by_sales", "revival_expired",
+        "supplier_approved", "supplier_more_info_then_rejected", "supplier_more_info_expired",
+        "supplier_auto_rejected", "product_listed", "product_rejected", "product_auto_rejected"}
 
 
 @pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from chuchuang.activities import ledger
+from chuchuang.activities import commission_policy, ledger
+from chuchuang.activities.catalog import stock_changed
 from chuchuang.db.models import (
     LedgerAccount,
     LedgerEntry,
@@ -28,9 +29,11 @@ from chuchuang.db.models import (
     User,
     Window,
 )
+from chuchuang.db.promoter_models import OrderCommissionPolicy
 from chuchuang.domain import ledger as rules
 from chuchuang.domain.commission import (
     CommissionPolicy,
+    PolicyVersion,
     SkuCommission,
     line_commission_pool,
     split_by_tier,
@@ -88,6 +91,7 @@ class OrderActivities:
                 ).scalar()
                 if reserved is None:
                     raise business_error("OUT_OF_STOCK", f"SKU {sku.id} has fewer than {req.quantity} left")
+                stock_changed(s, sku.id, reserved + req.quantity, reserved)  # low stock, sold out
                 paid = sku.price_fen * req.quantity
                 fee = apply_bps(paid, supplier.service_fee_bps)
                 rule = SkuCommission(sku.commission_bps, sku.commission_fixed_fen)
@@ -150,8 +154,9 @@ class OrderActivities:
             if order.status != OrderStatus.PENDING_PAYMENT:
                 raise business_error("ALREADY_PAID", f"order {order_no} is {order.status}")
             for line in s.scalars(select(OrderLine).where(OrderLine.order_no == order_no)):
-                s.execute(update(Sku).where(Sku.id == line.sku_id)
-                          .values(stock=Sku.stock + line.quantity))
+                restored = s.execute(update(Sku).where(Sku.id == line.sku_id)
+                                     .values(stock=Sku.stock + line.quantity).returning(Sku.stock)).scalar()
+                stock_changed(s, line.sku_id, restored - line.quantity, restored)  # back in windows
             order.status = OrderStatus.CANCELLED
             s.execute(update(Payment).where(Payment.order_no == order_no).values(status="CLOSED"))
             record_event(s, order_no, OrderStatus.CANCELLED, reason, f"order:{order_no}:cancelled")
@@ -174,7 +179,13 @@ class OrderActivities:
             s.execute(update(Payment).where(Payment.order_no == order.order_no).values(
                 status="SUCCESS", transaction_id=notice.transaction_id, paid_at=now))
             no = order.order_no
-            commission = list(self._commission_postings(s, order))
+            # The policy in force now is the one this order is settled by, recorded with it.
+            version = commission_policy.current_policy(s, self.policy)
+            self_purchase = self._is_self_purchase(s, order)
+            s.add(OrderCommissionPolicy(order_no=no, policy_version=version.version,
+                                        self_purchase=self_purchase))
+            earns = not self_purchase or version.policy.self_purchase_commission
+            commission = list(self._commission_postings(s, order, version)) if earns else []
             ledger.lock_accounts(s, {rules.CLEARING, rules.ORDERS_HELD}
                                  | {p.account for _, _, postings in commission for p in postings})
             ledger.post(s, f"order:{no}:payment", "payment",
@@ -186,12 +197,20 @@ class OrderActivities:
             record_event(s, no, OrderStatus.PAID, f"paid, WeChat Pay {notice.transaction_id}",
                          f"order:{no}:paid")
 
-    def _commission_chain(self, s: Session, promoter_id: int | None) -> list[int]:
+    def _is_self_purchase(self, s: Session, order: Order) -> bool:
+        if order.promoter_id is None:
+            return False
+        seller_user = s.scalar(select(Promoter.user_id).where(Promoter.id == order.promoter_id))
+        return seller_user == order.buyer_user_id
+
+    def _commission_chain(self, s: Session, promoter_id: int | None,
+                          policy: CommissionPolicy | None = None) -> list[int]:
         """The seller first, then who referred them, as deep as the policy pays.
         Only active promoters earn; a missing or paused tier's share stays with the platform."""
+        policy = policy or self.policy
         chain: list[int | None] = []
         current = promoter_id
-        while current is not None and len(chain) < self.policy.tiers:
+        while current is not None and len(chain) < policy.tiers:
             promoter = s.get(Promoter, current)
             if promoter is None:
                 break
@@ -199,24 +218,25 @@ class OrderActivities:
             current = promoter.referrer_id
         return chain
 
-    def _commission_postings(self, s: Session, order: Order):
-        chain = self._commission_chain(s, order.promoter_id)
+    def _commission_postings(self, s: Session, order: Order, version: PolicyVersion):
+        policy = version.policy
+        chain = self._commission_chain(s, order.promoter_id, policy)
         lines = s.scalars(select(OrderLine).where(OrderLine.order_no == order.order_no)).all()
         per_tier: dict[int, list[rules.Posting]] = {}
         for line in lines:
-            for index, share in enumerate(split_by_tier(line.commission_fen, self.policy, len(chain))):
+            for index, share in enumerate(split_by_tier(line.commission_fen, policy, len(chain))):
                 tier, promoter_id = index + 1, chain[index]
                 if promoter_id is None:
                     continue
                 per_tier.setdefault(tier, []).extend(rules.transfer(
                     rules.ORDERS_HELD, rules.promoter_pending(promoter_id), share,
-                    order_line_id=line.id, tier=tier, rule=self._rule_name(line)))
+                    order_line_id=line.id, tier=tier, rule=self._rule_name(line, version)))
         for tier, postings in sorted(per_tier.items()):
             if postings:
                 yield tier, chain[tier - 1], postings
 
-    def _rule_name(self, line: OrderLine) -> str:
-        return f"sku:{line.sku_id}:policy:{self.policy.tiers}t"
+    def _rule_name(self, line: OrderLine, version: PolicyVersion) -> str:
+        return f"sku:{line.sku_id}:policy:v{version.version}:{version.policy.tiers}t"
 
     # --- fulfilment ----------------------------------------------------------------------
     @activity.defn

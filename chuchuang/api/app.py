@@ -11,6 +11,8 @@ from temporalio.client import Client
 
 from chuchuang.api import errors
 from chuchuang.api.routers import auth, catalog, ops, orders, wallet, webhooks
+from chuchuang.api.routers import notifications, products, suppliers
+from chuchuang.api.routers import promoters
 from chuchuang.integrations.wechatpay import WeChatPayClient, WeChatPayConfig
 from chuchuang.settings import Settings, get_settings
 
@@ -18,9 +20,13 @@ TAGS = [
     {"name": "auth", "description": "WeChat OAuth login for buyers and promoters; passwords for staff"},
     {"name": "catalog", "description": "Products and promoters' windows"},
     {"name": "orders", "description": "Placing, paying, shipping and receiving orders"},
+    {"name": "promoters", "description": "Free promoter onboarding, referral, assessment, revival, commission policy"},
     {"name": "wallet", "description": "Promoters' commission balances and ledger entries"},
     {"name": "webhooks", "description": "Partner notifications (WeChat Pay, logistics)"},
     {"name": "ops", "description": "Health and metrics"},
+    {"name": "suppliers", "description": "Supplier onboarding, review and suspension"},
+    {"name": "products", "description": "Product submission, review, SKUs and stock"},
+    {"name": "notifications", "description": "What each user should know"},
 ]
 
 
@@ -59,7 +65,9 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     app.state.temporal = Temporal(settings, temporal_client)
     app.state.pay = pay or WeChatPayClient(WeChatPayConfig.from_settings(settings))
     errors.install(app)
-    for router in (auth.router, catalog.router, orders.router, wallet.router, webhooks.router, ops.router):
+    for router in (auth.router, catalog.router, orders.router, wallet.router, webhooks.router, ops.router,
+                   suppliers.router, products.router, notifications.router,
+                   promoters.router, promoters.policy_router):
         app.include_router(router)
     return app
 

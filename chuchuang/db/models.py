@@ -119,6 +119,8 @@ class WindowProduct(Base):
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), primary_key=True)
     status: Mapped[str] = mapped_column(String(20), default="mounted")
     mounted_at: Mapped[datetime] = _created_at()
+    position: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    off_reason: Mapped[str | None] = mapped_column(String(20))
 
 
 class Order(Base):

@@ -20,8 +20,12 @@ class PolicyRefused(ValueError):
 
 @dataclass(frozen=True)
 class CommissionPolicy:
+    """`self_purchase_commission` off (default): an order a promoter buys from their own window
+    earns nobody any commission — buying is never a way to earn."""
+
     tiers: int = 1
     tier_rates_bps: tuple[int, ...] = (BPS_WHOLE,)
+    self_purchase_commission: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.tiers <= MAX_TIERS:
@@ -57,3 +61,24 @@ def split_by_tier(pool_fen: int, policy: CommissionPolicy, chain_length: int) ->
     first). Tiers beyond the policy or the chain get nothing; their share stays with the platform."""
     paid_tiers = min(policy.tiers, chain_length)
     return [apply_bps(pool_fen, policy.tier_rates_bps[i]) for i in range(paid_tiers)]
+
+
+@dataclass(frozen=True)
+class PolicyVersion:
+    """A policy as an operator set it. Versions are kept; each paid order records the version
+    in force when it was paid and is settled by it."""
+
+    version: int
+    policy: CommissionPolicy
+
+
+def policy_from_rates(tiers: int, tier_rates_bps: list[int] | tuple[int, ...],
+                      self_purchase_commission: bool = False) -> CommissionPolicy:
+    """Validate an operator's change: more than 3 tiers, or rates over 100%, is refused."""
+    if not 1 <= tiers <= MAX_TIERS:
+        raise PolicyRefused(f"commission depth {tiers} refused: at most {MAX_TIERS} tiers; the "
+                            "platform pays for selling goods, never for recruiting")
+    if len(tier_rates_bps) != tiers:
+        raise PolicyRefused(f"give exactly one rate per tier ({tiers})")
+    return CommissionPolicy(tiers=tiers, tier_rates_bps=tuple(tier_rates_bps),
+                            self_purchase_commission=self_purchase_commission)
