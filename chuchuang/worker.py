@@ -10,6 +10,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from chuchuang.activities.catalog import CatalogActivities
+from chuchuang.integrations.channels import ChannelsClient
 from chuchuang.activities.logistics import LogisticsActivities
 from chuchuang.activities.orders import OrderActivities
 from chuchuang.activities.payments import PaymentActivities
@@ -47,7 +48,7 @@ def activities(settings: Settings, sessions=None, pay: WeChatPayClient | None = 
         logistics.subscribe_tracking,
         promoters.promoter_status, promoters.count_sales, promoters.assess_cycle, promoters.remind,
         promoters.mark_left, promoters.open_revival, promoters.resolve_revival,
-        *CatalogActivities(sessions, pay).all(),
+        *CatalogActivities(sessions, pay, ChannelsClient.from_settings(settings)).all(),
     ]
 
 

@@ -56,7 +56,15 @@ async def test_product_is_reviewed_and_listed(api, temporal_env, sessions, token
                               json={"action": "approve", "newbie_pick": True})
     assert approved.status_code == 200, approved.text
     assert approved.json()["status"] == "LISTED"
-    assert approved.json()["channels"] == "PENDING_PARTNER_API"
+    assert approved.json()["channels"] == "LISTED"
+    from chuchuang.db.catalog_models import ChannelsListing
+    from chuchuang.integrations.channels import ChannelsClient
+
+    with sessions() as s:
+        channels_id = s.get(ChannelsListing, pid).channels_product_id
+    shop = ChannelsClient.from_settings(api._transport.app.state.settings)
+    in_shop = await shop.get_product(channels_id)  # the Channels sandbox has it, listed under our key
+    assert in_shop.out_product_id == f"cc-product-{pid}"
     again = await api.post(f"/products/{pid}/review", headers=support, json={"action": "approve"})
     assert again.status_code == 409
 

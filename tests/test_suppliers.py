@@ -77,7 +77,7 @@ async def test_supplier_is_approved_with_a_service_fee(api, temporal_env, sessio
         assert (row.status, row.service_fee_bps) == ("active", 300)
         receiver = s.get(ProfitSharingReceiver, sid)
         assert (receiver.receiver_type, receiver.account, receiver.status) == (
-            "MERCHANT_ID", "1900000109", "PENDING_PARTNER_API")
+            "MERCHANT_ID", "1900000109", "ADDED")
         assert s.get(SupplierProfile, sid).reviewed_by_user_id == SUPPORT
     assert len(notifications(sessions, "supplier_approved", subject_id=str(sid))) == 1
     mine = (await api.get("/notifications", headers=supplier)).json()

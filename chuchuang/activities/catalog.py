@@ -5,6 +5,7 @@ notification keys), so a retry after a crash never does anything twice."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
@@ -21,6 +22,9 @@ from chuchuang.db.catalog_models import (
     SupplierProfile,
 )
 from chuchuang.db.models import Product, Promoter, Sku, Supplier, Window, WindowProduct
+from chuchuang.integrations.channels import ProductDraft as ChannelsDraft
+from chuchuang.integrations.channels import Sku as ChannelsSku
+from chuchuang.integrations.errors import PartnerRejected
 from chuchuang.domain.catalog import (
     LOW_STOCK_THRESHOLD,
     OFF_SOLD_OUT,
@@ -202,9 +206,10 @@ def reinstate_supplier(s: Session, supplier_id: int, actor_user_id: int) -> tupl
 
 # --- workflow activities -----------------------------------------------------------------------
 class CatalogActivities:
-    def __init__(self, sessions: sessionmaker[Session], pay=None):
+    def __init__(self, sessions: sessionmaker[Session], pay=None, channels=None):
         self.sessions = sessions
         self.pay = pay
+        self.channels = channels
 
     # supplier onboarding
     @activity.defn
@@ -290,20 +295,37 @@ class CatalogActivities:
                    message=f"入驻申请已通过，技术服务费 {decision.service_fee_bps / 100:.2f}%")
 
     @activity.defn
-    def add_profit_sharing_receiver(self, supplier_id: int) -> str:
-        """Make the supplier a WeChat Pay profit-sharing (分账) receiver. WeChatPayClient has no
-        receivers call yet, so this records the intent (status PENDING_PARTNER_API), keyed by
-        supplier; the call belongs here, after the intent, once the client offers it."""
+    async def add_profit_sharing_receiver(self, supplier_id: int) -> str:
+        """Make the supplier a WeChat Pay profit-sharing (分账) receiver: the intent is recorded
+        first (keyed by supplier), then the call; adding the same receiver again is harmless."""
+        receiver = await asyncio.to_thread(self._receiver_intent, supplier_id)
+        if receiver is None:
+            return "NO_ACCOUNT"
+        if receiver["status"] != "ADDED" and self.pay is not None:
+            try:
+                await self.pay.add_receiver(receiver["account"], type="MERCHANT_ID",
+                                            relation_type="SUPPLIER", name=receiver["name"])
+            except PartnerRejected as err:
+                raise business_error(f"WECHATPAY_{err.code}", str(err)) from err
+            await asyncio.to_thread(self._set_receiver_status, supplier_id, "ADDED")
+            return "ADDED"
+        return receiver["status"]
+
+    def _receiver_intent(self, supplier_id: int) -> dict | None:
         with self.sessions.begin() as s:
             supplier, profile = s.get(Supplier, supplier_id), s.get(SupplierProfile, supplier_id)
             if profile is None or not profile.wechatpay_mchid:
-                return "NO_ACCOUNT"
+                return None
             s.execute(insert(ProfitSharingReceiver).values(
                 supplier_id=supplier_id, receiver_type="MERCHANT_ID", account=profile.wechatpay_mchid,
                 name=supplier.name, relation_type="SUPPLIER", status="PENDING_PARTNER_API",
             ).on_conflict_do_nothing())
-            return s.scalar(select(ProfitSharingReceiver.status)
-                            .where(ProfitSharingReceiver.supplier_id == supplier_id))
+            row = s.get(ProfitSharingReceiver, supplier_id)
+            return {"account": row.account, "name": row.name, "status": row.status}
+
+    def _set_receiver_status(self, supplier_id: int, status: str) -> None:
+        with self.sessions.begin() as s:
+            s.get(ProfitSharingReceiver, supplier_id, with_for_update=True).status = status
 
     # product review
     @activity.defn
@@ -348,15 +370,42 @@ class CatalogActivities:
                    key=f"product:{product_id}:listed", message=f"商品「{product.title}」已通过审核并上架")
 
     @activity.defn
-    def add_to_channels_shop(self, product_id: int) -> str:
-        """List the product in the Channels (视频号) shop. No Channels client exists yet, so this
-        records the intent under its out_product_id (status PENDING_PARTNER_API); the
-        `/channels/ec/product/add` call belongs here, after the intent, once the client exists."""
+    async def add_to_channels_shop(self, product_id: int) -> str:
+        """List the product in the Channels (视频号) shop under out_product_id `cc-product-{id}`:
+        intent first, then `/channels/ec/product/add` + listing, then the shop's product id."""
+        draft, listing = await asyncio.to_thread(self._channels_intent, product_id)
+        if listing["channels_product_id"] or self.channels is None:
+            return listing["status"]
+        try:
+            channels_id = await self.channels.add_product(draft)
+            await self.channels.list_product(channels_id)
+        except PartnerRejected as err:
+            raise business_error(f"CHANNELS_{err.code}", str(err)) from err
+        await asyncio.to_thread(self._channels_listed, product_id, channels_id)
+        return "LISTED"
+
+    def _channels_intent(self, product_id: int):
+        out_id = f"cc-product-{product_id}"
         with self.sessions.begin() as s:
             s.execute(insert(ChannelsListing).values(
-                product_id=product_id, out_product_id=f"cc-product-{product_id}",
-                status="PENDING_PARTNER_API").on_conflict_do_nothing())
-            return s.scalar(select(ChannelsListing.status).where(ChannelsListing.product_id == product_id))
+                product_id=product_id, out_product_id=out_id, status="PENDING_PARTNER_API")
+                .on_conflict_do_nothing())
+            listing = s.get(ChannelsListing, product_id)
+            product, detail = s.get(Product, product_id), s.get(ProductDetail, product_id)
+            skus = s.scalars(select(Sku).where(Sku.product_id == product_id).order_by(Sku.id)).all()
+            images = list(detail.images) if detail and detail.images else []
+            draft = ChannelsDraft(
+                title=product.title, head_imgs=images or ["https://img.example/placeholder.jpg"],
+                out_product_id=out_id,
+                skus=[ChannelsSku(out_sku_id=f"cc-sku-{sku.id}", sale_price=sku.price_fen, stock_num=sku.stock,
+                                  sku_attrs=[{"attr_key": "规格", "attr_value": sku.spec or "默认"}])
+                      for sku in skus])
+            return draft, {"status": listing.status, "channels_product_id": listing.channels_product_id}
+
+    def _channels_listed(self, product_id: int, channels_product_id: str) -> None:
+        with self.sessions.begin() as s:
+            listing = s.get(ChannelsListing, product_id, with_for_update=True)
+            listing.status, listing.channels_product_id = "LISTED", channels_product_id
 
     def all(self) -> list:
         return [self.check_application, self.escalate_review, self.request_more_info,
