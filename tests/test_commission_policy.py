@@ -3,7 +3,7 @@ self-purchases earn nothing by default, paused promoters accrue no new commissio
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from chuchuang.activities.ledger import balance
 from chuchuang.db.models import Promoter, User

@@ -57,7 +57,6 @@ async def test_product_is_reviewed_and_listed(api, temporal_env, sessions, token
     assert approved.status_code == 200, approved.text
     assert approved.json()["status"] == "LISTED"
     assert approved.json()["channels"] == "LISTED"
-    from chuchuang.db.catalog_models import ChannelsListing
     from chuchuang.integrations.channels import ChannelsClient
 
     with sessions() as s:

@@ -12,8 +12,10 @@ from datetime import timedelta
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError
+
+from chuchuang.workflows.options import DB_STEP, PARTNER_CALL
 
 with workflow.unsafe.imports_passed_through():
     from chuchuang.activities.logistics import LogisticsActivities
@@ -33,10 +35,6 @@ PROMOTER_ID = SearchAttributeKey.for_keyword("PromoterId")
 SUPPLIER_ID = SearchAttributeKey.for_keyword_list("SupplierId")
 BUSINESS_STATUS = SearchAttributeKey.for_keyword("BusinessStatus")
 
-DB_STEP = dict(start_to_close_timeout=timedelta(seconds=30),
-               retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)))
-PARTNER_CALL = dict(start_to_close_timeout=timedelta(seconds=20),
-                    retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)))
 
 
 class OrderTimings(BaseModel):

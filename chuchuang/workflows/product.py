@@ -9,11 +9,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ApplicationError
+
+from chuchuang.workflows.options import DB_STEP, PARTNER_CALL
 
 with workflow.unsafe.imports_passed_through():
     from chuchuang.activities.catalog import CatalogActivities
@@ -28,10 +29,6 @@ with workflow.unsafe.imports_passed_through():
 SUPPLIER_ID = SearchAttributeKey.for_keyword_list("SupplierId")
 BUSINESS_STATUS = SearchAttributeKey.for_keyword("BusinessStatus")
 
-DB_STEP = dict(start_to_close_timeout=timedelta(seconds=30),
-               retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)))
-PARTNER_CALL = dict(start_to_close_timeout=timedelta(seconds=20),
-                    retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)))
 
 
 def workflow_id(product_id: int) -> str:

@@ -11,10 +11,11 @@ Sales, never head-count. A failed cycle pauses NEW commission only; nothing earn
 
 from __future__ import annotations
 
-from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import SearchAttributeKey
+
+from chuchuang.workflows.options import DB_STEP
 
 with workflow.unsafe.imports_passed_through():
     from chuchuang.activities.promoters import PromoterActivities
@@ -30,8 +31,6 @@ with workflow.unsafe.imports_passed_through():
 PROMOTER_ID = SearchAttributeKey.for_keyword("PromoterId")
 BUSINESS_STATUS = SearchAttributeKey.for_keyword("BusinessStatus")
 
-DB_STEP = dict(start_to_close_timeout=timedelta(seconds=30),
-               retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)))
 
 
 def workflow_id(promoter_id: int) -> str:

@@ -10,11 +10,11 @@ Never a fee, never a purchase: only sales to others count, or a person's judgeme
 
 from __future__ import annotations
 
-from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, FailureError
+
+from chuchuang.workflows.options import DB_STEP
 
 with workflow.unsafe.imports_passed_through():
     from chuchuang.activities.promoters import PromoterActivities
@@ -33,8 +33,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from chuchuang.workflows.promoter_lifecycle import workflow_id as lifecycle_id
 
-DB_STEP = dict(start_to_close_timeout=timedelta(seconds=30),
-               retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)))
 
 
 def workflow_id(promoter_id: int, n: int) -> str:

@@ -16,8 +16,10 @@ from datetime import timedelta
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ApplicationError
+
+from chuchuang.workflows.options import DB_STEP
 
 with workflow.unsafe.imports_passed_through():
     from chuchuang.activities.catalog import CatalogActivities
@@ -32,8 +34,6 @@ with workflow.unsafe.imports_passed_through():
 SUPPLIER_ID = SearchAttributeKey.for_keyword_list("SupplierId")
 BUSINESS_STATUS = SearchAttributeKey.for_keyword("BusinessStatus")
 
-DB_STEP = dict(start_to_close_timeout=timedelta(seconds=30),
-               retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)))
 
 
 class SupplierOnboardingInput(BaseModel):
