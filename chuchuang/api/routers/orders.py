@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy import select
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
@@ -128,13 +128,18 @@ def _order_no_for(principal: Principal, idempotency_key: str | None, now: dateti
 
 
 async def _wait_for_prepay(client: Client, order_no: str) -> OrderProgress:
+    """Wait for the WeChat Pay order, re-asking when the server ends an update's long poll
+    (it does while a partner keeps failing and the activity is retrying)."""
     handle = client.get_workflow_handle(workflow_id(order_no))
-    try:
-        return await asyncio.wait_for(handle.execute_update(OrderWorkflow.payment_params),
-                                      PREPAY_WAIT_SECONDS)
-    except TimeoutError as err:
-        raise ApiError(504, "PAYMENT_NOT_READY",
-                       f"order {order_no} is placed; fetch it again for payment") from err
+    deadline = asyncio.get_running_loop().time() + PREPAY_WAIT_SECONDS
+    while (left := deadline - asyncio.get_running_loop().time()) > 0:
+        try:
+            return await asyncio.wait_for(handle.execute_update(OrderWorkflow.payment_params), left)
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            continue
+        except TimeoutError:
+            break
+    raise ApiError(504, "PAYMENT_NOT_READY", f"order {order_no} is placed; fetch it again for payment")
 
 
 @router.post("", status_code=201, response_model=PlacedOut, summary="Place an order and get WeChat Pay parameters")
