@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 
 from sqlalchemy import select
 from temporalio.client import WorkflowExecutionStatus
 
 from chuchuang.db.catalog_models import Notification
 from chuchuang.domain.suppliers import uscc_check_char
-from tests.helpers import HISTORIES
+from tests.helpers import keep_run_history
 
 IMG = "https://img.example.com/p.jpg"
 
@@ -65,12 +64,7 @@ def notifications(sessions, kind: str, **where) -> list[Notification]:
 
 
 async def keep_workflow_history(env, wf_id: str, name: str) -> None:
-    """With CHUCHUANG_RECORD_HISTORIES=1, save the workflow's history for the replay tests."""
-    if os.environ.get("CHUCHUANG_RECORD_HISTORIES") != "1":
-        return
-    history = await env.client.get_workflow_handle(wf_id).fetch_history()
-    HISTORIES.mkdir(exist_ok=True)
-    (HISTORIES / f"{name}.json").write_text(history.to_json())
+    await keep_run_history(env, wf_id, None, name)
 
 
 async def stop_running(env, *wf_ids: str) -> None:

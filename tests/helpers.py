@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 
 from sqlalchemy import func, select
 
@@ -54,15 +56,17 @@ async def run_to_end(env, order_no: str):
         return await handle.result()
 
 
-HISTORIES = __import__("pathlib").Path(__file__).parent / "histories"
+HISTORIES = Path(__file__).parent / "histories"
+
+
+async def keep_run_history(env, wf_id: str, run_id: str | None, name: str) -> None:
+    """With CHUCHUANG_RECORD_HISTORIES=1, save a workflow run's history for the replay tests."""
+    if os.environ.get("CHUCHUANG_RECORD_HISTORIES") != "1":
+        return
+    history = await env.client.get_workflow_handle(wf_id, run_id=run_id).fetch_history()
+    HISTORIES.mkdir(exist_ok=True)
+    (HISTORIES / f"{name}.json").write_text(history.to_json())
 
 
 async def keep_history(env, order_no: str, name: str) -> None:
-    """With CHUCHUANG_RECORD_HISTORIES=1, save the workflow's history for the replay tests."""
-    import os
-
-    if os.environ.get("CHUCHUANG_RECORD_HISTORIES") != "1":
-        return
-    history = await env.client.get_workflow_handle(workflow_id(order_no)).fetch_history()
-    HISTORIES.mkdir(exist_ok=True)
-    (HISTORIES / f"{name}.json").write_text(history.to_json())
+    await keep_run_history(env, workflow_id(order_no), None, name)

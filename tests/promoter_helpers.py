@@ -15,7 +15,7 @@ from chuchuang.db.models import Order, Promoter, User
 from chuchuang.db.promoter_models import Revival
 from chuchuang.domain.promoters import id_check_char
 from chuchuang.workflows import promoter_lifecycle, revival
-from tests.helpers import ADDRESS, HISTORIES
+from tests.helpers import ADDRESS, keep_run_history  # noqa: F401 - re-exported for the promoter tests
 
 
 def id_number(body17: str = "11010519900307123") -> str:
@@ -98,15 +98,6 @@ async def cycle_progress(env, promoter_id: int, cycle_no: int | None = None):
         return await eventually(ready, what=f"cycle {cycle_no} of promoter {promoter_id}")
     except AssertionError as err:
         raise AssertionError(f"{err}; last progress: {last[-1] if last else None}") from None
-
-
-async def keep_run_history(env, workflow_id: str, run_id: str | None, name: str) -> None:
-    """With CHUCHUANG_RECORD_HISTORIES=1, save this run's history for the replay tests."""
-    if os.environ.get("CHUCHUANG_RECORD_HISTORIES") != "1":
-        return
-    history = await env.client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-    HISTORIES.mkdir(exist_ok=True)
-    (HISTORIES / f"{name}.json").write_text(history.to_json())
 
 
 _id_blocks = itertools.count(1_000, 1_000)

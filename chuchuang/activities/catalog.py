@@ -12,8 +12,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
+from chuchuang.activities.errors import business_error
 from chuchuang.db.catalog_models import (
     ChannelsListing,
     Notification,
@@ -47,8 +47,6 @@ from chuchuang.domain.suppliers import (
 )
 
 
-def business_error(code: str, message: str) -> ApplicationError:
-    return ApplicationError(message, type=code, non_retryable=True)
 
 
 # --- shared rules on a session (API and activities) ------------------------------------------

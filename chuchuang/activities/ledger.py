@@ -37,14 +37,24 @@ def _ensure_accounts(session: Session, codes: set[str]) -> None:
         own.execute(insert(LedgerAccount).values(rows).on_conflict_do_nothing(index_elements=["code"]))
 
 
+def _held_locks(session: Session) -> dict[str, LedgerAccount]:
+    """Accounts this database transaction has already locked (row locks last until it ends)."""
+    transaction = session.get_transaction()
+    held = session.info.get("ledger_locks")
+    if held is None or held[0] is not transaction:
+        held = session.info["ledger_locks"] = (transaction, {})
+    return held[1]
+
+
 def _locked_accounts(session: Session, codes: set[str]) -> dict[str, LedgerAccount]:
-    _ensure_accounts(session, codes)
-    # Locking in code order everywhere means two postings can never deadlock each other.
-    accounts = session.scalars(
-        select(LedgerAccount).where(LedgerAccount.code.in_(codes)).order_by(LedgerAccount.code)
-        .with_for_update()
-    ).all()
-    return {a.code: a for a in accounts}
+    held = _held_locks(session)
+    if not codes <= held.keys():
+        _ensure_accounts(session, codes - held.keys())
+        # Locking in code order everywhere means two postings can never deadlock each other.
+        held.update((a.code, a) for a in session.scalars(
+            select(LedgerAccount).where(LedgerAccount.code.in_(codes - held.keys()))
+            .order_by(LedgerAccount.code).with_for_update()))
+    return {code: held[code] for code in codes}
 
 
 def lock_accounts(session: Session, codes: set[str]) -> None:

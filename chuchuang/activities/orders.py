@@ -9,10 +9,10 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from chuchuang.activities import commission_policy, ledger
 from chuchuang.activities.catalog import stock_changed
+from chuchuang.activities.errors import business_error
 from chuchuang.db.models import (
     LedgerAccount,
     LedgerEntry,
@@ -50,8 +50,6 @@ from chuchuang.domain.orders import (
 )
 
 
-def business_error(code: str, message: str) -> ApplicationError:
-    return ApplicationError(message, type=code, non_retryable=True)
 
 
 def record_event(session: Session, order_no: str, status: str, note: str, key: str) -> bool:

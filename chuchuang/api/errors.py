@@ -14,6 +14,18 @@ class ApiError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+def update_refused(err) -> ApiError:
+    """A workflow update refused by its validator or handler (WorkflowUpdateFailedError):
+    the ApplicationError's type is the code; a malformed decision is 422, anything else 409."""
+    from temporalio.exceptions import ApplicationError
+
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        status = 422 if cause.type == "INVALID_DECISION" else 409
+        return ApiError(status, cause.type or "REJECTED", cause.message or str(err))
+    return ApiError(409, "REJECTED", str(cause or err))
+
+
 def not_found(what: str) -> ApiError:
     return ApiError(404, "NOT_FOUND", f"{what} not found")
 

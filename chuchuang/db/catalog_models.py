@@ -14,17 +14,12 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from chuchuang.db.models import Base
-
-
-def _now() -> Mapped[datetime]:
-    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+from chuchuang.db.models import Base, created_at_column
 
 
 class SupplierProfile(Base):
@@ -47,8 +42,8 @@ class SupplierProfile(Base):
     reviewed_by_user_id: Mapped[int | None] = mapped_column(BigInteger)
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     suspended_reason: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = _now()
-    updated_at: Mapped[datetime] = _now()
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = created_at_column()
     __table_args__ = (
         Index("uq_supplier_profiles_open_licence", "licence_no", unique=True,
               postgresql_where=text("open")),
@@ -65,7 +60,7 @@ class ProfitSharingReceiver(Base):
     name: Mapped[str] = mapped_column(String(128))
     relation_type: Mapped[str] = mapped_column(String(20), default="SUPPLIER")
     status: Mapped[str] = mapped_column(String(24))
-    created_at: Mapped[datetime] = _now()
+    created_at: Mapped[datetime] = created_at_column()
 
 
 class ProductDetail(Base):
@@ -80,7 +75,7 @@ class ProductDetail(Base):
     review_note: Mapped[str] = mapped_column(Text, default="", server_default="")
     reviewed_by_user_id: Mapped[int | None] = mapped_column(BigInteger)
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    submitted_at: Mapped[datetime] = _now()
+    submitted_at: Mapped[datetime] = created_at_column()
     __table_args__ = (Index("ix_product_details_newbie_pick", "newbie_pick"),)
 
 
@@ -92,7 +87,7 @@ class ChannelsListing(Base):
     out_product_id: Mapped[str] = mapped_column(String(64), unique=True)
     status: Mapped[str] = mapped_column(String(24))
     channels_product_id: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = _now()
+    created_at: Mapped[datetime] = created_at_column()
 
 
 class WindowProductStat(Base):
@@ -118,5 +113,5 @@ class Notification(Base):
     subject_id: Mapped[str] = mapped_column(String(40))
     message: Mapped[str] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(String(160), unique=True)
-    created_at: Mapped[datetime] = _now()
+    created_at: Mapped[datetime] = created_at_column()
     read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -24,7 +24,7 @@ class Base(DeclarativeBase):
     pass
 
 
-def _created_at() -> Mapped[datetime]:
+def created_at_column() -> Mapped[datetime]:
     return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
 
 
@@ -37,7 +37,7 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     display_name: Mapped[str] = mapped_column(String(64), default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = _created_at()
+    created_at: Mapped[datetime] = created_at_column()
     __table_args__ = (
         CheckConstraint(
             "role IN ('buyer','promoter','supplier','outlet_staff','support','operator')",
@@ -53,7 +53,7 @@ class Supplier(Base):
     name: Mapped[str] = mapped_column(String(128))
     status: Mapped[str] = mapped_column(String(20), default="active")
     service_fee_bps: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = _created_at()
+    created_at: Mapped[datetime] = created_at_column()
     __table_args__ = (
         CheckConstraint("service_fee_bps BETWEEN 0 AND 10000", name="ck_suppliers_fee"),
     )
@@ -66,7 +66,7 @@ class Product(Base):
     title: Mapped[str] = mapped_column(String(200))
     category: Mapped[str] = mapped_column(String(40), default="general")
     status: Mapped[str] = mapped_column(String(20), default="listed")
-    created_at: Mapped[datetime] = _created_at()
+    created_at: Mapped[datetime] = created_at_column()
     skus: Mapped[list[Sku]] = relationship(back_populates="product", order_by="Sku.id")
 
 
@@ -99,7 +99,7 @@ class Promoter(Base):
     nickname: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(20), default="active")
     referrer_id: Mapped[int | None] = mapped_column(ForeignKey("promoters.id"))
-    created_at: Mapped[datetime] = _created_at()
+    created_at: Mapped[datetime] = created_at_column()
 
 
 class Window(Base):
@@ -110,7 +110,7 @@ class Window(Base):
     promoter_id: Mapped[int] = mapped_column(ForeignKey("promoters.id"), unique=True)
     name: Mapped[str] = mapped_column(String(64))
     channels_finder_id: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = _created_at()
+    created_at: Mapped[datetime] = created_at_column()
 
 
 class WindowProduct(Base):
@@ -118,7 +118,7 @@ class WindowProduct(Base):
     window_id: Mapped[int] = mapped_column(ForeignKey("windows.id"), primary_key=True)
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), primary_key=True)
     status: Mapped[str] = mapped_column(String(20), default="mounted")
-    mounted_at: Mapped[datetime] = _created_at()
+    mounted_at: Mapped[datetime] = created_at_column()
     position: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     off_reason: Mapped[str | None] = mapped_column(String(20))
 
@@ -134,7 +134,7 @@ class Order(Base):
     total_fen: Mapped[int] = mapped_column(BigInteger)
     shipping_address: Mapped[dict] = mapped_column(JSONB)
     transaction_id: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = _created_at()
+    created_at: Mapped[datetime] = created_at_column()
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     lines: Mapped[list[OrderLine]] = relationship(back_populates="order", order_by="OrderLine.id")
@@ -168,7 +168,7 @@ class OrderEvent(Base):
     status: Mapped[str] = mapped_column(String(20))
     note: Mapped[str] = mapped_column(Text, default="")
     idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
-    at: Mapped[datetime] = _created_at()
+    at: Mapped[datetime] = created_at_column()
 
 
 class Payment(Base):
@@ -182,7 +182,7 @@ class Payment(Base):
     prepay_id: Mapped[str | None] = mapped_column(String(64))
     transaction_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = _created_at()
+    created_at: Mapped[datetime] = created_at_column()
 
 
 class Shipment(Base):
@@ -194,7 +194,7 @@ class Shipment(Base):
     waybill_no: Mapped[str] = mapped_column(String(64))
     tracking_state: Mapped[str | None] = mapped_column(String(8))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = _created_at()
+    created_at: Mapped[datetime] = created_at_column()
     __table_args__ = (UniqueConstraint("carrier", "waybill_no", name="uq_shipments_waybill"),)
 
 
@@ -222,7 +222,7 @@ class LedgerTransaction(Base):
     kind: Mapped[str] = mapped_column(String(40))
     order_no: Mapped[str | None] = mapped_column(String(32), index=True)
     memo: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = _created_at()
+    created_at: Mapped[datetime] = created_at_column()
     entries: Mapped[list[LedgerEntry]] = relationship(order_by="LedgerEntry.id")
 
 
@@ -241,5 +241,5 @@ class LedgerEntry(Base):
     rule: Mapped[str] = mapped_column(String(80), default="")
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = _created_at()
+    created_at: Mapped[datetime] = created_at_column()
     __table_args__ = (CheckConstraint("amount_fen <> 0", name="ck_ledger_entries_nonzero"),)

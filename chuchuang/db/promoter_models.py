@@ -15,16 +15,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from chuchuang.db.models import Base
-
-
-def _now() -> Mapped[datetime]:
-    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+from chuchuang.db.models import Base, created_at_column
 
 
 class PromoterProfile(Base):
@@ -40,8 +35,8 @@ class PromoterProfile(Base):
     id_number_masked: Mapped[str] = mapped_column(String(18))
     id_number_hash: Mapped[str] = mapped_column(String(64), unique=True)
     real_name_verified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    status_changed_at: Mapped[datetime] = _now()
-    created_at: Mapped[datetime] = _now()
+    status_changed_at: Mapped[datetime] = created_at_column()
+    created_at: Mapped[datetime] = created_at_column()
 
 
 class ReferralBinding(Base):
@@ -53,7 +48,7 @@ class ReferralBinding(Base):
     referrer_id: Mapped[int] = mapped_column(ForeignKey("promoters.id"), index=True)
     code: Mapped[str] = mapped_column(String(16))
     source: Mapped[str] = mapped_column(String(20))
-    bound_at: Mapped[datetime] = _now()
+    bound_at: Mapped[datetime] = created_at_column()
     __table_args__ = (CheckConstraint("promoter_id <> referrer_id", name="ck_referral_not_self"),)
 
 
@@ -65,7 +60,7 @@ class CommissionPolicyRow(Base):
     self_purchase_commission: Mapped[bool] = mapped_column(Boolean, default=False)
     set_by_user_id: Mapped[int | None] = mapped_column(BigInteger)
     note: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = _now()
+    created_at: Mapped[datetime] = created_at_column()
     __table_args__ = (CheckConstraint("tiers BETWEEN 1 AND 3", name="ck_commission_policies_tiers"),)
 
 
@@ -76,7 +71,7 @@ class OrderCommissionPolicy(Base):
     order_no: Mapped[str] = mapped_column(ForeignKey("orders.order_no"), primary_key=True)
     policy_version: Mapped[int] = mapped_column(ForeignKey("commission_policies.version"))
     self_purchase: Mapped[bool] = mapped_column(Boolean, default=False)
-    recorded_at: Mapped[datetime] = _now()
+    recorded_at: Mapped[datetime] = created_at_column()
 
 
 class AssessmentCycle(Base):
@@ -91,7 +86,7 @@ class AssessmentCycle(Base):
     passed: Mapped[bool] = mapped_column(Boolean)
     status_after: Mapped[str] = mapped_column(String(20))
     failed_in_row: Mapped[int] = mapped_column(Integer)
-    assessed_at: Mapped[datetime] = _now()
+    assessed_at: Mapped[datetime] = created_at_column()
     __table_args__ = (UniqueConstraint("promoter_id", "cycle_no", name="uq_assessment_cycle"),)
 
 
@@ -105,7 +100,7 @@ class PromoterNotification(Base):
     message: Mapped[str] = mapped_column(Text)
     idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = _now()
+    created_at: Mapped[datetime] = created_at_column()
 
 
 class Revival(Base):

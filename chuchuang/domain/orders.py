@@ -103,6 +103,7 @@ class OrderProgress(BaseModel):
 
     order_no: str
     status: OrderStatus
+    total_fen: int | None = None
     prepay: PrepayParams | None = None
     failure: str | None = None
     shipped_suppliers: list[int] = []

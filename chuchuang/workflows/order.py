@@ -76,6 +76,7 @@ class OrderWorkflow:
         except ActivityError as err:
             return self._fail(err)
         self._suppliers = placed.supplier_ids
+        self._progress.total_fen = placed.total_fen
         workflow.upsert_search_attributes([SUPPLIER_ID.value_set([str(s) for s in placed.supplier_ids])])
         try:
             self._progress.prepay = await workflow.execute_activity_method(

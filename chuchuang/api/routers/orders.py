@@ -9,14 +9,32 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy import select
-from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.client import (
+    Client,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from chuchuang.api.deps import sessions_of, temporal_of
 from chuchuang.api.auth import Principal, current_principal, require_roles
-from chuchuang.api.errors import ApiError, not_found
-from chuchuang.db.models import Order, OrderLine, Product, Promoter, Sku, Supplier, User, Window, WindowProduct
+from chuchuang.api.deps import sessions_of, temporal_of
+from chuchuang.api.errors import ApiError, not_found, update_refused
+from chuchuang.db.models import (
+    Order,
+    OrderLine,
+    Product,
+    Promoter,
+    Sku,
+    Supplier,
+    User,
+    Window,
+    WindowProduct,
+)
 from chuchuang.domain.order_status import OrderStatus
 from chuchuang.domain.orders import (
     LineRequest,
@@ -172,13 +190,8 @@ async def place_order(body: PlaceOrderBody, request: Request,
     if progress.failure:
         status = 409 if progress.failure in ("OUT_OF_STOCK", "NOT_ON_SALE") else 422
         raise ApiError(status, progress.failure, f"order {order_no} could not be placed: {progress.failure}")
-    total = await run_in_threadpool(_total_of, request, order_no)
-    return PlacedOut(order_no=order_no, status=progress.status, total_fen=total, prepay=progress.prepay)
-
-
-def _total_of(request: Request, order_no: str) -> int | None:
-    with sessions_of(request)() as s:
-        return s.scalar(select(Order.total_fen).where(Order.order_no == order_no))
+    return PlacedOut(order_no=order_no, status=progress.status, total_fen=progress.total_fen,
+                     prepay=progress.prepay)
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -257,13 +270,6 @@ class ShipmentBody(BaseModel):
     waybill_no: str = Field(pattern=r"^[A-Za-z0-9]{6,40}$")
 
 
-def _update_error(err: WorkflowUpdateFailedError) -> ApiError:
-    cause = err.cause
-    if isinstance(cause, ApplicationError):
-        return ApiError(409, cause.type or "REJECTED", cause.message)
-    return ApiError(409, "REJECTED", str(cause or err))
-
-
 @router.post("/{order_no}/shipments", response_model=OrderProgress, summary="Supplier ships its part")
 async def ship(order_no: str, body: ShipmentBody, request: Request,
                principal: Principal = Depends(require_roles("supplier"))) -> OrderProgress:
@@ -278,7 +284,7 @@ async def ship(order_no: str, body: ShipmentBody, request: Request,
     try:
         return await handle.execute_update(OrderWorkflow.ship, shipment)
     except WorkflowUpdateFailedError as err:
-        raise _update_error(err) from err
+        raise update_refused(err) from err
 
 
 @router.post("/{order_no}/confirm-receipt", response_model=OrderProgress, summary="Buyer confirms receipt")
@@ -291,4 +297,4 @@ async def confirm_receipt(order_no: str, request: Request,
     try:
         return await handle.execute_update(OrderWorkflow.confirm_receipt)
     except WorkflowUpdateFailedError as err:
-        raise _update_error(err) from err
+        raise update_refused(err) from err

@@ -17,9 +17,8 @@ from temporalio.service import RPCError
 from chuchuang.activities.catalog import approved_categories, stock_changed
 from chuchuang.api.auth import Principal, current_principal, require_roles
 from chuchuang.api.deps import sessions_of, temporal_of
-from chuchuang.api.errors import ApiError, not_found
+from chuchuang.api.errors import ApiError, not_found, update_refused
 from chuchuang.api.routers.catalog import ProductOut, product_out
-from chuchuang.api.routers.suppliers import update_error
 from chuchuang.db.catalog_models import ProductDetail
 from chuchuang.db.models import Product, Sku, Supplier
 from chuchuang.domain.catalog import (
@@ -198,7 +197,7 @@ async def review_product(product_id: int, body: ProductReviewBody, request: Requ
     try:
         return await handle.execute_update(ProductReviewWorkflow.decide, decision)
     except WorkflowUpdateFailedError as err:
-        raise update_error(err) from err
+        raise update_refused(err) from err
     except RPCError as err:
         raise ApiError(409, "NOT_AWAITING_DECISION", f"the review is not running: {err.message}") from err
 

@@ -13,14 +13,18 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from chuchuang.activities import commission_policy
 from chuchuang.api.auth import Principal, issue_token, require_roles
 from chuchuang.api.deps import sessions_of, temporal_of
-from chuchuang.api.errors import ApiError
+from chuchuang.api.errors import ApiError, update_refused
 from chuchuang.db.models import Order, Promoter, User, Window
 from chuchuang.db.promoter_models import PromoterProfile, ReferralBinding, Revival
 from chuchuang.domain.assessment import (
@@ -50,7 +54,11 @@ from chuchuang.domain.promoters import (
     validate_real_name,
 )
 from chuchuang.workflows import promoter_lifecycle, revival
-from chuchuang.workflows.promoter_lifecycle import BUSINESS_STATUS, PROMOTER_ID, PromoterLifecycleWorkflow
+from chuchuang.workflows.promoter_lifecycle import (
+    BUSINESS_STATUS,
+    PROMOTER_ID,
+    PromoterLifecycleWorkflow,
+)
 from chuchuang.workflows.revival import RevivalWorkflow
 
 router = APIRouter(prefix="/promoters", tags=["promoters"])
@@ -460,9 +468,7 @@ async def approve_revival(promoter_id: int, body: ApproveBody, request: Request,
         return await handle.execute_update(
             RevivalWorkflow.approve, RevivalApproval(support_user_id=principal.user_id, note=body.note))
     except WorkflowUpdateFailedError as err:
-        cause = err.cause
-        code = cause.type if isinstance(cause, ApplicationError) and cause.type else "REJECTED"
-        raise ApiError(409, code, getattr(cause, "message", None) or str(err)) from err
+        raise update_refused(err) from err
     except RPCError as err:
         raise ApiError(409, "REVIVAL_NOT_OPEN", "this revival is no longer running") from err
 

@@ -12,13 +12,23 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from chuchuang.activities.catalog import duplicate_licence, reinstate_supplier, suspend_supplier
-from chuchuang.api.auth import Principal, bearer, decode_token, hash_password, issue_token, require_roles
+from chuchuang.activities.catalog import (
+    duplicate_licence,
+    reinstate_supplier,
+    suspend_supplier,
+)
+from chuchuang.api.auth import (
+    Principal,
+    bearer,
+    decode_token,
+    hash_password,
+    issue_token,
+    require_roles,
+)
 from chuchuang.api.deps import sessions_of, temporal_of
-from chuchuang.api.errors import ApiError, not_found
+from chuchuang.api.errors import ApiError, not_found, update_refused
 from chuchuang.db.catalog_models import SupplierProfile
 from chuchuang.db.models import Supplier, User
 from chuchuang.domain.suppliers import (
@@ -275,13 +285,6 @@ class ReviewBody(BaseModel):
     reason: str | None = Field(default=None, max_length=500)
 
 
-def update_error(err: WorkflowUpdateFailedError) -> ApiError:
-    cause = err.cause
-    if isinstance(cause, ApplicationError):
-        return ApiError(422 if cause.type == "INVALID_DECISION" else 409, cause.type or "REJECTED", cause.message)
-    return ApiError(409, "REJECTED", str(cause or err))
-
-
 @router.post("/{supplier_id}/review", response_model=OnboardingProgress,
              summary="Support decides: approve with a service fee, reject, or ask for more information")
 async def review(supplier_id: int, body: ReviewBody, request: Request,
@@ -302,7 +305,7 @@ async def review(supplier_id: int, body: ReviewBody, request: Request,
     try:
         return await handle.execute_update(SupplierOnboardingWorkflow.decide, decision)
     except WorkflowUpdateFailedError as err:
-        raise update_error(err) from err
+        raise update_refused(err) from err
     except RPCError as err:
         raise ApiError(409, "NOT_AWAITING_DECISION", f"the review is not running: {err.message}") from err
 
