@@ -79,6 +79,22 @@ class Settings(BaseSettings):
     refund_window: timedelta = timedelta(days=7)
     pickup_code_valid: timedelta = timedelta(days=7)
     shipment_sla: timedelta = timedelta(hours=48)
+    tracking_poll_every: timedelta = Field(
+        default=timedelta(hours=6), description="poll the carrier when no tracking push came for this long")
+    return_window: timedelta = Field(default=timedelta(days=7), description="7-day no-reason returns")
+    quality_claim_window: timedelta = timedelta(days=30)
+    return_ship_timeout: timedelta = Field(
+        default=timedelta(days=7), description="buyer must ship an approved return within this")
+    return_receipt_timeout: timedelta = Field(
+        default=timedelta(days=10), description="supplier must confirm a return parcel within this, "
+                                                 "or it is accepted")
+    refund_poll_every: timedelta = Field(
+        default=timedelta(minutes=10), description="ask WeChat Pay about a refund still processing")
+    refund_review_above_fen: int = 50_000
+    frequent_returns: int = Field(default=3, description="refunds in the window that send a buyer's "
+                                                         "next refund to support review")
+    frequent_returns_window: timedelta = timedelta(days=30)
+    pickup_code_key: str | None = Field(default=None, description="key for pickup codes; empty: the JWT secret")
     supplier_review_sla: timedelta = timedelta(hours=24)
     supplier_more_info_timeout: timedelta = timedelta(days=7)
     product_review_sla: timedelta = timedelta(hours=24)
@@ -112,7 +128,9 @@ class Settings(BaseSettings):
 
     @field_validator(
         "jwt_ttl", "payment_timeout", "auto_confirm_after", "refund_window", "pickup_code_valid",
-        "shipment_sla", "assessment_cycle", "revival_window", "assessment_reminder_before",
+        "shipment_sla", "tracking_poll_every", "return_window", "quality_claim_window",
+        "return_ship_timeout", "return_receipt_timeout", "refund_poll_every", "frequent_returns_window",
+        "assessment_cycle", "revival_window", "assessment_reminder_before",
         "assessment_refresh_every", "revival_refresh_every", mode="before")
     @classmethod
     def _plain_seconds(cls, v):

@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from chuchuang.activities import commission_policy, ledger
+from chuchuang.activities import commission_policy, coupons, ledger
 from chuchuang.activities.catalog import stock_changed
 from chuchuang.activities.errors import business_error
 from chuchuang.db.models import (
@@ -29,6 +29,7 @@ from chuchuang.db.models import (
     User,
     Window,
 )
+from chuchuang.db.order_models import Outlet
 from chuchuang.db.promoter_models import OrderCommissionPolicy
 from chuchuang.domain import ledger as rules
 from chuchuang.domain.commission import (
@@ -50,6 +51,13 @@ from chuchuang.domain.orders import (
 )
 
 
+
+
+def restock(s: Session, sku_id: int, quantity: int) -> None:
+    """Give units back to a SKU; windows follow it back into stock."""
+    restored = s.execute(update(Sku).where(Sku.id == sku_id)
+                         .values(stock=Sku.stock + quantity).returning(Sku.stock)).scalar()
+    stock_changed(s, sku_id, restored - quantity, restored)
 
 
 def record_event(session: Session, order_no: str, status: str, note: str, key: str) -> bool:
@@ -74,11 +82,9 @@ class OrderActivities:
             if existing is not None:
                 return self._placed(s, existing)
             promoter_id = self._attributed_promoter(s, inp)
-            order = Order(order_no=inp.order_no, buyer_user_id=inp.buyer_user_id,
-                          window_id=inp.window_id, promoter_id=promoter_id, source=inp.source,
-                          status=OrderStatus.PENDING_PAYMENT, total_fen=0,
-                          shipping_address=inp.address.model_dump())
             lines: list[OrderLine] = []
+            fees_bps: list[int] = []
+            rules_: list[SkuCommission] = []
             for req in inp.lines:
                 sku, product, supplier = self._sellable(s, req.sku_id)
                 # The conditional decrement is the reservation: it never takes stock below zero,
@@ -90,19 +96,34 @@ class OrderActivities:
                 if reserved is None:
                     raise business_error("OUT_OF_STOCK", f"SKU {sku.id} has fewer than {req.quantity} left")
                 stock_changed(s, sku.id, reserved + req.quantity, reserved)  # low stock, sold out
-                paid = sku.price_fen * req.quantity
-                fee = apply_bps(paid, supplier.service_fee_bps)
-                rule = SkuCommission(sku.commission_bps, sku.commission_fixed_fen)
-                # Commission can never eat into the platform's fee.
-                pool = min(line_commission_pool(paid, req.quantity, rule), paid - fee)
-                lines.append(OrderLine(order_no=order.order_no, sku_id=sku.id, product_id=product.id,
-                                supplier_id=supplier.id, title=f"{product.title} {sku.spec}".strip(),
-                                unit_price_fen=sku.price_fen, quantity=req.quantity, paid_fen=paid,
-                                commission_fen=pool, service_fee_fen=fee))
-                order.total_fen += paid
+                listed = sku.price_fen * req.quantity
+                lines.append(OrderLine(order_no=inp.order_no, sku_id=sku.id, product_id=product.id,
+                                       supplier_id=supplier.id, title=f"{product.title} {sku.spec}".strip(),
+                                       unit_price_fen=sku.price_fen, quantity=req.quantity, list_fen=listed))
+                fees_bps.append(supplier.service_fee_bps)
+                rules_.append(SkuCommission(sku.commission_bps, sku.commission_fixed_fen))
+            if inp.fulfilment == "pickup":
+                self._check_outlet(s, inp.outlet_id, {ln.supplier_id for ln in lines})
+            discounts = (coupons.redeem(s, inp.coupon_code, inp.buyer_user_id,
+                                        [(ln.supplier_id, ln.list_fen) for ln in lines])
+                         if inp.coupon_code else [0] * len(lines))
+            for line, discount, bps, rule in zip(lines, discounts, fees_bps, rules_, strict=True):
+                # Fee and commission are on what is really paid, after the discount; commission
+                # can never eat into the platform's fee.
+                line.paid_fen = line.list_fen - discount
+                line.service_fee_fen = apply_bps(line.paid_fen, bps)
+                line.commission_fen = min(line_commission_pool(line.paid_fen, line.quantity, rule),
+                                          line.paid_fen - line.service_fee_fen)
+            order = Order(order_no=inp.order_no, buyer_user_id=inp.buyer_user_id,
+                          window_id=inp.window_id, promoter_id=promoter_id, source=inp.source,
+                          status=OrderStatus.PENDING_PAYMENT, total_fen=sum(ln.paid_fen for ln in lines),
+                          discount_fen=sum(discounts), fulfilment=inp.fulfilment, outlet_id=inp.outlet_id,
+                          shipping_address=inp.address.model_dump() if inp.address else None)
             s.add(order)
             s.flush()
             s.add_all(lines)
+            if inp.coupon_code:
+                coupons.record_redemption(s, inp.coupon_code, order.order_no, inp.buyer_user_id, sum(discounts))
             record_event(s, order.order_no, OrderStatus.PENDING_PAYMENT, "order placed, stock reserved",
                          f"order:{order.order_no}:placed")
             s.flush()
@@ -115,6 +136,13 @@ class OrderActivities:
         if window is None:
             raise business_error("WINDOW_NOT_FOUND", f"window {inp.window_id} does not exist")
         return window.promoter_id
+
+    def _check_outlet(self, s: Session, outlet_id: int | None, suppliers: set[int]) -> None:
+        outlet = s.get(Outlet, outlet_id) if outlet_id else None
+        if outlet is None or not outlet.active:
+            raise business_error("OUTLET_NOT_FOUND", f"outlet {outlet_id} is not open for pickup")
+        if suppliers != {outlet.supplier_id}:
+            raise business_error("OUTLET_MISMATCH", "pickup orders hold goods of the outlet's own supplier only")
 
     def _sellable(self, s: Session, sku_id: int) -> tuple[Sku, Product, Supplier]:
         row = s.execute(
@@ -152,9 +180,8 @@ class OrderActivities:
             if order.status != OrderStatus.PENDING_PAYMENT:
                 raise business_error("ALREADY_PAID", f"order {order_no} is {order.status}")
             for line in s.scalars(select(OrderLine).where(OrderLine.order_no == order_no)):
-                restored = s.execute(update(Sku).where(Sku.id == line.sku_id)
-                                     .values(stock=Sku.stock + line.quantity).returning(Sku.stock)).scalar()
-                stock_changed(s, line.sku_id, restored - line.quantity, restored)  # back in windows
+                restock(s, line.sku_id, line.quantity)
+            coupons.release(s, order_no)
             order.status = OrderStatus.CANCELLED
             s.execute(update(Payment).where(Payment.order_no == order_no).values(status="CLOSED"))
             record_event(s, order_no, OrderStatus.CANCELLED, reason, f"order:{order_no}:cancelled")

@@ -16,7 +16,7 @@ from chuchuang.integrations.errors import PartnerRejected, PartnerUnavailable
 from chuchuang.integrations.wechatpay import WeChatPayClient
 
 
-def _as_activity_error(err: Exception) -> Exception:
+def as_activity_error(err: Exception) -> Exception:
     if isinstance(err, PartnerRejected):
         return ApplicationError(str(err), type=f"WECHATPAY_{err.code}", non_retryable=True)
     if isinstance(err, PartnerUnavailable):
@@ -49,7 +49,7 @@ class PaymentActivities:
                 out_trade_no=order.order_no, description=order.description,
                 total_fen=order.total_fen, openid=order.buyer_openid)
         except Exception as err:  # noqa: BLE001 - mapped to retryable / non-retryable
-            raise _as_activity_error(err) from err
+            raise as_activity_error(err) from err
         await asyncio.to_thread(self._record_prepay, order.order_no, prepay.prepay_id)
         return PrepayParams.model_validate(prepay, from_attributes=True)
 
@@ -58,7 +58,7 @@ class PaymentActivities:
         try:
             txn = await self.pay.query(out_trade_no)
         except Exception as err:  # noqa: BLE001
-            raise _as_activity_error(err) from err
+            raise as_activity_error(err) from err
         return PaymentNotice(out_trade_no=out_trade_no, transaction_id=txn.transaction_id or "",
                              trade_state=txn.trade_state, amount_fen=txn.amount.total,
                              success_time=txn.success_time)
@@ -68,4 +68,4 @@ class PaymentActivities:
         try:
             await self.pay.close(out_trade_no)
         except Exception as err:  # noqa: BLE001
-            raise _as_activity_error(err) from err
+            raise as_activity_error(err) from err

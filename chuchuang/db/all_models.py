@@ -4,6 +4,7 @@ Add a line here when you add a models module."""
 from chuchuang.db import models  # noqa: F401
 from chuchuang.db import catalog_models  # noqa: F401
 from chuchuang.db import promoter_models  # noqa: F401
+from chuchuang.db import order_models  # noqa: F401
 from chuchuang.db.models import Base
 
 __all__ = ["Base"]

@@ -132,14 +132,24 @@ class Order(Base):
     source: Mapped[str] = mapped_column(String(20), default="window")
     status: Mapped[str] = mapped_column(String(20), index=True)
     total_fen: Mapped[int] = mapped_column(BigInteger)
-    shipping_address: Mapped[dict] = mapped_column(JSONB)
+    discount_fen: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    open_refunds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    fulfilment: Mapped[str] = mapped_column(String(10), default="delivery", server_default="delivery")
+    outlet_id: Mapped[int | None] = mapped_column(ForeignKey("outlets.id", use_alter=True, name="fk_orders_outlet"))
+    shipping_address: Mapped[dict | None] = mapped_column(JSONB)
     transaction_id: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = created_at_column()
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
+                                                 nullable=False, index=True)
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     lines: Mapped[list[OrderLine]] = relationship(back_populates="order", order_by="OrderLine.id")
     events: Mapped[list[OrderEvent]] = relationship(order_by="OrderEvent.id")
-    __table_args__ = (CheckConstraint("total_fen > 0", name="ck_orders_total_positive"),)
+    __table_args__ = (
+        CheckConstraint("total_fen > 0", name="ck_orders_total_positive"),
+        CheckConstraint("open_refunds >= 0", name="ck_orders_open_refunds"),
+        CheckConstraint("fulfilment IN ('delivery','pickup') AND (fulfilment = 'pickup') = (outlet_id IS NOT NULL)",
+                        name="ck_orders_fulfilment"),
+    )
 
 
 class OrderLine(Base):
@@ -155,8 +165,14 @@ class OrderLine(Base):
     paid_fen: Mapped[int] = mapped_column(BigInteger)
     commission_fen: Mapped[int] = mapped_column(BigInteger)
     service_fee_fen: Mapped[int] = mapped_column(BigInteger)
+    list_fen: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # units (and their money) held by refunds that are open or done; never above the line
+    refund_claimed_quantity: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     order: Mapped[Order] = relationship(back_populates="lines")
-    __table_args__ = (CheckConstraint("quantity > 0", name="ck_order_lines_quantity"),)
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="ck_order_lines_quantity"),
+        CheckConstraint("refund_claimed_quantity BETWEEN 0 AND quantity", name="ck_order_lines_refund_claimed"),
+    )
 
 
 class OrderEvent(Base):

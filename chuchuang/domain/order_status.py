@@ -12,7 +12,9 @@ class OrderStatus(StrEnum):
     DELIVERED = "DELIVERED"
     RECEIVED = "RECEIVED"
     COMPLETED = "COMPLETED"
+    AFTER_SALE = "AFTER_SALE"
     CANCELLED = "CANCELLED"
+    REFUNDED = "REFUNDED"
 
     @property
     def label(self) -> str:
@@ -26,17 +28,24 @@ LABELS = {
     OrderStatus.DELIVERED: "待收货",
     OrderStatus.RECEIVED: "已收货",
     OrderStatus.COMPLETED: "已完成",
+    OrderStatus.AFTER_SALE: "售后中",
     OrderStatus.CANCELLED: "已取消",
+    OrderStatus.REFUNDED: "已退款",
 }
 
+# AFTER_SALE is shown while a refund is open (orders.open_refunds > 0) on top of the order's
+# own state, which it returns to; REFUNDED ends an order whose every unit was refunded.
+# A pickup order goes from PAID straight to RECEIVED when its code is scanned.
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.PENDING_PAYMENT: frozenset({OrderStatus.PAID, OrderStatus.CANCELLED}),
-    OrderStatus.PAID: frozenset({OrderStatus.SHIPPED}),
-    OrderStatus.SHIPPED: frozenset({OrderStatus.DELIVERED, OrderStatus.RECEIVED}),
-    OrderStatus.DELIVERED: frozenset({OrderStatus.RECEIVED}),
-    OrderStatus.RECEIVED: frozenset({OrderStatus.COMPLETED}),
-    OrderStatus.COMPLETED: frozenset(),
+    OrderStatus.PAID: frozenset({OrderStatus.SHIPPED, OrderStatus.RECEIVED, OrderStatus.REFUNDED}),
+    OrderStatus.SHIPPED: frozenset({OrderStatus.DELIVERED, OrderStatus.RECEIVED, OrderStatus.REFUNDED}),
+    OrderStatus.DELIVERED: frozenset({OrderStatus.RECEIVED, OrderStatus.REFUNDED}),
+    OrderStatus.RECEIVED: frozenset({OrderStatus.COMPLETED, OrderStatus.REFUNDED}),
+    OrderStatus.COMPLETED: frozenset({OrderStatus.REFUNDED}),
+    OrderStatus.AFTER_SALE: frozenset(),
     OrderStatus.CANCELLED: frozenset(),
+    OrderStatus.REFUNDED: frozenset(),
 }
 
 

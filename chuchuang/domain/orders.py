@@ -7,7 +7,9 @@ import re
 import secrets
 from datetime import datetime
 
-from pydantic import BaseModel, Field, field_validator
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from chuchuang.domain.order_status import OrderStatus
 
@@ -28,6 +30,9 @@ class LineRequest(BaseModel):
     quantity: int = Field(gt=0, le=999)
 
 
+SOURCES = ("window", "share_link", "live")
+
+
 class PlaceOrderInput(BaseModel):
     order_no: str
     buyer_user_id: int
@@ -35,7 +40,20 @@ class PlaceOrderInput(BaseModel):
     window_id: int | None
     source: str = "window"
     lines: list[LineRequest] = Field(min_length=1, max_length=50)
-    address: ShippingAddress
+    fulfilment: Literal["delivery", "pickup"] = "delivery"
+    address: ShippingAddress | None = None
+    outlet_id: int | None = None
+    coupon_code: str | None = None
+
+    @model_validator(mode="after")
+    def _where_it_goes(self) -> PlaceOrderInput:
+        if self.fulfilment == "delivery" and self.address is None:
+            raise ValueError("a delivery order needs an address")
+        if self.fulfilment == "pickup" and self.outlet_id is None:
+            raise ValueError("a pickup order needs an outlet_id")
+        if self.fulfilment == "delivery" and self.outlet_id is not None:
+            raise ValueError("outlet_id is for pickup orders")
+        return self
 
 
 class PlacedLine(BaseModel):
