@@ -14,6 +14,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from chuchuang.domain.refunds import RefundRules, RefundTimings
+
 MAX_COMMISSION_TIERS = 3
 
 
@@ -149,6 +151,29 @@ class Settings(BaseSettings):
         return v
 
     # --- derived -------------------------------------------------------------------------
+    @property
+    def resolved_pickup_code_key(self) -> str:
+        return self.pickup_code_key or self.resolved_jwt_secret()
+
+    @property
+    def refund_rules(self) -> RefundRules:
+        return RefundRules(return_window=self.return_window, quality_claim_window=self.quality_claim_window,
+                           review_above_fen=self.refund_review_above_fen, frequent_returns=self.frequent_returns,
+                           frequent_returns_window=self.frequent_returns_window)
+
+    def order_timings(self):
+        from chuchuang.workflows.order import OrderTimings
+
+        return OrderTimings(payment_timeout=self.payment_timeout, auto_confirm_after=self.auto_confirm_after,
+                            refund_window=self.refund_window, pickup_code_valid=self.pickup_code_valid,
+                            shipment_sla=self.shipment_sla, tracking_poll_every=self.tracking_poll_every,
+                            refunds=self.refund_timings())
+
+    def refund_timings(self) -> RefundTimings:
+        return RefundTimings(return_ship_timeout=self.return_ship_timeout,
+                             return_receipt_timeout=self.return_receipt_timeout,
+                             refund_poll_every=self.refund_poll_every)
+
     @property
     def sandbox_dir(self) -> Path:
         return self.data_dir / "sandbox"

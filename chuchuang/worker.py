@@ -12,7 +12,9 @@ from temporalio.worker import Worker
 from chuchuang.activities.catalog import CatalogActivities
 from chuchuang.integrations.channels import ChannelsClient
 from chuchuang.activities.logistics import LogisticsActivities
-from chuchuang.activities.orders import OrderActivities
+from chuchuang.activities.orders import FulfilmentAlerts, OrderActivities
+from chuchuang.activities.pickup import PickupActivities
+from chuchuang.activities.refunds import RefundActivities
 from chuchuang.activities.payments import PaymentActivities
 from chuchuang.activities.promoters import PromoterActivities
 from chuchuang.db.session import session_factory
@@ -20,12 +22,13 @@ from chuchuang.domain.commission import CommissionPolicy
 from chuchuang.integrations.wechatpay import WeChatPayClient, WeChatPayConfig
 from chuchuang.settings import Settings
 from chuchuang.workflows.order import OrderWorkflow
+from chuchuang.workflows.refund import RefundWorkflow
 from chuchuang.workflows.promoter_lifecycle import PromoterLifecycleWorkflow
 from chuchuang.workflows.revival import RevivalWorkflow
 from chuchuang.workflows.product import ProductReviewWorkflow
 from chuchuang.workflows.supplier import SupplierOnboardingWorkflow
 
-WORKFLOWS = [OrderWorkflow, PromoterLifecycleWorkflow, RevivalWorkflow, SupplierOnboardingWorkflow, ProductReviewWorkflow]
+WORKFLOWS = [OrderWorkflow, RefundWorkflow, PromoterLifecycleWorkflow, RevivalWorkflow, SupplierOnboardingWorkflow, ProductReviewWorkflow]
 log = structlog.get_logger()
 
 
@@ -41,11 +44,18 @@ def activities(settings: Settings, sessions=None, pay: WeChatPayClient | None = 
     payments = PaymentActivities(sessions, pay)
     logistics = LogisticsActivities(settings)
     promoters = PromoterActivities(sessions)
+    refunds = RefundActivities(sessions, pay, settings.refund_rules)
+    pickup = PickupActivities(sessions, settings.resolved_pickup_code_key)
     return [
         orders.place_order, orders.cancel_unpaid, orders.record_payment, orders.record_shipment,
         orders.record_tracking, orders.mark_received, orders.complete_order,
+        FulfilmentAlerts(sessions).shipment_overdue,
         payments.create_payment, payments.query_payment, payments.close_payment,
-        logistics.subscribe_tracking,
+        refunds.open_system_refund, refunds.open_late_payment_refund, refunds.set_refund_status,
+        refunds.record_return_parcel, refunds.close_refund, refunds.request_refund, refunds.query_refund,
+        refunds.complete_refund,
+        pickup.issue_pickup_code, pickup.record_pickup,
+        logistics.subscribe_tracking, logistics.poll_tracking,
         promoters.promoter_status, promoters.count_sales, promoters.assess_cycle, promoters.remind,
         promoters.mark_left, promoters.open_revival, promoters.resolve_revival,
         *CatalogActivities(sessions, pay, ChannelsClient.from_settings(settings)).all(),

@@ -1,10 +1,14 @@
-"""Logistics side effects: subscribe to a waybill's tracking pushes (快递100-style)."""
+"""Logistics side effects: subscribe to a waybill's tracking pushes (快递100-style), and poll
+it when the pushes stop."""
 
 from __future__ import annotations
 
 from temporalio import activity
 
+from chuchuang.activities.errors import business_error
+from chuchuang.domain.orders import TrackingUpdate
 from chuchuang.integrations import logistics
+from chuchuang.integrations.errors import PartnerRejected
 from chuchuang.settings import Settings
 
 
@@ -16,3 +20,13 @@ class LogisticsActivities:
     async def subscribe_tracking(self, carrier: str, waybill_no: str) -> None:
         callback = f"{self.settings.resolved_public_base_url}/webhooks/logistics"
         await logistics.subscribe(carrier, waybill_no, callback, self.settings)
+
+    @activity.defn
+    async def poll_tracking(self, carrier: str, waybill_no: str) -> TrackingUpdate:
+        """The fallback when pushes stop coming: ask the carrier directly."""
+        try:
+            result = await logistics.query(carrier, waybill_no, self.settings)
+        except PartnerRejected as err:
+            raise business_error(f"LOGISTICS_{err.code}", str(err)) from err
+        return TrackingUpdate(carrier=carrier, waybill_no=waybill_no, state=result.state or "",
+                              delivered=result.delivered)

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
 from chuchuang.activities import commission_policy, coupons, ledger
-from chuchuang.activities.catalog import stock_changed
+from chuchuang.activities.catalog import notify, stock_changed
 from chuchuang.activities.errors import business_error
 from chuchuang.db.models import (
     LedgerAccount,
     LedgerEntry,
-    LedgerTransaction,
     Order,
     OrderEvent,
     OrderLine,
@@ -40,6 +39,7 @@ from chuchuang.domain.commission import (
     split_by_tier,
 )
 from chuchuang.domain.money import apply_bps
+from chuchuang.domain.refunds import remaining_share
 from chuchuang.domain.order_status import OrderStatus
 from chuchuang.domain.orders import (
     PaymentNotice,
@@ -305,14 +305,18 @@ class OrderActivities:
             record_event(s, order_no, OrderStatus.RECEIVED, how, f"order:{order_no}:received")
 
     @activity.defn
-    def complete_order(self, order_no: str) -> None:
+    def complete_order(self, order_no: str) -> bool:
         """The refund window has closed: commission becomes available, the rest is the
-        supplier's (less the service fee) and the platform's."""
+        supplier's (less the service fee) and the platform's — for the units not refunded.
+        False (and nothing done) while a refund is open on the order."""
         with self.sessions.begin() as s:
             order = s.get(Order, order_no, with_for_update=True)
             if order.status == OrderStatus.COMPLETED:
-                return
-            pending = _pending_commission(s, order_no)
+                return True
+            if order.status == OrderStatus.REFUNDED or order.open_refunds:
+                return False
+            pending = _net_on_order(s, order_no, "promoter:%:pending")
+            held = sum(_net_on_order(s, order_no, rules.ORDERS_HELD).values())
             lines = s.scalars(select(OrderLine).where(OrderLine.order_no == order_no)).all()
             ledger.lock_accounts(
                 s, {rules.ORDERS_HELD, rules.PLATFORM_REVENUE}
@@ -321,39 +325,64 @@ class OrderActivities:
             for (tier, promoter_id), amount in sorted(pending.items()):
                 ledger.post(s, f"order:{order_no}:commission:tier{tier}:release", "commission_release",
                             rules.transfer(rules.promoter_pending(promoter_id),
-                                           rules.promoter_available(promoter_id), amount, tier=tier),
+                                           rules.promoter_available(promoter_id), amount, tier=tier or None),
                             order_no=order_no, memo="refund window closed")
-            paid_commission = sum(pending.values())
             postings: list[rules.Posting] = []
-            supplier_total = 0
             for line in lines:
-                share = line.paid_fen - line.service_fee_fen - line.commission_fen
-                supplier_total += share
-                postings += rules.transfer(rules.ORDERS_HELD, rules.supplier_payable(line.supplier_id),
-                                           share, order_line_id=line.id, rule="supplier_share")
-            platform = order.total_fen - paid_commission - supplier_total
-            postings += rules.transfer(rules.ORDERS_HELD, rules.PLATFORM_REVENUE, platform,
-                                       rule="service_fee_and_unpaid_commission")
+                # refunds (all closed by now) took their units' parts with cumulative rounding;
+                # what is left of each part belongs to the units that were kept
+                claimed = line.refund_claimed_quantity
+                share = (remaining_share(line.paid_fen, line.quantity, claimed)
+                         - remaining_share(line.service_fee_fen, line.quantity, claimed)
+                         - remaining_share(line.commission_fen, line.quantity, claimed))
+                held -= share
+                postings += [rules.Posting(rules.ORDERS_HELD, share, order_line_id=line.id, rule="supplier_share"),
+                             rules.Posting(rules.supplier_payable(line.supplier_id), -share,
+                                           order_line_id=line.id, rule="supplier_share")]
+            # what stays: the service fee and any commission no tier could take
+            postings += [rules.Posting(rules.ORDERS_HELD, held, rule="service_fee_and_unpaid_commission"),
+                         rules.Posting(rules.PLATFORM_REVENUE, -held, rule="service_fee_and_unpaid_commission")]
+            postings = [p for p in postings if p.amount_fen != 0]
             if postings:
                 ledger.post(s, f"order:{order_no}:settle", "order_settlement", postings,
                             order_no=order_no, memo="order completed")
             order.status, order.completed_at = OrderStatus.COMPLETED, datetime.now(UTC)
             record_event(s, order_no, OrderStatus.COMPLETED, "refund window closed, commission available",
                          f"order:{order_no}:completed")
+            return True
 
 
-def _pending_commission(s: Session, order_no: str) -> dict[tuple[int, int], int]:
-    """(tier, promoter_id) → commission recorded as pending for this order."""
+def _net_on_order(s: Session, order_no: str, account_pattern: str) -> dict[tuple[int, int | None], int]:
+    """(tier or 0, owner id) → what the order's entries left on the matching credit-normal
+    accounts (payment, commission, reversals)."""
     rows = s.execute(
-        select(LedgerAccount.code, LedgerEntry.tier, LedgerEntry.amount_fen)
+        select(LedgerAccount.code, LedgerEntry.tier, func.sum(LedgerEntry.amount_fen))
         .join(LedgerEntry, LedgerEntry.account_id == LedgerAccount.id)
-        .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
-        .where(LedgerTransaction.order_no == order_no,
-               LedgerTransaction.kind == "commission_pending",
-               LedgerAccount.code.like("promoter:%:pending"))
-    ).all()
-    totals: dict[tuple[int, int], int] = {}
+        .where(LedgerEntry.order_no == order_no, LedgerAccount.code.like(account_pattern))
+        .group_by(LedgerAccount.code, LedgerEntry.tier)).all()
+    totals: dict[tuple[int, int | None], int] = {}
     for code, tier, amount in rows:
-        key = (tier, rules.owner_of(code)[1])
-        totals[key] = totals.get(key, 0) - amount  # credits are negative
-    return totals
+        key = (tier or 0, rules.owner_of(code)[1])
+        totals[key] = totals.get(key, 0) - int(amount)  # credits are negative
+    return {k: v for k, v in totals.items() if v}
+
+
+class FulfilmentAlerts:
+    """Notices that do not move money: a supplier late to ship."""
+
+    def __init__(self, sessions: sessionmaker[Session]):
+        self.sessions = sessions
+
+    @activity.defn
+    def shipment_overdue(self, order_no: str, supplier_ids: list[int]) -> None:
+        with self.sessions.begin() as s:
+            for supplier_id in supplier_ids:
+                owner = s.scalar(select(Supplier.owner_user_id).where(Supplier.id == supplier_id))
+                notify(s, user_id=owner, kind="shipment_overdue", subject_type="order", subject_id=order_no,
+                       message=f"订单 {order_no} 已超过发货时限，请尽快发货",
+                       key=f"order:{order_no}:overdue:{supplier_id}")
+                notify(s, role="support", kind="shipment_overdue", subject_type="order", subject_id=order_no,
+                       message=f"订单 {order_no}：供应商 {supplier_id} 超时未发货",
+                       key=f"order:{order_no}:overdue:{supplier_id}:support")
+                record_event(s, order_no, OrderStatus.PAID, f"supplier {supplier_id} is late to ship",
+                             f"order:{order_no}:overdue:{supplier_id}")

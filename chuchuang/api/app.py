@@ -12,7 +12,7 @@ from temporalio.client import Client
 from chuchuang.api import errors
 from chuchuang.api.routers import auth, catalog, ops, orders, wallet, webhooks
 from chuchuang.api.routers import notifications, products, suppliers
-from chuchuang.api.routers import promoters
+from chuchuang.api.routers import coupons, pickup, promoters, refunds
 from chuchuang.integrations.wechatpay import WeChatPayClient, WeChatPayConfig
 from chuchuang.settings import Settings, get_settings
 
@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     errors.install(app)
     for router in (auth.router, catalog.router, orders.router, wallet.router, webhooks.router, ops.router,
                    suppliers.router, products.router, notifications.router,
-                   promoters.router, promoters.policy_router):
+                   promoters.router, promoters.policy_router, refunds.router, pickup.router, coupons.router):
         app.include_router(router)
     return app
 

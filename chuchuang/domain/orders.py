@@ -124,9 +124,21 @@ class OrderProgress(BaseModel):
     total_fen: int | None = None
     prepay: PrepayParams | None = None
     failure: str | None = None
+    fulfilment: str = "delivery"
     shipped_suppliers: list[int] = []
     delivered: bool = False
+    pickup_expires_at: datetime | None = None
+    open_refunds: list[str] = []
     updated_at: datetime | None = None
+
+
+class PickupScan(BaseModel):
+    """An outlet's scan of a pickup code, as the API found it: the staff member, the outlet they
+    work at and whether their account is active (the workflow's validator decides)."""
+
+    staff_user_id: int
+    outlet_id: int
+    staff_active: bool
 
 
 def new_order_no(now: datetime) -> str:

@@ -11,6 +11,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from chuchuang.domain.order_status import OrderStatus
+from chuchuang.domain.orders import PaymentNotice
 
 
 class RefundKind(StrEnum):
@@ -146,6 +147,8 @@ class RefundInput(BaseModel):
     review_reasons: list[str] = []
     supplier_ids: list[int] = []
     timings: RefundTimings
+    late_payment: PaymentNotice | None = Field(
+        default=None, description="set when refunding a payment that came after the order was closed")
 
 
 class RefundDecision(BaseModel):

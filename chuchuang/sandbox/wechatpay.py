@@ -236,9 +236,11 @@ def install(app: FastAPI, sb: Sandbox) -> None:
     # --- controls -------------------------------------------------------------------------
 
     @control.post("/pay/{out_trade_no}")
-    async def buyer_pays(out_trade_no: str):
+    async def buyer_pays(out_trade_no: str, after_close: bool = False):
+        """The buyer pays. `after_close=true` lets a closed order be paid, as happens when a
+        payment already under way at WeChat completes just after the merchant closed it."""
         order = load(out_trade_no)
-        if order["trade_state"] == "CLOSED":
+        if order["trade_state"] == "CLOSED" and not after_close:
             raise WeChatPayError(400, "ORDER_CLOSED", "订单已关闭")
         if order["trade_state"] in ("SUCCESS", "REFUND"):
             raise WeChatPayError(400, "ORDERPAID", "订单已支付")

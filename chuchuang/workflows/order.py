@@ -1,33 +1,54 @@
 """OrderWorkflow (`order-{order_no}`): one order from placement to completed commission.
 
-    place (reserve stock) → WeChat Pay JSAPI order → wait for the payment notice
-      (timeout: ask WeChat Pay, then close and release stock)
-    → record payment + pending commission → each supplier ships → tracking until delivered
-    → buyer confirms receipt or auto-confirm → refund window → completed: commission available
+    place (reserve stock, apply coupon) → WeChat Pay JSAPI order → wait for the payment notice
+      (timeout: ask WeChat Pay, then close and release stock; paid after all → refunded)
+    → record payment + pending commission
+    → delivery: each supplier ships (late → alert) → tracking pushes, polling when they stop
+        → buyer confirms receipt or auto-confirm
+      pickup: code issued → outlet staff scan it → picked up; unclaimed → expires → refunded
+    → refund window (refunds still open hold it) → completed: commission available
+
+Refunds run in their own RefundWorkflow and tell this one when they open and end; an order
+whose every unit was refunded ends REFUNDED.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.workflow import ParentClosePolicy
 
 from chuchuang.workflows.options import DB_STEP, PARTNER_CALL
+from chuchuang.workflows.refund import RefundWorkflow
+from chuchuang.workflows.refund import workflow_id as refund_workflow_id
 
 with workflow.unsafe.imports_passed_through():
     from chuchuang.activities.logistics import LogisticsActivities
-    from chuchuang.activities.orders import OrderActivities
+    from chuchuang.activities.orders import FulfilmentAlerts, OrderActivities
     from chuchuang.activities.payments import PaymentActivities
+    from chuchuang.activities.pickup import PickupActivities
+    from chuchuang.activities.refunds import RefundActivities
     from chuchuang.domain.order_status import OrderStatus
     from chuchuang.domain.orders import (
         OrderProgress,
         PaymentNotice,
+        PickupScan,
         PlaceOrderInput,
         ShipmentInput,
         TrackingUpdate,
+    )
+    from chuchuang.domain.refunds import (
+        RefundInput,
+        RefundKind,
+        RefundOutcome,
+        RefundStatus,
+        RefundTimings,
+        late_payment_refund_no,
+        pickup_refund_no,
     )
 
 ORDER_NO = SearchAttributeKey.for_keyword("OrderNo")
@@ -36,11 +57,16 @@ SUPPLIER_ID = SearchAttributeKey.for_keyword_list("SupplierId")
 BUSINESS_STATUS = SearchAttributeKey.for_keyword("BusinessStatus")
 
 
-
 class OrderTimings(BaseModel):
     payment_timeout: timedelta
     auto_confirm_after: timedelta
     refund_window: timedelta
+    pickup_code_valid: timedelta = timedelta(days=7)
+    shipment_sla: timedelta = timedelta(hours=48)
+    tracking_poll_every: timedelta = timedelta(hours=6)
+    refunds: RefundTimings = RefundTimings(return_ship_timeout=timedelta(days=7),
+                                           return_receipt_timeout=timedelta(days=10),
+                                           refund_poll_every=timedelta(minutes=10))
 
 
 class OrderWorkflowInput(BaseModel):
@@ -57,25 +83,32 @@ class OrderWorkflow:
     def __init__(self) -> None:
         self._progress: OrderProgress | None = None
         self._payment: PaymentNotice | None = None
-        self._suppliers: list[int] = []
+        self._suppliers: set[int] = set()
         self._shipments: list[ShipmentInput] = []
         self._ship_requested: set[int] = set()
+        self._waybills: set[str] = set()
         self._tracking: list[TrackingUpdate] = []
         self._waybills_delivered: set[str] = set()
         self._receipt_confirmed = False
+        self._open_refunds: set[str] = set()
+        self._refunded = False
+        self._pickup_scan: PickupScan | None = None
+        self._pickup_outlet: int | None = None
+        self._pickup_expires: datetime | None = None
 
     # --- the process ---------------------------------------------------------------------
     @workflow.run
     async def run(self, inp: OrderWorkflowInput) -> OrderProgress:
-        order_no = inp.order.order_no
-        self._progress = OrderProgress(order_no=order_no, status=OrderStatus.PENDING_PAYMENT)
+        order_no, timings = inp.order.order_no, inp.timings
+        self._progress = OrderProgress(order_no=order_no, status=OrderStatus.PENDING_PAYMENT,
+                                       fulfilment=inp.order.fulfilment)
         self._set_status(OrderStatus.PENDING_PAYMENT)
         try:
             placed = await workflow.execute_activity_method(
                 OrderActivities.place_order, inp.order, **DB_STEP)
         except ActivityError as err:
             return self._fail(err)
-        self._suppliers = placed.supplier_ids
+        self._suppliers = set(placed.supplier_ids)
         self._progress.total_fen = placed.total_fen
         workflow.upsert_search_attributes([SUPPLIER_ID.value_set([str(s) for s in placed.supplier_ids])])
         try:
@@ -85,50 +118,99 @@ class OrderWorkflow:
             await self._cancel_unpaid(order_no, "WeChat Pay refused the order")
             return self._fail(err)
 
-        if not await self._wait_for_payment(order_no, inp.timings.payment_timeout):
+        if not await self._wait_for_payment(order_no, timings):
             return self._progress
         await workflow.execute_activity_method(OrderActivities.record_payment, self._payment, **DB_STEP)
         self._set_status(OrderStatus.PAID)
 
-        await self._fulfil(order_no)
-        await self._auto_confirm(inp.timings.auto_confirm_after)
-        how = "buyer confirmed receipt" if self._receipt_confirmed else "auto-confirmed"
-        await workflow.execute_activity_method(OrderActivities.mark_received, args=[order_no, how], **DB_STEP)
+        if inp.order.fulfilment == "pickup":
+            await self._pickup(order_no, timings)
+        else:
+            await self._fulfil(order_no, timings)
+            if not self._refunded:
+                await self._auto_confirm(timings.auto_confirm_after)
+                how = "buyer confirmed receipt" if self._receipt_confirmed else "auto-confirmed"
+                await workflow.execute_activity_method(OrderActivities.mark_received, args=[order_no, how], **DB_STEP)
+        if self._refunded:
+            return self._progress
         self._set_status(OrderStatus.RECEIVED)
 
-        await workflow.sleep(inp.timings.refund_window, summary="refund window")
-        await workflow.execute_activity_method(OrderActivities.complete_order, order_no, **DB_STEP)
-        self._set_status(OrderStatus.COMPLETED)
+        await self._until(lambda: self._refunded, timings.refund_window, "refund window")
+        while not self._refunded:
+            await workflow.wait_condition(lambda: not self._open_refunds)  # open refunds hold completion
+            if self._refunded:
+                break
+            if await workflow.execute_activity_method(OrderActivities.complete_order, order_no, **DB_STEP):
+                self._set_status(OrderStatus.COMPLETED)
+                break
+            # a refund opened in the database before its workflow told us: wait for it
+            await self._until(lambda: bool(self._open_refunds), timedelta(minutes=1), "refund starting")
         return self._progress
 
-    async def _wait_for_payment(self, order_no: str, timeout: timedelta) -> bool:
-        try:
-            await workflow.wait_condition(lambda: self._payment is not None, timeout=timeout)
+    async def _wait_for_payment(self, order_no: str, timings: OrderTimings) -> bool:
+        if await self._until(lambda: self._payment is not None, timings.payment_timeout, "payment timeout"):
             return True
-        except TimeoutError:
-            pass
         # The notice may have been lost: WeChat Pay's own record decides.
         notice = await workflow.execute_activity_method(
             PaymentActivities.query_payment, order_no, **PARTNER_CALL)
         if notice.trade_state == "SUCCESS":
             self._payment = notice
             return True
-        await workflow.execute_activity_method(PaymentActivities.close_payment, order_no, **PARTNER_CALL)
+        try:
+            await workflow.execute_activity_method(PaymentActivities.close_payment, order_no, **PARTNER_CALL)
+        except ActivityError as err:
+            if not _is(err, "WECHATPAY_ORDERPAID"):
+                raise
+            # paid between our query and the close: it is a normal payment
+            self._payment = await workflow.execute_activity_method(
+                PaymentActivities.query_payment, order_no, **PARTNER_CALL)
+            return True
         await self._cancel_unpaid(order_no, "payment timed out; WeChat Pay order closed")
+        if self._payment is not None:
+            # the notice came while we were closing: the buyer's money goes back
+            await self._refund_late_payment(order_no, self._payment, timings)
         return False
+
+    async def _refund_late_payment(self, order_no: str, notice: PaymentNotice, timings: OrderTimings) -> None:
+        refund_no = late_payment_refund_no(order_no)
+        await workflow.execute_child_workflow(
+            RefundWorkflow.run, RefundInput(
+                refund_no=refund_no, order_no=order_no, kind=RefundKind.LATE_PAYMENT,
+                amount_fen=notice.amount_fen, needs_return=False, timings=timings.refunds,
+                late_payment=notice),
+            id=refund_workflow_id(refund_no), parent_close_policy=ParentClosePolicy.ABANDON)
 
     async def _cancel_unpaid(self, order_no: str, reason: str) -> None:
         await workflow.execute_activity_method(
             OrderActivities.cancel_unpaid, args=[order_no, reason], **DB_STEP)
         self._set_status(OrderStatus.CANCELLED)
 
-    async def _fulfil(self, order_no: str) -> None:
+    # --- delivery --------------------------------------------------------------------------
+    async def _fulfil(self, order_no: str, timings: OrderTimings) -> None:
         """Each supplier ships its part; tracking pushes arrive until every parcel is signed
-        for. The buyer may confirm receipt at any point after shipping."""
+        for (the carrier is asked directly when pushes stop). The buyer may confirm receipt at
+        any point after shipping. A supplier late to ship is reported once."""
         shipped: set[int] = set()
+        sla_deadline = workflow.now() + timings.shipment_sla
+        alerted = False
         while True:
-            await workflow.wait_condition(
-                lambda: bool(self._shipments or self._tracking) or self._delivered_or_confirmed(shipped))
+            late = not alerted and not self._suppliers <= shipped
+            timeout = max(sla_deadline - workflow.now(), timedelta(seconds=1)) if late else (
+                timings.tracking_poll_every if self._waybills - self._waybills_delivered else None)
+            woke = await self._until(
+                lambda: bool(self._shipments or self._tracking) or self._refunded or self._fulfilled(shipped),
+                timeout, "shipment SLA" if late else "tracking poll")
+            if self._refunded:
+                return
+            if not woke:
+                if late:
+                    alerted = True
+                    await workflow.execute_activity_method(
+                        FulfilmentAlerts.shipment_overdue, args=[order_no, sorted(self._suppliers - shipped)],
+                        **DB_STEP)
+                else:
+                    await self._poll_tracking()
+                continue
             while self._shipments:
                 shipment = self._shipments.pop(0)
                 await workflow.execute_activity_method(
@@ -137,8 +219,9 @@ class OrderWorkflow:
                     LogisticsActivities.subscribe_tracking, args=[shipment.carrier, shipment.waybill_no],
                     **PARTNER_CALL)
                 shipped.add(shipment.supplier_id)
+                self._waybills.add(f"{shipment.carrier}:{shipment.waybill_no}")
                 self._progress.shipped_suppliers = sorted(shipped)
-                if shipped == set(self._suppliers):
+                if self._suppliers <= shipped:
                     self._set_status(OrderStatus.SHIPPED)
             while self._tracking:
                 update = self._tracking.pop(0)
@@ -146,25 +229,56 @@ class OrderWorkflow:
                     OrderActivities.record_tracking, args=[order_no, update], **DB_STEP)
                 if update.delivered:
                     self._waybills_delivered.add(f"{update.carrier}:{update.waybill_no}")
-            if self._delivered_or_confirmed(shipped):
+            if self._fulfilled(shipped):
                 if self._all_delivered():
                     self._progress.delivered = True
                     self._set_status(OrderStatus.DELIVERED)
                 return
 
-    def _all_delivered(self) -> bool:
-        return bool(self._suppliers) and len(self._waybills_delivered) >= len(self._suppliers)
+    async def _poll_tracking(self) -> None:
+        for waybill in sorted(self._waybills - self._waybills_delivered):
+            carrier, number = waybill.split(":", 1)
+            update = await workflow.execute_activity_method(
+                LogisticsActivities.poll_tracking, args=[carrier, number], **PARTNER_CALL)
+            if update.state:
+                self._tracking.append(update)
 
-    def _delivered_or_confirmed(self, shipped: set[int]) -> bool:
-        if shipped != set(self._suppliers) or self._shipments or self._tracking:
+    def _all_delivered(self) -> bool:
+        return bool(self._waybills) and self._waybills <= self._waybills_delivered
+
+    def _fulfilled(self, shipped: set[int]) -> bool:
+        if not self._suppliers <= shipped or self._shipments or self._tracking:
             return False
         return self._receipt_confirmed or self._all_delivered()
 
     async def _auto_confirm(self, after: timedelta) -> None:
-        try:
-            await workflow.wait_condition(lambda: self._receipt_confirmed, timeout=after)
-        except TimeoutError:
-            pass
+        await self._until(lambda: self._receipt_confirmed or self._refunded, after, "auto-confirm receipt")
+
+    # --- pickup ----------------------------------------------------------------------------
+    async def _pickup(self, order_no: str, timings: OrderTimings) -> None:
+        self._pickup_expires = workflow.now() + timings.pickup_code_valid
+        self._pickup_outlet = await workflow.execute_activity_method(
+            PickupActivities.issue_pickup_code, args=[order_no, self._pickup_expires], **DB_STEP)
+        self._progress.pickup_expires_at = self._pickup_expires
+        if await self._until(lambda: self._pickup_scan is not None or self._refunded,
+                             timings.pickup_code_valid, "pickup code valid"):
+            if self._pickup_scan is not None:
+                await workflow.execute_activity_method(
+                    PickupActivities.record_pickup, args=[order_no, self._pickup_scan.staff_user_id], **DB_STEP)
+            return
+        await workflow.wait_condition(lambda: not self._open_refunds)
+        if self._refunded:
+            return
+        refund_no = pickup_refund_no(order_no)
+        amount = await workflow.execute_activity_method(
+            RefundActivities.open_system_refund,
+            args=[refund_no, order_no, RefundKind.PICKUP_EXPIRED, "pickup code expired unclaimed"], **DB_STEP)
+        outcome = await workflow.execute_child_workflow(
+            RefundWorkflow.run, RefundInput(
+                refund_no=refund_no, order_no=order_no, kind=RefundKind.PICKUP_EXPIRED, amount_fen=amount,
+                needs_return=False, supplier_ids=sorted(self._suppliers), timings=timings.refunds),
+            id=refund_workflow_id(refund_no))
+        self.refund_finished(outcome)
 
     # --- what the outside world sends ----------------------------------------------------
     @workflow.update
@@ -191,12 +305,16 @@ class OrderWorkflow:
     @ship.validator
     def _validate_ship(self, shipment: ShipmentInput) -> None:
         status = self._progress.status if self._progress else None
-        if status not in (OrderStatus.PAID, OrderStatus.SHIPPED) or self._payment is None:
+        if (status not in (OrderStatus.PAID, OrderStatus.SHIPPED) or self._payment is None
+                or self._progress.fulfilment != "delivery"):
             raise ApplicationError(f"order is {status}, not awaiting shipment", type="NOT_SHIPPABLE")
-        if shipment.supplier_id not in self._suppliers:
-            raise ApplicationError("this supplier has nothing in the order", type="NOT_YOUR_ORDER")
         if shipment.supplier_id in self._ship_requested:
             raise ApplicationError("this supplier has already shipped", type="ALREADY_SHIPPED")
+        if shipment.supplier_id not in self._suppliers:
+            raise ApplicationError("this supplier has nothing (left) to ship in the order", type="NOT_YOUR_ORDER")
+        if self._open_refunds:
+            raise ApplicationError("a refund is open on this order; wait for it to finish",
+                                   type="REFUND_PENDING")
 
     @workflow.signal
     def tracking_updated(self, update: TrackingUpdate) -> None:
@@ -216,18 +334,75 @@ class OrderWorkflow:
         if self._receipt_confirmed:
             raise ApplicationError("receipt already confirmed", type="ALREADY_CONFIRMED")
 
+    @workflow.update
+    async def verify_pickup(self, scan: PickupScan) -> OrderProgress:
+        self._pickup_scan = scan
+        await workflow.wait_condition(lambda: self._progress.status != OrderStatus.PAID or self._refunded)
+        return self._progress
+
+    @verify_pickup.validator
+    def _validate_pickup(self, scan: PickupScan) -> None:
+        status = self._progress.status if self._progress else None
+        if self._progress is None or self._progress.fulfilment != "pickup":
+            raise ApplicationError("this order is delivered, not picked up", type="NOT_A_PICKUP_ORDER")
+        if self._pickup_scan is not None or status != OrderStatus.PAID or self._pickup_outlet is None:
+            raise ApplicationError(f"order is {status}: the code cannot be used", type="CODE_NOT_USABLE")
+        if scan.outlet_id != self._pickup_outlet:
+            raise ApplicationError("the goods are to be picked up at another outlet", type="WRONG_OUTLET")
+        if not scan.staff_active:
+            raise ApplicationError("this staff account may not verify pickups", type="STAFF_INACTIVE")
+        if workflow.now() >= self._pickup_expires:
+            raise ApplicationError("the pickup code has expired", type="CODE_EXPIRED")
+        if self._open_refunds:
+            raise ApplicationError("a refund is open on this order", type="REFUND_PENDING")
+
+    @workflow.signal
+    def refund_opened(self, refund_no: str) -> None:
+        self._open_refunds.add(refund_no)
+        self._show()
+
+    @workflow.signal
+    def refund_finished(self, outcome: RefundOutcome) -> None:
+        self._open_refunds.discard(outcome.refund_no)
+        if outcome.status == RefundStatus.REFUNDED:
+            self._suppliers &= set(outcome.suppliers_with_units_left)
+            if outcome.order_fully_refunded and not self._refunded:
+                self._refunded = True
+                self._progress.status = OrderStatus.REFUNDED
+        self._show()
+
     @workflow.query
     def progress(self) -> OrderProgress | None:
         return self._progress
 
     # --- bookkeeping ---------------------------------------------------------------------
+    async def _until(self, condition, timeout: timedelta | None, summary: str) -> bool:
+        """Wait for `condition`; False when `timeout` passed first."""
+        try:
+            await workflow.wait_condition(condition, timeout=timeout, timeout_summary=summary)
+            return True
+        except TimeoutError:
+            return False
+
     def _set_status(self, status: OrderStatus) -> None:
+        if self._refunded:
+            return
         self._progress.status = status
+        self._show()
+
+    def _show(self) -> None:
+        """BusinessStatus: the order's state, or AFTER_SALE while a refund is open."""
         self._progress.updated_at = workflow.now()
-        workflow.upsert_search_attributes([BUSINESS_STATUS.value_set(status.value)])
+        self._progress.open_refunds = sorted(self._open_refunds)
+        shown = OrderStatus.AFTER_SALE if self._open_refunds and not self._refunded else self._progress.status
+        workflow.upsert_search_attributes([BUSINESS_STATUS.value_set(shown.value)])
 
     def _fail(self, err: ActivityError) -> OrderProgress:
         cause = err.cause
         self._progress.failure = cause.type if isinstance(cause, ApplicationError) else "FAILED"
         self._set_status(OrderStatus.CANCELLED)
         return self._progress
+
+
+def _is(err: ActivityError, code: str) -> bool:
+    return isinstance(err.cause, ApplicationError) and err.cause.type == code

@@ -7,7 +7,9 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import select
 from temporalio.client import (
     Client,
@@ -49,7 +51,6 @@ from chuchuang.workflows.order import (
     BUSINESS_STATUS,
     ORDER_NO,
     PROMOTER_ID,
-    OrderTimings,
     OrderWorkflow,
     OrderWorkflowInput,
     workflow_id,
@@ -61,9 +62,21 @@ PREPAY_WAIT_SECONDS = 20.0
 
 class PlaceOrderBody(BaseModel):
     window_id: int | None = Field(default=None, description="the promoter window the order came from")
-    source: str = Field(default="window", pattern="^(window|share_link|live)$")
+    source: str = Field(default="window", pattern="^(window|share_link|live)$",
+                        description="where the buyer came from: the window, a shared link or a live-stream cart")
     lines: list[LineRequest] = Field(min_length=1, max_length=50)
-    address: ShippingAddress
+    fulfilment: Literal["delivery", "pickup"] = "delivery"
+    address: ShippingAddress | None = Field(default=None, description="required for delivery")
+    outlet_id: int | None = Field(default=None, description="required for pickup: see GET /outlets")
+    coupon_code: str | None = Field(default=None, max_length=32)
+
+    @model_validator(mode="after")
+    def _where_it_goes(self) -> PlaceOrderBody:
+        if self.fulfilment == "delivery" and (self.address is None or self.outlet_id is not None):
+            raise ValueError("a delivery order needs an address and no outlet_id")
+        if self.fulfilment == "pickup" and self.outlet_id is None:
+            raise ValueError("a pickup order needs an outlet_id")
+        return self
 
 
 class PlacedOut(BaseModel):
@@ -80,7 +93,9 @@ class LineOut(BaseModel):
     title: str
     unit_price_fen: int
     quantity: int
+    list_fen: int
     paid_fen: int
+    refund_claimed_quantity: int
 
 
 class EventOut(BaseModel):
@@ -97,7 +112,11 @@ class OrderOut(BaseModel):
     window_id: int | None
     promoter_id: int | None
     total_fen: int
-    shipping_address: dict
+    discount_fen: int
+    fulfilment: str
+    outlet_id: int | None
+    open_refunds: int
+    shipping_address: dict | None
     transaction_id: str | None
     created_at: datetime
     paid_at: datetime | None
@@ -170,10 +189,9 @@ async def place_order(body: PlaceOrderBody, request: Request,
     inp = OrderWorkflowInput(
         order=PlaceOrderInput(order_no=order_no, buyer_user_id=principal.user_id, buyer_openid=openid,
                               window_id=body.window_id, source=body.source, lines=body.lines,
-                              address=body.address),
-        timings=OrderTimings(payment_timeout=settings.payment_timeout,
-                             auto_confirm_after=settings.auto_confirm_after,
-                             refund_window=settings.refund_window))
+                              fulfilment=body.fulfilment, address=body.address, outlet_id=body.outlet_id,
+                              coupon_code=body.coupon_code),
+        timings=settings.order_timings())
     attributes = [SearchAttributePair(ORDER_NO, order_no),
                   SearchAttributePair(BUSINESS_STATUS, OrderStatus.PENDING_PAYMENT.value)]
     if promoter_id is not None:
@@ -188,7 +206,8 @@ async def place_order(body: PlaceOrderBody, request: Request,
         pass  # the same Idempotency-Key again: answer with the order already placed
     progress = await _wait_for_prepay(client, order_no)
     if progress.failure:
-        status = 409 if progress.failure in ("OUT_OF_STOCK", "NOT_ON_SALE") else 422
+        status = 409 if progress.failure in ("OUT_OF_STOCK", "NOT_ON_SALE", "COUPON_USED_UP",
+                                             "COUPON_ALREADY_USED") else 422
         raise ApiError(status, progress.failure, f"order {order_no} could not be placed: {progress.failure}")
     return PlacedOut(order_no=order_no, status=progress.status, total_fen=progress.total_fen,
                      prepay=progress.prepay)
@@ -216,9 +235,12 @@ def _supplier_id_of(s, principal: Principal) -> int | None:
 
 def _order_out(order: Order) -> OrderOut:
     status = OrderStatus(order.status)
+    label = OrderStatus.AFTER_SALE.label if order.open_refunds else status.label
     return OrderOut(
-        order_no=order.order_no, status=status, status_label=status.label, source=order.source,
+        order_no=order.order_no, status=status, status_label=label, source=order.source,
         window_id=order.window_id, promoter_id=order.promoter_id, total_fen=order.total_fen,
+        discount_fen=order.discount_fen, fulfilment=order.fulfilment, outlet_id=order.outlet_id,
+        open_refunds=order.open_refunds,
         shipping_address=order.shipping_address, transaction_id=order.transaction_id,
         created_at=order.created_at, paid_at=order.paid_at, completed_at=order.completed_at,
         lines=[LineOut.model_validate(line, from_attributes=True) for line in order.lines],

@@ -13,10 +13,18 @@ from sqlalchemy import select
 from temporalio.service import RPCError, RPCStatusCode
 
 from chuchuang.api.deps import sessions_of, temporal_of
-from chuchuang.db.models import Shipment
-from chuchuang.domain.orders import PaymentNotice
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from chuchuang.db.models import Order, Shipment
+from chuchuang.db.order_models import Refund
+from chuchuang.domain.order_status import OrderStatus
+from chuchuang.domain.orders import PaymentNotice, TrackingUpdate
+from chuchuang.domain.refunds import RefundInput, RefundKind, RefundNotice, late_payment_refund_no
 from chuchuang.integrations import logistics
 from chuchuang.workflows.order import OrderWorkflow, workflow_id
+from chuchuang.workflows.refund import RefundWorkflow
+from chuchuang.workflows.refund import workflow_id as refund_workflow_id
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 log = structlog.get_logger()
@@ -37,10 +45,15 @@ async def wechatpay_notification(request: Request) -> Response:
     if not event:
         log.warning("webhook.wechatpay.rejected", reason="signature, timestamp or decryption")
         return _wechat_fail(401, "signature verification failed")
-    if event.get("event_type") != "TRANSACTION.SUCCESS":
-        return Response(status_code=204)
     resource = event["resource"]
     config = request.app.state.pay.config
+    if str(event.get("event_type", "")).startswith("REFUND."):
+        if resource.get("mchid") != config.mchid:
+            return _wechat_fail(400, "notification for another merchant")
+        await _refund_notified(request, resource)
+        return Response(status_code=204)
+    if event.get("event_type") != "TRANSACTION.SUCCESS":
+        return Response(status_code=204)
     if resource.get("mchid") != config.mchid or resource.get("appid") != config.appid:
         return _wechat_fail(400, "notification for another merchant")
     notice = PaymentNotice(out_trade_no=resource["out_trade_no"], transaction_id=resource["transaction_id"],
@@ -52,8 +65,45 @@ async def wechatpay_notification(request: Request) -> Response:
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise
-        log.error("webhook.wechatpay.order_not_running", out_trade_no=notice.out_trade_no)
+        await _paid_after_close(request, notice)
     return Response(status_code=204)
+
+
+async def _paid_after_close(request: Request, notice: PaymentNotice) -> None:
+    """The order's workflow has ended. If it ended cancelled, the buyer paid after we closed
+    the order: the money goes back, automatically (once: the refund's id is the order's)."""
+    def cancelled() -> bool:
+        with sessions_of(request)() as s:
+            return s.scalar(select(Order.status).where(Order.order_no == notice.out_trade_no)) == OrderStatus.CANCELLED
+
+    if not await run_in_threadpool(cancelled):
+        log.info("webhook.wechatpay.repeat_after_end", out_trade_no=notice.out_trade_no)
+        return
+    settings = request.app.state.settings
+    refund_no = late_payment_refund_no(notice.out_trade_no)
+    log.warning("webhook.wechatpay.paid_after_close", out_trade_no=notice.out_trade_no, refund_no=refund_no)
+    try:
+        await (await temporal_of(request)).start_workflow(
+            RefundWorkflow.run, RefundInput(
+                refund_no=refund_no, order_no=notice.out_trade_no, kind=RefundKind.LATE_PAYMENT,
+                amount_fen=notice.amount_fen, needs_return=False, timings=settings.refund_timings(),
+                late_payment=notice),
+            id=refund_workflow_id(refund_no), task_queue=settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
+    except WorkflowAlreadyStartedError:
+        pass
+
+
+async def _refund_notified(request: Request, resource: dict) -> None:
+    notice = RefundNotice(refund_no=resource["out_refund_no"], status=resource["refund_status"],
+                          refund_id=resource.get("refund_id"))
+    handle = (await temporal_of(request)).get_workflow_handle(refund_workflow_id(notice.refund_no))
+    try:
+        await handle.signal(RefundWorkflow.refund_notified, notice)
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        log.info("webhook.wechatpay.refund_not_running", out_refund_no=notice.refund_no)
 
 
 @router.post("/logistics", summary="Tracking pushes (快递100-style: form fields param + sign)")
@@ -68,16 +118,22 @@ async def logistics_push(request: Request) -> JSONResponse:
     except (ValueError, KeyError, json.JSONDecodeError):
         return JSONResponse({"result": False, "returnCode": "400", "message": "参数错误"}, status_code=400)
 
-    def order_of_waybill() -> str | None:
+    def workflow_of_waybill() -> tuple[str, str] | None:
         with sessions_of(request)() as s:
-            return s.scalar(select(Shipment.order_no).where(
+            order_no = s.scalar(select(Shipment.order_no).where(
                 Shipment.carrier == update.carrier, Shipment.waybill_no == update.waybill_no))
+            if order_no:
+                return workflow_id(order_no), "tracking_updated"
+            refund_no = s.scalar(select(Refund.refund_no).where(
+                Refund.return_carrier == update.carrier, Refund.return_waybill_no == update.waybill_no))
+            return (refund_workflow_id(refund_no), "return_tracking") if refund_no else None
 
-    order_no = await run_in_threadpool(order_of_waybill)
-    if order_no:
-        handle = (await temporal_of(request)).get_workflow_handle(workflow_id(order_no))
+    target = await run_in_threadpool(workflow_of_waybill)
+    if target:
+        handle = (await temporal_of(request)).get_workflow_handle(target[0])
         try:
-            await handle.signal(OrderWorkflow.tracking_updated, update)
+            await handle.signal(target[1], TrackingUpdate(carrier=update.carrier, waybill_no=update.waybill_no,
+                                                          state=update.state or "", delivered=update.delivered))
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
