@@ -95,7 +95,7 @@ def sandbox_app(settings):
     from chuchuang.sandbox.app import create_app
     from chuchuang.sandbox.credentials import load_or_create
 
-    app = create_app(load_or_create(settings.sandbox_dir), notify_retry_scale=0.001)
+    app = create_app(load_or_create(settings.sandbox_dir), notify_retry_scale=0.001, settle_delay=0.3)
     route_to_app(SANDBOX_URL, app)
     return app
 

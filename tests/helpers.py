@@ -70,3 +70,48 @@ async def keep_run_history(env, wf_id: str, run_id: str | None, name: str) -> No
 
 async def keep_history(env, order_no: str, name: str) -> None:
     await keep_run_history(env, workflow_id(order_no), None, name)
+
+
+async def pay(sandbox, order_no: str, **params) -> dict:
+    paid = await sandbox.post(f"/sandbox/pay/{order_no}", params=params)
+    assert paid.status_code == 200, paid.text
+    return paid.json()
+
+
+async def ship_and_deliver(api, sandbox, client, headers, order_no: str, waybill_no: str,
+                           carrier: str = "shunfeng") -> None:
+    shipped = await api.post(f"/orders/{order_no}/shipments", headers=headers,
+                             json={"carrier": carrier, "waybill_no": waybill_no})
+    assert shipped.status_code == 200, shipped.text
+    await wait_status(client, order_no, OrderStatus.SHIPPED)
+    pushed = await sandbox.post("/sandbox/logistics/advance", json={"company": carrier, "number": waybill_no, "state": "3"})
+    assert pushed.json()["delivered"] is True, pushed.text
+    await wait_status(client, order_no, OrderStatus.DELIVERED)
+
+
+def make_user(sessions, role: str, name: str) -> int:
+    from chuchuang.db.models import User
+
+    with sessions.begin() as s:
+        user = User(role=role, username=name, display_name=name)
+        s.add(user)
+        s.flush()
+        return user.id
+
+
+async def wait_refund(client, refund_no: str, status, timeout: float = 15.0):
+    from chuchuang.workflows.refund import RefundWorkflow
+    from chuchuang.workflows.refund import workflow_id as refund_workflow_id
+
+    handle = client.get_workflow_handle(refund_workflow_id(refund_no))
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            progress = await handle.query(RefundWorkflow.progress)
+        except Exception:  # noqa: BLE001 - not started yet
+            progress = None
+        if progress is not None and progress.status == status:
+            return progress
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"refund {refund_no} stuck at {progress.status if progress else None}, wanted {status}")
+        await asyncio.sleep(0.05)

@@ -13,3 +13,22 @@ def sessions_of(request: Request) -> sessionmaker[Session]:
 
 async def temporal_of(request: Request) -> Client:
     return await request.app.state.temporal.client()
+
+
+async def run_update(request, workflow_id: str, update, *args):
+    """Send a workflow update; refusals become 4xx: the validator's reason (409/422), or
+    409 PROCESS_ENDED when the workflow has already finished."""
+    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from chuchuang.api.errors import ApiError, update_refused
+
+    handle = (await temporal_of(request)).get_workflow_handle(workflow_id)
+    try:
+        return await handle.execute_update(update, args=list(args))
+    except WorkflowUpdateFailedError as err:
+        raise update_refused(err) from err
+    except RPCError as err:
+        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            raise ApiError(409, "PROCESS_ENDED", f"{workflow_id} has finished; nothing can change it now") from err
+        raise

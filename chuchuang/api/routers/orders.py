@@ -13,7 +13,6 @@ from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import select
 from temporalio.client import (
     Client,
-    WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
@@ -24,8 +23,8 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from chuchuang.api.auth import Principal, current_principal, require_roles
-from chuchuang.api.deps import sessions_of, temporal_of
-from chuchuang.api.errors import ApiError, not_found, update_refused
+from chuchuang.api.deps import run_update, sessions_of, temporal_of
+from chuchuang.api.errors import ApiError, not_found
 from chuchuang.db.models import (
     Order,
     OrderLine,
@@ -302,11 +301,7 @@ async def ship(order_no: str, body: ShipmentBody, request: Request,
 
     shipment = ShipmentInput(supplier_id=await run_in_threadpool(supplier_id),
                              carrier=body.carrier, waybill_no=body.waybill_no)
-    handle = (await temporal_of(request)).get_workflow_handle(workflow_id(order_no))
-    try:
-        return await handle.execute_update(OrderWorkflow.ship, shipment)
-    except WorkflowUpdateFailedError as err:
-        raise update_refused(err) from err
+    return await run_update(request, workflow_id(order_no), OrderWorkflow.ship, shipment)
 
 
 @router.post("/{order_no}/confirm-receipt", response_model=OrderProgress, summary="Buyer confirms receipt")
@@ -315,8 +310,4 @@ async def confirm_receipt(order_no: str, request: Request,
     order = await run_in_threadpool(_load_visible, request, principal, order_no)
     if order.buyer_user_id != principal.user_id:
         raise not_found(f"order {order_no}")
-    handle = (await temporal_of(request)).get_workflow_handle(workflow_id(order_no))
-    try:
-        return await handle.execute_update(OrderWorkflow.confirm_receipt)
-    except WorkflowUpdateFailedError as err:
-        raise update_refused(err) from err
+    return await run_update(request, workflow_id(order_no), OrderWorkflow.confirm_receipt)

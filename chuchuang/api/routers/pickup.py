@@ -8,12 +8,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
-from temporalio.client import WorkflowUpdateFailedError
 
 from chuchuang.activities.pickup import code_for_buyer
 from chuchuang.api.auth import Principal, current_principal, require_roles
-from chuchuang.api.deps import sessions_of, temporal_of
-from chuchuang.api.errors import ApiError, not_found, update_refused
+from chuchuang.api.deps import run_update, sessions_of
+from chuchuang.api.errors import ApiError, not_found
 from chuchuang.db.models import Order, Supplier, User
 from chuchuang.db.order_models import Outlet, OutletStaff, PickupCode
 from chuchuang.domain.orders import OrderProgress, PickupScan
@@ -155,8 +154,4 @@ async def verify(body: VerifyBody, request: Request,
                                         staff_active=staff.active)
 
     order_no, scan = await run_in_threadpool(look_up)
-    handle = (await temporal_of(request)).get_workflow_handle(workflow_id(order_no))
-    try:
-        return await handle.execute_update(OrderWorkflow.verify_pickup, scan)
-    except WorkflowUpdateFailedError as err:
-        raise update_refused(err) from err
+    return await run_update(request, workflow_id(order_no), OrderWorkflow.verify_pickup, scan)

@@ -10,14 +10,13 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy import select
-from temporalio.client import WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from chuchuang.activities.refunds import open_refund
 from chuchuang.api.auth import Principal, current_principal, require_roles
-from chuchuang.api.deps import sessions_of, temporal_of
-from chuchuang.api.errors import ApiError, not_found, update_refused
+from chuchuang.api.deps import run_update, sessions_of, temporal_of
+from chuchuang.api.errors import ApiError, not_found
 from chuchuang.db.models import OrderLine, Supplier
 from chuchuang.db.order_models import Refund, RefundLine
 from chuchuang.domain.orders import ShipmentInput
@@ -181,11 +180,7 @@ def list_refunds(request: Request, status: RefundStatus | None = None, order_no:
 
 
 async def _update(request: Request, refund_no: str, update, arg) -> RefundProgress:
-    handle = (await temporal_of(request)).get_workflow_handle(workflow_id(refund_no))
-    try:
-        return await handle.execute_update(update, arg)
-    except WorkflowUpdateFailedError as err:
-        raise update_refused(err) from err
+    return await run_update(request, workflow_id(refund_no), update, arg)
 
 
 @router.post("/refunds/{refund_no}/review", response_model=RefundProgress,
