@@ -116,12 +116,29 @@ async def stack(settings, sessions, temporal_env, sandbox_app):
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def api(stack, sandbox_app, clean_db):
+async def api(stack, sandbox_app, clean_db, temporal_env, sessions):
     # Some partner tests route these origins elsewhere and clear the table; put ours back.
     route_to_app(SANDBOX_URL, sandbox_app)
     route_to_app(API_URL, stack)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=stack), base_url=API_URL) as client:
         yield client
+    await _stop_order_workflows(temporal_env.client, sessions)
+
+
+async def _stop_order_workflows(client, sessions) -> None:
+    """Orders and refunds a test left running would wake up in a later test (time skipping is
+    shared) and find their rows truncated: end them with the test."""
+    from chuchuang.db.models import Order
+    from chuchuang.db.order_models import Refund
+
+    with sessions() as s:
+        ids = [f"order-{n}" for n in s.scalars(sa.select(Order.order_no))]
+        ids += [f"refund-{n}" for n in s.scalars(sa.select(Refund.refund_no))]
+    for wf_id in ids:
+        try:
+            await client.get_workflow_handle(wf_id).terminate("test finished")
+        except Exception:  # noqa: BLE001 - already finished
+            pass
 
 
 @pytest_asyncio.fixture(loop_scope="session")

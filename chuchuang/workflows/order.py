@@ -121,6 +121,8 @@ class OrderWorkflow:
         if not await self._wait_for_payment(order_no, timings):
             return self._progress
         await workflow.execute_activity_method(OrderActivities.record_payment, self._payment, **DB_STEP)
+        if inp.order.fulfilment == "pickup":
+            await self._issue_pickup_code(order_no, timings)
         self._set_status(OrderStatus.PAID)
 
         if inp.order.fulfilment == "pickup":
@@ -255,11 +257,14 @@ class OrderWorkflow:
         await self._until(lambda: self._receipt_confirmed or self._refunded, after, "auto-confirm receipt")
 
     # --- pickup ----------------------------------------------------------------------------
-    async def _pickup(self, order_no: str, timings: OrderTimings) -> None:
+    async def _issue_pickup_code(self, order_no: str, timings: OrderTimings) -> None:
         self._pickup_expires = workflow.now() + timings.pickup_code_valid
         self._pickup_outlet = await workflow.execute_activity_method(
             PickupActivities.issue_pickup_code, args=[order_no, self._pickup_expires], **DB_STEP)
         self._progress.pickup_expires_at = self._pickup_expires
+
+    async def _pickup(self, order_no: str, timings: OrderTimings) -> None:
+        """Wait for the outlet's scan until the code expires; unclaimed goods are refunded."""
         if await self._until(lambda: self._pickup_scan is not None or self._refunded,
                              timings.pickup_code_valid, "pickup code valid"):
             if self._pickup_scan is not None:
