@@ -1,6 +1,6 @@
 """Recorded histories must replay against today's workflow code: a change that would break
 workflows already running in production fails here. Re-record (after a deliberate, versioned
-change) with `CHUCHUANG_RECORD_HISTORIES=1 make test PYTEST_ARGS=tests/test_order_flow.py`."""
+change) with `CHUCHUANG_RECORD_HISTORIES=1 make test PYTEST_ARGS="tests/test_order_flow.py tests/test_refunds.py"`."""
 
 from __future__ import annotations
 
@@ -22,7 +22,10 @@ def test_histories_are_recorded():
         "promoter_cycle_failed_paused", "promoter_lapsed_then_revived",
         "revival_approved_by_support", "revival_by_sales", "revival_expired",
         "supplier_approved", "supplier_more_info_then_rejected", "supplier_more_info_expired",
-        "supplier_auto_rejected", "product_listed", "product_rejected", "product_auto_rejected"}
+        "supplier_auto_rejected", "product_listed", "product_rejected", "product_auto_rejected",
+        "order_refunded_before_shipment", "order_picked_up", "order_pickup_expired",
+        "refund_before_shipment", "refund_return_after_delivery", "refund_rejected_by_support",
+        "refund_late_payment"}
 
 
 @pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])
