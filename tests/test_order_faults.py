@@ -50,3 +50,71 @@ async def test_orders_converge_with_one_charge_each_under_partner_faults(api, sa
         assert s.scalar(select(func.count()).select_from(LedgerTransaction)
                         .where(LedgerTransaction.kind == "payment")) == 5
         assert_books_balance(s)
+
+
+REFUND_FAULTS = {
+    "seed": 11,
+    "endpoints": [
+        {"path": "/v3/refund/domestic/refunds", "method": "POST", "error_rate": 0.3, "error_status": 500},
+        {"path": "/v3/refund/domestic/refunds", "method": "POST", "error_rate": 0.2, "error_status": 429},
+        {"path": "/v3/refund/domestic/refunds/*", "method": "GET", "error_rate": 0.3, "error_status": 500},
+    ],
+    "notifications": {"event_types": ["REFUND.*"], "duplicate_rate": 1.0, "invalid_signature_rate": 0.4,
+                      "out_of_order": True},
+}
+
+
+async def test_refunds_converge_with_one_refund_each_under_partner_faults(api, sandbox, demo, token, temporal_env,
+                                                                          sessions, stack):
+    from datetime import timedelta
+
+    from chuchuang.activities.ledger import balance
+    from chuchuang.db.order_models import Refund
+    from chuchuang.domain import ledger as rules
+    from chuchuang.domain.refunds import RefundStatus
+    from tests.helpers import pay, wait_refund
+
+    with sessions.begin() as s:
+        buyers = [User(role="buyer", openid=f"oRFAULT{i:021d}") for i in range(4)]
+        s.add_all(buyers)
+    numbers = []
+    for b in buyers:
+        placed = await place(api, token(b.id, "buyer"), demo, quantity=1)
+        numbers.append(placed.json()["order_no"])
+        await pay(sandbox, numbers[-1])
+    for no in numbers:
+        await wait_status(temporal_env.client, no, OrderStatus.PAID)
+
+    assert (await sandbox.put("/sandbox/faults", json=REFUND_FAULTS)).status_code == 200
+    try:
+        asked = await asyncio.gather(*[
+            api.post(f"/orders/{no}/refunds", headers=token(b.id, "buyer") | {"Idempotency-Key": "cancel"},
+                     json={"kind": "cancel"}) for no, b in zip(numbers, buyers, strict=True)])
+        assert all(r.status_code == 201 for r in asked), [r.text for r in asked]
+        refund_nos = [r.json()["refund_no"] for r in asked]
+        # a client retrying its request gets the same refund
+        retried = await api.post(f"/orders/{numbers[0]}/refunds",
+                                 headers=token(buyers[0].id, "buyer") | {"Idempotency-Key": "cancel"},
+                                 json={"kind": "cancel"})
+        assert retried.json()["refund_no"] == refund_nos[0]
+        await asyncio.sleep(1.0)  # the sandbox settles refunds, holding their notifications
+        released = await sandbox.post("/sandbox/notifications/release")
+        assert released.status_code == 200, released.text
+        await temporal_env.sleep(timedelta(minutes=11))  # and a poll for any notice still missing
+        for refund_no in refund_nos:
+            await wait_refund(temporal_env.client, refund_no, RefundStatus.REFUNDED, timeout=30)
+        stats = (await sandbox.get("/sandbox/faults")).json()["stats"]
+    finally:
+        await sandbox.delete("/sandbox/faults")
+    assert stats, "the faults were never triggered: this test would prove nothing"
+
+    for no, refund_no in zip(numbers, refund_nos, strict=True):
+        at_wechat = await stack.state.pay.query_refund(refund_no)
+        assert (at_wechat.status, at_wechat.out_trade_no, at_wechat.amount.refund) == ("SUCCESS", no, 19_900)
+        await wait_status(temporal_env.client, no, OrderStatus.REFUNDED)
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Refund)) == 4
+        assert s.scalar(select(func.count()).select_from(LedgerTransaction)
+                        .where(LedgerTransaction.kind == "refund")) == 4
+        assert balance(s, rules.CLEARING) == 0
+        assert_books_balance(s)
