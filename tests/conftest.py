@@ -126,18 +126,22 @@ async def api(stack, sandbox_app, clean_db, temporal_env, sessions):
 
 
 async def _stop_order_workflows(client, sessions) -> None:
-    """Orders and refunds a test left running would wake up in a later test (time skipping is
-    shared) and find their rows truncated: end them with the test."""
-    from chuchuang.db.models import Order
+    """Processes a test left running would wake up in a later test (time skipping is shared by
+    the whole session) and find their rows truncated, and make every later skip slower: end
+    them with the test."""
+    from chuchuang.db.models import Order, Product, Promoter, Supplier
     from chuchuang.db.order_models import Refund
 
     with sessions() as s:
         ids = [f"order-{n}" for n in s.scalars(sa.select(Order.order_no))]
         ids += [f"refund-{n}" for n in s.scalars(sa.select(Refund.refund_no))]
+        ids += [f"promoter-{n}" for n in s.scalars(sa.select(Promoter.id))]
+        ids += [f"supplier-{n}" for n in s.scalars(sa.select(Supplier.id))]
+        ids += [f"product-{n}" for n in s.scalars(sa.select(Product.id))]
     for wf_id in ids:
         try:
             await client.get_workflow_handle(wf_id).terminate("test finished")
-        except Exception:  # noqa: BLE001 - already finished
+        except Exception:  # noqa: BLE001 - not running
             pass
 
 

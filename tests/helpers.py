@@ -51,9 +51,26 @@ async def run_to_end(env, order_no: str):
     """Let Temporal's test server skip time until the order's workflow finishes."""
     from chuchuang.domain.orders import OrderProgress
 
-    handle = env.client.get_workflow_handle(workflow_id(order_no), result_type=OrderProgress)
-    async with env.time_skipping_unlocked():
-        return await handle.result()
+    return await result_skipping_time(env, workflow_id(order_no), OrderProgress)
+
+
+async def result_skipping_time(env, wf_id: str, result_type, budget: float = 120.0):
+    """A workflow's result with time skipped. The test server ends a result long poll that
+    outlasts its timeout with no event (the SDK then says "No completion event found" or the
+    RPC times out) where a real server would hand back a page token: ask again."""
+    from temporalio.service import RPCError
+
+    handle = env.client.get_workflow_handle(wf_id, result_type=result_type)
+    deadline = asyncio.get_running_loop().time() + budget
+    while True:
+        try:
+            async with env.time_skipping_unlocked():
+                return await handle.result()
+        except (RuntimeError, RPCError) as err:
+            if "No completion event found" not in str(err) and "Timeout expired" not in str(err):
+                raise
+            if asyncio.get_running_loop().time() > deadline:
+                raise
 
 
 HISTORIES = Path(__file__).parent / "histories"
