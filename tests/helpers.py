@@ -70,7 +70,11 @@ async def result_skipping_time(env, wf_id: str, result_type, budget: float = 120
             if "No completion event found" not in str(err) and "Timeout expired" not in str(err):
                 raise
             if asyncio.get_running_loop().time() > deadline:
-                raise
+                described = await handle.describe()
+                pending = [(a.activity_type, a.attempt, a.last_failure.message if a.last_failure else None)
+                           for a in described.raw_description.pending_activities]
+                raise AssertionError(f"{wf_id} did not finish: {described.status}, pending activities "
+                                     f"{pending}, history length {described.raw_description.workflow_execution_info.history_length}") from err
 
 
 HISTORIES = Path(__file__).parent / "histories"

@@ -97,10 +97,20 @@ async def test_refunds_converge_with_one_refund_each_under_partner_faults(api, s
                                  headers=token(buyers[0].id, "buyer") | {"Idempotency-Key": "cancel"},
                                  json={"kind": "cancel"})
         assert retried.json()["refund_no"] == refund_nos[0]
-        await asyncio.sleep(1.0)  # the sandbox settles refunds, holding their notifications
-        released = await sandbox.post("/sandbox/notifications/release")
-        assert released.status_code == 200, released.text
-        await temporal_env.sleep(timedelta(minutes=11))  # and a poll for any notice still missing
+        pending = set(refund_nos)
+        for _ in range(40):
+            # the sandbox settles refunds and holds their notices: release them newest first,
+            # and let the workflows' own polls (every 10 minutes) find any notice still missing
+            await asyncio.sleep(0.5)
+            released = await sandbox.post("/sandbox/notifications/release")
+            assert released.status_code == 200, released.text
+            await temporal_env.sleep(timedelta(minutes=11))
+            for refund_no in list(pending):
+                progress = await temporal_env.client.get_workflow_handle(f"refund-{refund_no}").query("progress")
+                if progress and progress["status"] == "REFUNDED":
+                    pending.discard(refund_no)
+            if not pending:
+                break
         for refund_no in refund_nos:
             await wait_refund(temporal_env.client, refund_no, RefundStatus.REFUNDED, timeout=30)
         stats = (await sandbox.get("/sandbox/faults")).json()["stats"]
