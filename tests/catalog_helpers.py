@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from sqlalchemy import select
-from temporalio.client import WorkflowExecutionStatus
 
 from chuchuang.db.catalog_models import Notification
 from chuchuang.domain.suppliers import uscc_check_char
-from tests.helpers import keep_run_history
+from tests.helpers import end_workflows, keep_run_history
 
 IMG = "https://img.example.com/p.jpg"
 
@@ -69,10 +68,7 @@ async def keep_workflow_history(env, wf_id: str, name: str) -> None:
 
 async def stop_running(env, *wf_ids: str) -> None:
     """Terminate workflows a test leaves waiting, so skipped time elsewhere cannot wake them."""
-    for wf_id in wf_ids:
-        handle = env.client.get_workflow_handle(wf_id)
-        if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-            await handle.terminate("test finished")
+    await end_workflows(env.client, wf_ids)
 
 
 def active_supplier(sessions, n: int, categories=("food", "general"), fee_bps: int = 300) -> tuple[int, int]:

@@ -23,6 +23,7 @@ from chuchuang.db.migrate import upgrade
 from chuchuang.db.all_models import Base
 from chuchuang.integrations.http import clear_routes, route_to_app
 from chuchuang.settings import Settings
+from tests.helpers import end_workflows
 
 SANDBOX_URL = "http://sandbox.test"
 API_URL = "http://api.test"
@@ -138,11 +139,7 @@ async def _stop_order_workflows(client, sessions) -> None:
         ids += [f"promoter-{n}" for n in s.scalars(sa.select(Promoter.id))]
         ids += [f"supplier-{n}" for n in s.scalars(sa.select(Supplier.id))]
         ids += [f"product-{n}" for n in s.scalars(sa.select(Product.id))]
-    for wf_id in ids:
-        try:
-            await client.get_workflow_handle(wf_id).terminate("test finished")
-        except Exception:  # noqa: BLE001 - not running
-            pass
+    await end_workflows(client, ids)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -73,8 +73,38 @@ async def result_skipping_time(env, wf_id: str, result_type, budget: float = 120
                 described = await handle.describe()
                 pending = [(a.activity_type, a.attempt, a.last_failure.message if a.last_failure else None)
                            for a in described.raw_description.pending_activities]
-                raise AssertionError(f"{wf_id} did not finish: {described.status}, pending activities "
+                try:
+                    state = await handle.query("progress")
+                except Exception as query_err:  # noqa: BLE001
+                    state = query_err
+                raise AssertionError(f"{wf_id} did not finish: {state}, pending activities "
                                      f"{pending}, history length {described.raw_description.workflow_execution_info.history_length}") from err
+
+
+async def end_workflows(client, wf_ids, why: str = "test finished") -> None:
+    """Terminate workflows a test leaves running (skipped time is shared by the whole session and
+    would wake them in a later test). Each is first let go quiet: the test server leaks the
+    time-skipping lock of an activity or workflow task that is in flight when its workflow is
+    terminated, and with that lock held no timer fires again for the rest of the session."""
+    from temporalio.client import WorkflowExecutionStatus
+    from temporalio.service import RPCError
+
+    for wf_id in dict.fromkeys(wf_ids):
+        handle = client.get_workflow_handle(wf_id)
+        deadline = asyncio.get_running_loop().time() + 10
+        try:
+            while True:
+                described = await handle.describe()
+                if described.status != WorkflowExecutionStatus.RUNNING:
+                    break
+                raw = described.raw_description
+                busy = raw.pending_activities or raw.HasField("pending_workflow_task")
+                if not busy or asyncio.get_running_loop().time() > deadline:
+                    await handle.terminate(why)
+                    break
+                await asyncio.sleep(0.02)
+        except RPCError:
+            pass  # never started, or ended meanwhile
 
 
 HISTORIES = Path(__file__).parent / "histories"

@@ -15,7 +15,7 @@ from chuchuang.db.models import Order, Promoter, User
 from chuchuang.db.promoter_models import Revival
 from chuchuang.domain.promoters import id_check_char
 from chuchuang.workflows import promoter_lifecycle, revival
-from tests.helpers import ADDRESS, keep_run_history  # noqa: F401 - re-exported for the promoter tests
+from tests.helpers import ADDRESS, end_workflows, keep_run_history  # noqa: F401 - re-exported for the promoter tests
 
 
 def id_number(body17: str = "11010519900307123") -> str:
@@ -117,11 +117,7 @@ async def stop_promoter_workflows(temporal_env, sessions, clean_db):
     wids = [promoter_lifecycle.workflow_id(i) for i in ids]
     wids += [revival.workflow_id(i, n) for i, n in revivals]
     wids += [revival.workflow_id(i, n) for i in ids for n in (1, 2, 3)]
-    for wid in dict.fromkeys(wids):
-        try:
-            await temporal_env.client.get_workflow_handle(wid).terminate("test over")
-        except RPCError:
-            pass
+    await end_workflows(temporal_env.client, wids, "test over")
 
 
 def plus(at: datetime, **delta) -> datetime:

@@ -115,7 +115,7 @@ def my_entries(request: Request, kind: str | None = None,
         if end:
             query = query.where(LedgerEntry.created_at < end)
         rows = s.execute(query.order_by(LedgerEntry.id).limit(limit).offset(offset)).all()
-        entries = [WalletEntry(at=e.created_at, kind=k, account=code.split(":")[-1], amount_fen=-e.amount_fen,
+        entries = [WalletEntry(at=e.created_at.astimezone(tz), kind=k, account=code.split(":")[-1], amount_fen=-e.amount_fen,
                                order_no=e.order_no, order_line_id=e.order_line_id, tier=e.tier, rule=e.rule)
                    for e, k, code in rows]
     if format == "json":
@@ -124,7 +124,7 @@ def my_entries(request: Request, kind: str | None = None,
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     for e in entries:
-        writer.writerow([e.at.astimezone(tz).isoformat(), e.kind, e.account, e.amount_fen, yuan(e.amount_fen),
+        writer.writerow([e.at.isoformat(), e.kind, e.account, e.amount_fen, yuan(e.amount_fen),
                          e.order_no or "", e.order_line_id or "", e.tier or "", e.rule])
     return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="income-{promoter_id}.csv"'})
