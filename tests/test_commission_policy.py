@@ -3,7 +3,7 @@ self-purchases earn nothing by default, paused promoters accrue no new commissio
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from chuchuang.activities.ledger import balance
 from chuchuang.db.models import Promoter, User
@@ -107,4 +107,62 @@ async def test_a_paused_promoter_accrues_no_new_commission(api, sandbox, token, 
     with sessions() as s:
         # what was earned before the pause is still there; the paused order's share is the platform's
         assert balance(s, rules.promoter_pending(demo.promoter_id)) == POOL
+        assert_books_balance(s)
+
+
+async def test_three_tiers_pay_a_four_level_chain_down_to_tier_three_and_a_refund_reverses_all_three(
+        api, sandbox, token, sessions, demo, temporal_env):
+    """seller ← up1 ← up2 ← up3: with 3 tiers a sale pays the seller, up1 and up2 and nobody
+    beyond; a refund after release takes back each one's share of the refunded unit."""
+    from chuchuang.domain.refunds import RefundStatus
+    from tests.helpers import run_to_end, ship_and_deliver, wait_refund
+
+    with sessions.begin() as s:
+        below, chain = demo.promoter_id, []
+        for n in range(3):
+            user = User(role="promoter", openid=f"oCHAIN{n:022d}")
+            s.add(user)
+            s.flush()
+            up = Promoter(user_id=user.id, nickname=f"up{n + 1}")
+            s.add(up)
+            s.flush()
+            s.execute(update(Promoter).where(Promoter.id == below).values(referrer_id=up.id))
+            chain.append(up.id)
+            below = up.id
+    seller, up1, up2, up3 = demo.promoter_id, *chain
+    buyer, supplier = token(demo.buyer_user_id, "buyer"), token(demo.supplier_user_id, "supplier")
+    op = token(_operator(sessions), "operator")
+    set_ = await api.put("/commission-policy", headers=op, json={"tiers": 3, "tier_rates_bps": [6000, 2500, 1500]})
+    assert set_.status_code == 200, set_.text
+
+    order_no = await _paid_order(api, sandbox, temporal_env, buyer, demo)
+    shares = {seller: POOL * 6000 // 10_000, up1: POOL * 2500 // 10_000, up2: POOL * 1500 // 10_000, up3: 0}
+    assert sum(shares.values()) == POOL - 1  # 3582 + 1492 + 895: the rounding fen stays with the platform
+    with sessions() as s:
+        assert {p: balance(s, rules.promoter_pending(p)) for p in shares} == shares
+    await ship_and_deliver(api, sandbox, temporal_env.client, supplier, order_no, "SF7000000001")
+    assert (await run_to_end(temporal_env, order_no)).status == OrderStatus.COMPLETED
+    with sessions() as s:
+        assert {p: balance(s, rules.promoter_available(p)) for p in shares} == shares
+        assert all(balance(s, rules.promoter_pending(p)) == 0 for p in shares)
+
+    with sessions() as s:
+        from chuchuang.db.models import OrderLine
+
+        line = s.scalar(select(OrderLine.id).where(OrderLine.order_no == order_no))
+    asked = await api.post(f"/orders/{order_no}/refunds", headers=buyer,
+                           json={"kind": "quality_return", "lines": [{"line_id": line, "quantity": 1}],
+                                 "reason": "破损"})
+    assert asked.status_code == 201, asked.text
+    refund_no = asked.json()["refund_no"]
+    await wait_refund(temporal_env.client, refund_no, RefundStatus.AWAITING_RETURN)
+    await api.post(f"/refunds/{refund_no}/return-parcel", headers=buyer,
+                   json={"carrier": "yuantong", "waybill_no": "YTBACK000007"})
+    await wait_refund(temporal_env.client, refund_no, RefundStatus.RETURN_SHIPPED)
+    await api.post(f"/refunds/{refund_no}/confirm-return", headers=supplier)
+    await wait_refund(temporal_env.client, refund_no, RefundStatus.REFUNDED)
+    with sessions() as s:
+        # one unit of two: each tier keeps the other unit's share (cumulative floors, exact)
+        assert {p: balance(s, rules.promoter_available(p)) for p in shares} == {
+            p: amount - amount // 2 for p, amount in shares.items()}
         assert_books_balance(s)
