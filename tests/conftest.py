@@ -80,8 +80,11 @@ def settings(tmp_path_factory, database_url) -> Settings:
     )
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def temporal_env():
+    """One time-skipping test server per test module: the server leaks the time-skipping lock
+    of an activity still in flight when its workflow ends early, and then no timer fires
+    again on it. A fresh server per module keeps such a leak from stalling unrelated tests."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=_test_server_binary(), data_converter=pydantic_data_converter)
     from chuchuang.temporal import ensure_search_attributes
@@ -101,7 +104,7 @@ def sandbox_app(settings):
     return app
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def stack(settings, sessions, temporal_env, sandbox_app):
     """API + worker + sandbox wired together; yields the API app."""
     from chuchuang.api.app import create_app
@@ -128,7 +131,7 @@ async def api(stack, sandbox_app, clean_db, temporal_env, sessions):
 
 async def _stop_order_workflows(client, sessions) -> None:
     """Processes a test left running would wake up in a later test (time skipping is shared by
-    the whole session) and find their rows truncated, and make every later skip slower: end
+    the whole module) and find their rows truncated, and make every later skip slower: end
     them with the test."""
     from chuchuang.db.models import Order, Product, Promoter, Supplier
     from chuchuang.db.order_models import Refund

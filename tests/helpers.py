@@ -82,10 +82,10 @@ async def result_skipping_time(env, wf_id: str, result_type, budget: float = 120
 
 
 async def end_workflows(client, wf_ids, why: str = "test finished") -> None:
-    """Terminate workflows a test leaves running (skipped time is shared by the whole session and
+    """Terminate workflows a test leaves running (skipped time is shared by the whole module and
     would wake them in a later test). Each is first let go quiet: the test server leaks the
     time-skipping lock of an activity or workflow task that is in flight when its workflow is
-    terminated, and with that lock held no timer fires again for the rest of the session."""
+    terminated, and with that lock held no timer fires again on that server."""
     from temporalio.client import WorkflowExecutionStatus
     from temporalio.service import RPCError
 

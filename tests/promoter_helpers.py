@@ -105,7 +105,7 @@ _id_blocks = itertools.count(1_000, 1_000)
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def stop_promoter_workflows(temporal_env, sessions, clean_db):
-    """Workflow ids are per promoter, and the test server lives for the whole session while
+    """Workflow ids are per promoter, and the test server lives for a whole module while
     the tables restart their ids: give each test its own block of promoter ids, and stop this
     test's lifecycles (they run forever) when it ends."""
     with sessions.begin() as s:
