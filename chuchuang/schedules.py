@@ -1,0 +1,129 @@
+"""Temporal Schedules for the settlement runs, and starting a run by hand.
+
+Two schedules, created (or brought up to date) at worker and `chuchuang dev` start-up, visible
+under Schedules in Temporal UI:
+
+* `settlement-supplier-daily`:   settings.supplier_settlement_cron (default 02:00 every day)
+* `settlement-commission-monthly`: 03:00 on settings.commission_settlement_day (default the 5th)
+
+both in settings.settlement_timezone. Their action starts the run without a period; the run
+works out which one from the time it was due (yesterday / last month) and settles it under the
+period's own workflow id (`settlement-{kind}-{period}`), the id an operator's run gets too.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import structlog
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    WorkflowHandle,
+)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from chuchuang.domain.settlement import CommissionRunInput, SupplierRunInput, run_workflow_id
+from chuchuang.settings import Settings
+from chuchuang.workflows.settlement import (
+    BUSINESS_STATUS,
+    CommissionSettlementWorkflow,
+    SupplierSettlementWorkflow,
+)
+
+SUPPLIER_SCHEDULE_ID = "settlement-supplier-daily"
+COMMISSION_SCHEDULE_ID = "settlement-commission-monthly"
+log = structlog.get_logger()
+
+
+def supplier_run_input(settings: Settings, period: str | None = None) -> SupplierRunInput:
+    return SupplierRunInput(period=period, timezone=settings.settlement_timezone,
+                            delay_days=settings.supplier_settlement_delay_days,
+                            max_ratio_bps=settings.profit_sharing_max_ratio_bps,
+                            page_size=settings.settlement_batch_size,
+                            poll_every=settings.profit_sharing_poll_every)
+
+
+def commission_run_input(settings: Settings, period: str | None = None) -> CommissionRunInput:
+    return CommissionRunInput(period=period, timezone=settings.settlement_timezone,
+                              batch_size=settings.settlement_batch_size,
+                              batches_per_child=settings.settlement_batches_per_child,
+                              review_above_fen=settings.commission_review_above_fen)
+
+
+def commission_cron(settings: Settings) -> str:
+    return f"0 {settings.commission_settlement_hour} {settings.commission_settlement_day} * *"
+
+
+def schedules(settings: Settings) -> dict[str, Schedule]:
+    """What each schedule should be, from settings (pure: no server needed)."""
+    def schedule(workflow, arg, wf_id: str, cron: str, note: str) -> Schedule:
+        return Schedule(
+            action=ScheduleActionStartWorkflow(
+                workflow, arg, id=wf_id, task_queue=settings.task_queue,
+                typed_search_attributes=TypedSearchAttributes([SearchAttributePair(BUSINESS_STATUS,
+                                                                                   "settlement_scheduled")])),
+            spec=ScheduleSpec(cron_expressions=[cron], time_zone_name=settings.settlement_timezone),
+            # A run waiting on support must not stop the next period's run from starting.
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.ALLOW_ALL,
+                                  catchup_window=settings.settlement_catchup_window),
+            state=ScheduleState(note=note))
+
+    return {
+        SUPPLIER_SCHEDULE_ID: schedule(
+            SupplierSettlementWorkflow.run, supplier_run_input(settings), "settlement-supplier-scheduled",
+            settings.supplier_settlement_cron,
+            f"T+{settings.supplier_settlement_delay_days} supplier settlement (profit sharing), daily"),
+        COMMISSION_SCHEDULE_ID: schedule(
+            CommissionSettlementWorkflow.run, commission_run_input(settings), "settlement-commission-scheduled",
+            commission_cron(settings), "promoters' commission statements for last month"),
+    }
+
+
+async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
+    """Create the schedules, or update them to the current settings (idempotent). A server
+    without schedules (Temporal's time-skipping test server) gets none: returns []."""
+    made: list[str] = []
+    for schedule_id, wanted in schedules(settings).items():
+        try:
+            await client.create_schedule(schedule_id, wanted)
+        except ScheduleAlreadyRunningError:
+            def keep_state(update_input, wanted=wanted):
+                current = update_input.description.schedule
+                wanted.state.paused = current.state.paused  # an operator's pause stays
+                return ScheduleUpdate(schedule=wanted)
+
+            await client.get_schedule_handle(schedule_id).update(keep_state)
+        except RPCError as err:
+            if err.status != RPCStatusCode.UNIMPLEMENTED:
+                raise
+            log.warning("schedules.unsupported", server=settings.resolved_temporal_address)
+            return []
+        made.append(schedule_id)
+    return made
+
+
+async def start_run(client: Client, settings: Settings, kind: Literal["supplier", "commission"],
+                    period: str) -> tuple[WorkflowHandle, bool]:
+    """Start the period's run, or find it: (handle, True if this call started it). A run that
+    failed or was terminated may be started again; one running or completed is returned."""
+    wf_id = run_workflow_id(kind, period)
+    workflow, arg = ((SupplierSettlementWorkflow.run, supplier_run_input(settings, period)) if kind == "supplier"
+                     else (CommissionSettlementWorkflow.run, commission_run_input(settings, period)))
+    try:
+        handle = await client.start_workflow(
+            workflow, arg, id=wf_id, task_queue=settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            search_attributes=TypedSearchAttributes([SearchAttributePair(BUSINESS_STATUS, "settlement_started")]))
+        return handle, True
+    except WorkflowAlreadyStartedError:
+        return client.get_workflow_handle(wf_id), False
