@@ -181,5 +181,24 @@ def seed_demo() -> None:
         console.print(command, markup=False, highlight=False, soft_wrap=True)
 
 
+@app.command()
+def settle(kind: str = typer.Option(..., help="supplier (a day) or commission (a month)"),
+           period: str = typer.Option(..., help="YYYY-MM-DD for supplier, YYYY-MM for commission"),
+           follow: bool = typer.Option(True, help="follow the run with a live progress bar")) -> None:
+    """Start a settlement run for a period (or find the one already started) and follow it."""
+    from chuchuang.settlement_cli import settle as run
+
+    raise typer.Exit(asyncio.run(run(get_settings(), console, kind, period, follow)))
+
+
+@app.command()
+def report(period: str = typer.Option(..., help="a day YYYY-MM-DD or a month YYYY-MM")) -> None:
+    """A period's settlement figures from the database: sales, refunds, fees, commission,
+    split through WeChat Pay and outstanding (bank transfer)."""
+    from chuchuang.settlement_cli import report as show
+
+    raise typer.Exit(show(get_settings(), console, period))
+
+
 if __name__ == "__main__":
     app()

@@ -296,14 +296,18 @@ async def wait_for_temporal(
 
 
 async def prepare_temporal(settings: Settings, server: Child | None) -> None:
-    """Wait for Temporal and register our search attributes (a persisted dev database created
-    before an attribute was added does not get it from the command-line flags)."""
-    from chuchuang.temporal import ensure_search_attributes
+    """Wait for Temporal, register our search attributes (a persisted dev database created
+    before an attribute was added does not get it from the command-line flags) and create the
+    settlement schedules (chuchuang.schedules)."""
+    from chuchuang.schedules import ensure_schedules
+    from chuchuang.temporal import connect, ensure_search_attributes
 
     client = await wait_for_temporal(
         settings.resolved_temporal_address, settings.temporal_namespace, server=server
     )
     await ensure_search_attributes(client)
+    # schedule actions carry pydantic inputs: a client with our data converter
+    await ensure_schedules(await connect(settings), settings)
 
 
 # --- the banner ---------------------------------------------------------------------------

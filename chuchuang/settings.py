@@ -115,6 +115,37 @@ class Settings(BaseSettings):
     commission_settlement_day: int = 5
     settlement_timezone: str = "Asia/Shanghai"
     supplier_settlement_delay_days: int = 1
+    # --- settlement runs (chuchuang.workflows.settlement, schedules in chuchuang.schedules) ---
+    supplier_settlement_cron: str = Field(
+        default="0 2 * * *", description="when the daily supplier run starts, in settlement_timezone")
+    commission_settlement_hour: int = Field(
+        default=3, ge=0, le=23, description="hour of commission_settlement_day the monthly run starts")
+    settlement_catchup_window: timedelta = Field(
+        default=timedelta(days=7), description="scheduled runs missed while Temporal was down are "
+                                               "caught up within this")
+    profit_sharing_max_ratio_bps: int = Field(
+        default=3000, ge=0, le=10_000, description="WeChat Pay's maximum split ratio for the merchant "
+                                                   "(30% unless WeChat granted more)")
+    profit_sharing_poll_every: timedelta = Field(
+        default=timedelta(minutes=1), description="ask WeChat Pay about a split order still processing")
+    commission_review_above_fen: int = Field(
+        default=500_000, description="statements releasing more than this wait for support review")
+    settlement_batch_size: int = Field(default=500, ge=1, description="promoters (or orders) per batch")
+    settlement_batches_per_child: int = Field(
+        default=10, ge=1, description="batches each child workflow of a commission run builds")
+    settlement_allow_open_periods: bool = Field(
+        default=False, description="let operators run a commission month that has not ended (demos, tests)")
+
+    # --- risk flags (never blocks; flags for support review) --------------------------------
+    risk_window: timedelta = Field(default=timedelta(days=30), description="how far back shared devices, "
+                                                                           "IPs and addresses are counted")
+    risk_accounts_per_device: int = 3
+    risk_accounts_per_ip: int = 5
+    risk_accounts_per_address: int = 3
+    risk_hash_key: str | None = Field(default=None, description="key for device/IP/address fingerprints; "
+                                                                "empty: the JWT secret")
+    trust_forwarded_for: bool = Field(default=False, description="take the buyer's IP from X-Forwarded-For "
+                                                                 "(only behind a proxy that sets it)")
 
     # --- money rules ---------------------------------------------------------------------
     commission_tiers: int = 1
@@ -127,17 +158,31 @@ class Settings(BaseSettings):
     withdrawal_min_fen: int = 100
     withdrawal_daily_limit_fen: int = 2_000_000
     withdrawal_review_above_fen: int = 500_000
+    withdrawal_poll_every: timedelta = Field(
+        default=timedelta(minutes=10), description="ask WeChat Pay about a transfer bill with no result yet")
+    withdrawal_confirm_timeout: timedelta = Field(
+        default=timedelta(hours=24), description="a transfer the user has not confirmed by then is cancelled "
+                                                 "and the money goes back to the wallet")
 
     @field_validator(
         "jwt_ttl", "payment_timeout", "auto_confirm_after", "refund_window", "pickup_code_valid",
         "shipment_sla", "tracking_poll_every", "return_window", "quality_claim_window",
         "return_ship_timeout", "return_receipt_timeout", "refund_poll_every", "frequent_returns_window",
         "assessment_cycle", "revival_window", "assessment_reminder_before",
-        "assessment_refresh_every", "revival_refresh_every", mode="before")
+        "assessment_refresh_every", "revival_refresh_every", "risk_window", "withdrawal_poll_every",
+        "withdrawal_confirm_timeout", "settlement_catchup_window", "profit_sharing_poll_every",
+        mode="before")
     @classmethod
     def _plain_seconds(cls, v):
         if isinstance(v, str) and v.strip().isdigit():
             return int(v.strip())
+        return v
+
+    @field_validator("commission_settlement_day")
+    @classmethod
+    def _settlement_day_in_every_month(cls, v: int) -> int:
+        if not 1 <= v <= 28:
+            raise ValueError("commission_settlement_day must be 1..28, a day every month has")
         return v
 
     @field_validator("commission_tiers")
@@ -156,6 +201,18 @@ class Settings(BaseSettings):
         return self.pickup_code_key or self.resolved_jwt_secret()
 
     @property
+    def resolved_risk_key(self) -> str:
+        return self.risk_hash_key or self.resolved_jwt_secret()
+
+    @property
+    def risk_rules(self):
+        from chuchuang.domain.risk import RiskRules
+
+        return RiskRules(window=self.risk_window, accounts_per_device=self.risk_accounts_per_device,
+                         accounts_per_ip=self.risk_accounts_per_ip,
+                         accounts_per_address=self.risk_accounts_per_address)
+
+    @property
     def refund_rules(self) -> RefundRules:
         return RefundRules(return_window=self.return_window, quality_claim_window=self.quality_claim_window,
                            review_above_fen=self.refund_review_above_fen, frequent_returns=self.frequent_returns,
@@ -168,6 +225,19 @@ class Settings(BaseSettings):
                             refund_window=self.refund_window, pickup_code_valid=self.pickup_code_valid,
                             shipment_sla=self.shipment_sla, tracking_poll_every=self.tracking_poll_every,
                             refunds=self.refund_timings())
+
+    @property
+    def withdrawal_rules(self):
+        from chuchuang.domain.withdrawals import WithdrawalRules
+
+        return WithdrawalRules(min_fen=self.withdrawal_min_fen, daily_limit_fen=self.withdrawal_daily_limit_fen,
+                               review_above_fen=self.withdrawal_review_above_fen)
+
+    def withdrawal_timings(self):
+        from chuchuang.domain.withdrawals import WithdrawalTimings
+
+        return WithdrawalTimings(poll_every=self.withdrawal_poll_every,
+                                 confirm_timeout=self.withdrawal_confirm_timeout)
 
     def refund_timings(self) -> RefundTimings:
         return RefundTimings(return_ship_timeout=self.return_ship_timeout,

@@ -17,6 +17,8 @@ from chuchuang.activities.pickup import PickupActivities
 from chuchuang.activities.refunds import RefundActivities
 from chuchuang.activities.payments import PaymentActivities
 from chuchuang.activities.promoters import PromoterActivities
+from chuchuang.activities.settlement import SettlementActivities
+from chuchuang.activities.withdrawals import WithdrawalActivities
 from chuchuang.db.session import session_factory
 from chuchuang.domain.commission import CommissionPolicy
 from chuchuang.integrations.wechatpay import WeChatPayClient, WeChatPayConfig
@@ -27,8 +29,16 @@ from chuchuang.workflows.promoter_lifecycle import PromoterLifecycleWorkflow
 from chuchuang.workflows.revival import RevivalWorkflow
 from chuchuang.workflows.product import ProductReviewWorkflow
 from chuchuang.workflows.supplier import SupplierOnboardingWorkflow
+from chuchuang.workflows.settlement import (
+    CommissionSettlementWorkflow,
+    CommissionStatementBatchesWorkflow,
+    SupplierSettlementWorkflow,
+)
+from chuchuang.workflows.withdrawal import WithdrawalWorkflow
 
-WORKFLOWS = [OrderWorkflow, RefundWorkflow, PromoterLifecycleWorkflow, RevivalWorkflow, SupplierOnboardingWorkflow, ProductReviewWorkflow]
+WORKFLOWS = [OrderWorkflow, RefundWorkflow, PromoterLifecycleWorkflow, RevivalWorkflow, SupplierOnboardingWorkflow,
+             ProductReviewWorkflow, WithdrawalWorkflow, SupplierSettlementWorkflow, CommissionSettlementWorkflow,
+             CommissionStatementBatchesWorkflow]
 log = structlog.get_logger()
 
 
@@ -40,7 +50,7 @@ def commission_policy(settings: Settings) -> CommissionPolicy:
 def activities(settings: Settings, sessions=None, pay: WeChatPayClient | None = None) -> list:
     sessions = sessions or session_factory(settings)
     pay = pay or WeChatPayClient(WeChatPayConfig.from_settings(settings))
-    orders = OrderActivities(sessions, commission_policy(settings))
+    orders = OrderActivities(sessions, commission_policy(settings), settings.risk_rules)
     payments = PaymentActivities(sessions, pay)
     logistics = LogisticsActivities(settings)
     promoters = PromoterActivities(sessions)
@@ -59,6 +69,8 @@ def activities(settings: Settings, sessions=None, pay: WeChatPayClient | None = 
         promoters.promoter_status, promoters.count_sales, promoters.assess_cycle, promoters.remind,
         promoters.mark_left, promoters.open_revival, promoters.resolve_revival,
         *CatalogActivities(sessions, pay, ChannelsClient.from_settings(settings)).all(),
+        *WithdrawalActivities(sessions, pay).all(),
+        *SettlementActivities(sessions, pay).all(),
     ]
 
 
@@ -78,6 +90,9 @@ async def run_worker(settings: Settings) -> None:
 
     client = await connect(settings)
     await ensure_search_attributes(client)
+    from chuchuang.schedules import ensure_schedules
+
+    await ensure_schedules(client, settings)
     with ThreadPoolExecutor(max_workers=64) as executor:
         worker = build_worker(client, settings, executor)
         log.info("worker.started", task_queue=settings.task_queue,

@@ -135,6 +135,8 @@ async def _stop_order_workflows(client, sessions) -> None:
     them with the test."""
     from chuchuang.db.models import Order, Product, Promoter, Supplier
     from chuchuang.db.order_models import Refund
+    from chuchuang.db.withdrawal_models import Withdrawal
+    from chuchuang.db.settlement_models import SettlementRun
 
     with sessions() as s:
         ids = [f"order-{n}" for n in s.scalars(sa.select(Order.order_no))]
@@ -142,6 +144,8 @@ async def _stop_order_workflows(client, sessions) -> None:
         ids += [f"promoter-{n}" for n in s.scalars(sa.select(Promoter.id))]
         ids += [f"supplier-{n}" for n in s.scalars(sa.select(Supplier.id))]
         ids += [f"product-{n}" for n in s.scalars(sa.select(Product.id))]
+        ids += [f"withdrawal-{n}" for n in s.scalars(sa.select(Withdrawal.id))]
+        ids += list(s.scalars(sa.select(SettlementRun.workflow_id)))
     await end_workflows(client, ids)
 
 

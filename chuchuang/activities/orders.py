@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from chuchuang.activities import commission_policy, coupons, ledger
+from chuchuang.activities import commission_policy, coupons, ledger, risk
 from chuchuang.activities.catalog import notify, stock_changed
 from chuchuang.activities.errors import business_error
 from chuchuang.db.models import (
@@ -40,6 +40,7 @@ from chuchuang.domain.commission import (
 )
 from chuchuang.domain.money import apply_bps
 from chuchuang.domain.refunds import remaining_share
+from chuchuang.domain.risk import RiskRules
 from chuchuang.domain.order_status import OrderStatus
 from chuchuang.domain.orders import (
     PaymentNotice,
@@ -70,9 +71,11 @@ def record_event(session: Session, order_no: str, status: str, note: str, key: s
 
 
 class OrderActivities:
-    def __init__(self, sessions: sessionmaker[Session], policy: CommissionPolicy):
+    def __init__(self, sessions: sessionmaker[Session], policy: CommissionPolicy,
+                 risk_rules: RiskRules | None = None):
         self.sessions = sessions
         self.policy = policy
+        self.risk_rules = risk_rules or RiskRules()
 
     # --- placement -----------------------------------------------------------------------
     @activity.defn
@@ -126,6 +129,8 @@ class OrderActivities:
                 coupons.record_redemption(s, inp.coupon_code, order.order_no, inp.buyer_user_id, sum(discounts))
             record_event(s, order.order_no, OrderStatus.PENDING_PAYMENT, "order placed, stock reserved",
                          f"order:{order.order_no}:placed")
+            risk.check_order(s, order_no=order.order_no, buyer_user_id=inp.buyer_user_id, device_fp=inp.device_fp,
+                             ip_fp=inp.ip_fp, address_fp=inp.address_fp, rules=self.risk_rules)
             s.flush()
             return self._placed(s, order)
 

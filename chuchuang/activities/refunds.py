@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from chuchuang.activities import ledger
+from chuchuang.activities import ledger, risk
 from chuchuang.activities.catalog import notify
 from chuchuang.activities.errors import business_error
 from chuchuang.activities.orders import record_event, restock
@@ -31,6 +31,7 @@ from chuchuang.db.order_models import PickupCode, Refund, RefundLine
 from chuchuang.domain import ledger as rules
 from chuchuang.domain.order_status import OrderStatus
 from chuchuang.domain.orders import PaymentNotice
+from chuchuang.domain.risk import RiskKind
 from chuchuang.domain.refunds import (
     RESTOCKED,
     RefundKind,
@@ -89,10 +90,15 @@ def open_refund(s: Session, *, refund_no: str, order_no: str, buyer_user_id: int
         plan = RefundPlan(needs_return=False)
     else:
         pickup = s.get(PickupCode, order_no)
+        recent = _recent_refunds(s, order.buyer_user_id, now, rules_)
         plan = plan_refund(kind, status=OrderStatus(order.status), pickup=order.fulfilment == "pickup",
                            picked_up=pickup is not None and pickup.status == "picked_up",
                            received_at=_received_at(s, order_no), now=now, amount_fen=amount,
-                           recent_refunds=_recent_refunds(s, order.buyer_user_id, now, rules_), rules=rules_)
+                           recent_refunds=recent, rules=rules_)
+        if recent >= rules_.frequent_returns:
+            risk.raise_flag(s, RiskKind.FREQUENT_RETURNS, "refund", refund_no,
+                            f"buyer has {recent} refunds in {rules_.frequent_returns_window.days} days",
+                            buyer_user_id=order.buyer_user_id, order_no=order_no)
     refund = Refund(refund_no=refund_no, order_no=order_no, buyer_user_id=order.buyer_user_id, kind=kind,
                     reason=reason, amount_fen=amount, needs_return=plan.needs_return,
                     review_reasons="; ".join(plan.review_reasons),

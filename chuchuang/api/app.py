@@ -13,20 +13,26 @@ from chuchuang.api import errors
 from chuchuang.api.routers import auth, catalog, ops, orders, wallet, webhooks
 from chuchuang.api.routers import notifications, products, suppliers
 from chuchuang.api.routers import coupons, pickup, promoters, refunds
+from chuchuang.api.routers import withdrawals
+from chuchuang.api.routers import settlements
+from chuchuang.api.routers import risk
 from chuchuang.integrations.wechatpay import WeChatPayClient, WeChatPayConfig
 from chuchuang.settings import Settings, get_settings
 
 TAGS = [
+    {"name": "risk", "description": "Risk flags for support review (never blocks an order or refund)"},
     {"name": "auth", "description": "WeChat OAuth login for buyers and promoters; passwords for staff"},
     {"name": "catalog", "description": "Products and promoters' windows"},
     {"name": "orders", "description": "Placing, paying, shipping and receiving orders"},
     {"name": "promoters", "description": "Free promoter onboarding, referral, assessment, revival, commission policy"},
     {"name": "wallet", "description": "Promoters' commission balances and ledger entries"},
+    {"name": "withdrawals", "description": "Promoters withdraw commission to WeChat change (商家转账)"},
     {"name": "webhooks", "description": "Partner notifications (WeChat Pay, logistics)"},
     {"name": "ops", "description": "Health and metrics"},
     {"name": "suppliers", "description": "Supplier onboarding, review and suspension"},
     {"name": "products", "description": "Product submission, review, SKUs and stock"},
     {"name": "notifications", "description": "What each user should know"},
+    {"name": "settlements", "description": "Supplier profit sharing (T+1), monthly commission statements, bills"},
 ]
 
 
@@ -67,7 +73,9 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     errors.install(app)
     for router in (auth.router, catalog.router, orders.router, wallet.router, webhooks.router, ops.router,
                    suppliers.router, products.router, notifications.router,
-                   promoters.router, promoters.policy_router, refunds.router, pickup.router, coupons.router):
+                   promoters.router, promoters.policy_router, refunds.router, pickup.router, coupons.router, risk.router):
         app.include_router(router)
+    app.include_router(withdrawals.router)
+    app.include_router(settlements.router)
     return app
 

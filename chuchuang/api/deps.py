@@ -32,3 +32,13 @@ async def run_update(request, workflow_id: str, update, *args):
         if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
             raise ApiError(409, "PROCESS_ENDED", f"{workflow_id} has finished; nothing can change it now") from err
         raise
+
+
+def client_ip(request: Request, settings) -> str | None:
+    """The buyer's address: the first X-Forwarded-For hop when we sit behind a proxy we trust
+    (TRUST_FORWARDED_FOR), else the peer of the connection."""
+    if settings.trust_forwarded_for:
+        forwarded = request.headers.get("x-forwarded-for", "").split(",")[0].strip()
+        if forwarded:
+            return forwarded
+    return request.client.host if request.client else None

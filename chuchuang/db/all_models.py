@@ -5,6 +5,9 @@ from chuchuang.db import models  # noqa: F401
 from chuchuang.db import catalog_models  # noqa: F401
 from chuchuang.db import promoter_models  # noqa: F401
 from chuchuang.db import order_models  # noqa: F401
+from chuchuang.db import withdrawal_models  # noqa: F401
+from chuchuang.db import settlement_models  # noqa: F401
+from chuchuang.db import risk_models  # noqa: F401
 from chuchuang.db.models import Base
 
 __all__ = ["Base"]

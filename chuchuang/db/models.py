@@ -8,6 +8,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Index,
     DateTime,
     ForeignKey,
     Integer,
@@ -141,7 +142,7 @@ class Order(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
                                                  nullable=False, index=True)
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     lines: Mapped[list[OrderLine]] = relationship(back_populates="order", order_by="OrderLine.id")
     events: Mapped[list[OrderEvent]] = relationship(order_by="OrderEvent.id")
     __table_args__ = (
@@ -228,6 +229,7 @@ class LedgerAccount(Base):
     last_hash: Mapped[str] = mapped_column(String(64), default="0" * 64)
     __table_args__ = (
         CheckConstraint("normal_side IN ('debit','credit')", name="ck_ledger_accounts_side"),
+        Index("ix_ledger_accounts_owner", "owner_type", "owner_id"),
     )
 
 

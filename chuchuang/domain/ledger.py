@@ -5,8 +5,13 @@ each business event makes. Signed amounts: debit > 0, credit < 0; a transaction 
     commission   Dr orders:held                   Cr promoter:{id}:pending      (per line, tier)
     completion   Dr promoter:{id}:pending         Cr promoter:{id}:available
                  Dr orders:held                   Cr supplier:{id}:payable, platform:revenue
+    withdrawal   Dr promoter:{id}:available       Cr promoter:{id}:withdrawing
+      paid       Dr promoter:{id}:withdrawing     Cr wechatpay:clearing         (money left us)
+      returned   Dr promoter:{id}:withdrawing     Cr promoter:{id}:available
+    split        Dr supplier:{id}:payable         Cr wechatpay:clearing         (profit sharing paid the
+                                                                                  supplier: money left us)
 
-So Σ credit-side balances == wechatpay:clearing == payments − refunds, always.
+So Σ credit-side balances == wechatpay:clearing == payments − refunds − payouts − splits, always.
 """
 
 from __future__ import annotations
@@ -26,6 +31,12 @@ def promoter_pending(promoter_id: int) -> str:
 
 def promoter_available(promoter_id: int) -> str:
     return f"promoter:{promoter_id}:available"
+
+
+def promoter_withdrawing(promoter_id: int) -> str:
+    """Withdrawals on their way to WeChat change: out of `available` at request, then out to
+    `wechatpay:clearing` when paid or back to `available` when not."""
+    return f"promoter:{promoter_id}:withdrawing"
 
 
 def supplier_payable(supplier_id: int) -> str:

@@ -44,6 +44,10 @@ class PlaceOrderInput(BaseModel):
     address: ShippingAddress | None = None
     outlet_id: int | None = None
     coupon_code: str | None = None
+    # keyed fingerprints (domain/risk.py) of the buyer's device, IP and address, for risk flags
+    device_fp: str | None = None
+    ip_fp: str | None = None
+    address_fp: str | None = None
 
     @model_validator(mode="after")
     def _where_it_goes(self) -> PlaceOrderInput:

@@ -28,12 +28,16 @@ def create_app(
     notify_retry_scale: float = 1.0,
     faults: FaultConfig | None = None,
     settle_delay: float | None = 3.0,
+    profit_sharing_max_ratio: float = 0.30,
 ) -> FastAPI:
     """`faults`: injected failures (see `sandbox.faults`), changeable later via /sandbox/faults.
     `settle_delay`: seconds until refunds and split orders settle and transfer bills get
-    confirmed on their own; None leaves that to the /sandbox controls (deterministic tests)."""
+    confirmed on their own; None leaves that to the /sandbox controls (deterministic tests).
+    `profit_sharing_max_ratio`: the merchant's maximum split ratio (WeChat's default 30%); the
+    fault admin can override it for a while (`profit_sharing_max_ratio` in /sandbox/faults)."""
     sb = Sandbox(credentials, Store(state_path), notify_retry_scale,
-                 faults=Faults(faults), settle_delay=settle_delay)
+                 faults=Faults(faults), settle_delay=settle_delay,
+                 profit_sharing_max_ratio=profit_sharing_max_ratio)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

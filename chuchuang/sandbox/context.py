@@ -35,6 +35,7 @@ class Sandbox:
         *,
         faults: Faults | None = None,
         settle_delay: float | None = None,
+        profit_sharing_max_ratio: float = 0.30,
     ):
         self.credentials = credentials
         self.store = store
@@ -43,6 +44,8 @@ class Sandbox:
         # Seconds after which PROCESSING refunds / split orders settle and transfer bills are
         # confirmed by the "user" on their own; None: only the /sandbox controls move them.
         self.settle_delay = settle_delay
+        # What all split orders of one payment may take together (WeChat's default: 30%).
+        self.profit_sharing_max_ratio = profit_sharing_max_ratio
         self.merchant_public_key = serialization.load_pem_public_key(
             credentials.merchant_public_key_pem.encode()
         )

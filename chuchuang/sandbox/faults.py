@@ -66,6 +66,10 @@ class FaultConfig(BaseModel):
     refund_outcome: Literal["SUCCESS", "ABNORMAL", "CLOSED"] = Field(
         default="SUCCESS", description="the end state refunds settle into"
     )
+    profit_sharing_max_ratio: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="the merchant's maximum split ratio while this config holds; None: the sandbox's (30%)",
+    )
 
 
 _WECHATPAY_ERRORS = {

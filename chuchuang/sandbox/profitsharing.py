@@ -5,8 +5,9 @@ Split orders are accepted PROCESSING with receivers PENDING, then settle (after 
 settle delay or `POST /sandbox/profitsharing/{out_order_no}/settle`) to FINISHED with receivers
 SUCCESS (or CLOSED, when the control says so; their money goes back to the unsplit amount).
 What all orders of a transaction may split is capped at 30% of its total (WeChat's default
-maximum ratio); a receiver must be added before it is paid; `name` arrives RSA-OAEP encrypted
-with the platform key (as wechatpayv3 sends it) and is decrypted here to check it.
+maximum ratio; `create_app(profit_sharing_max_ratio=...)` or the fault admin change it); a
+receiver must be added before it is paid; `name` arrives RSA-OAEP encrypted with the platform
+key (as wechatpayv3 sends it) and is decrypted here to check it.
 """
 
 from __future__ import annotations
@@ -83,6 +84,11 @@ class ReturnRequest(BaseModel):
 class SettleRequest(BaseModel):
     result: Literal["SUCCESS", "CLOSED"] = "SUCCESS"
     fail_reason: str = "RECEIVER_HIGH_RISK"
+
+
+def max_ratio(sb: Sandbox) -> float:
+    override = sb.faults.config.profit_sharing_max_ratio
+    return sb.profit_sharing_max_ratio if override is None else override
 
 
 def _digits(n: int) -> str:
@@ -222,11 +228,12 @@ def install(app: FastAPI, sb: Sandbox) -> None:
         total = txn["amount"]["total"]
         already = total - remaining
         asked = sum(r.amount for r in req.receivers)
-        cap = int(total * MAX_RATIO)
+        ratio = max_ratio(sb)
+        cap = total * round(ratio * 10_000) // 10_000  # integer arithmetic: no float rounding at the edge
         if already + asked > cap:
             raise WeChatPayError(
                 400, "INVALID_REQUEST",
-                f"分账金额超出最大分账比例 {int(MAX_RATIO * 100)}%: 最多可分 {max(cap - already, 0)} 分",
+                f"分账金额超出最大分账比例 {ratio * 100:g}%: 最多可分 {max(cap - already, 0)} 分",
             )
         now = now_cst().isoformat()
         order = {

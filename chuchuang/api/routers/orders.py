@@ -23,7 +23,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from chuchuang.api.auth import Principal, current_principal, require_roles
-from chuchuang.api.deps import run_update, sessions_of, temporal_of
+from chuchuang.api.deps import client_ip, run_update, sessions_of, temporal_of
 from chuchuang.api.errors import ApiError, not_found
 from chuchuang.db.models import (
     Order,
@@ -37,6 +37,7 @@ from chuchuang.db.models import (
     WindowProduct,
 )
 from chuchuang.domain.order_status import OrderStatus
+from chuchuang.domain.risk import address_key, fingerprint
 from chuchuang.domain.orders import (
     LineRequest,
     OrderProgress,
@@ -181,15 +182,23 @@ async def _wait_for_prepay(client: Client, order_no: str) -> OrderProgress:
 @router.post("", status_code=201, response_model=PlacedOut, summary="Place an order and get WeChat Pay parameters")
 async def place_order(body: PlaceOrderBody, request: Request,
                       principal: Principal = Depends(require_roles("buyer", "promoter")),
-                      idempotency_key: str | None = Header(default=None, max_length=64)) -> PlacedOut:
+                      idempotency_key: str | None = Header(default=None, max_length=64),
+                      device_id: str | None = Header(default=None, alias="X-Device-Id", max_length=128,
+                                                     description="the client's device id, for risk checks"),
+                      ) -> PlacedOut:
     settings = request.app.state.settings
     openid, promoter_id = await run_in_threadpool(_check_placeable, request, principal, body)
     order_no = _order_no_for(principal, idempotency_key, datetime.now(ZoneInfo(settings.settlement_timezone)))
+    key = settings.resolved_risk_key
     inp = OrderWorkflowInput(
         order=PlaceOrderInput(order_no=order_no, buyer_user_id=principal.user_id, buyer_openid=openid,
                               window_id=body.window_id, source=body.source, lines=body.lines,
                               fulfilment=body.fulfilment, address=body.address, outlet_id=body.outlet_id,
-                              coupon_code=body.coupon_code),
+                              coupon_code=body.coupon_code,
+                              device_fp=fingerprint(key, "device", device_id),
+                              ip_fp=fingerprint(key, "ip", client_ip(request, settings)),
+                              address_fp=fingerprint(key, "address", address_key(
+                                  body.address.model_dump() if body.address else None))),
         timings=settings.order_timings())
     attributes = [SearchAttributePair(ORDER_NO, order_no),
                   SearchAttributePair(BUSINESS_STATUS, OrderStatus.PENDING_PAYMENT.value)]

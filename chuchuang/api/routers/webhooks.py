@@ -13,6 +13,7 @@ from sqlalchemy import select
 from temporalio.service import RPCError, RPCStatusCode
 
 from chuchuang.api.deps import sessions_of, temporal_of
+from chuchuang.api.routers.withdrawals import transfer_notified
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
@@ -51,6 +52,11 @@ async def wechatpay_notification(request: Request) -> Response:
         if resource.get("mchid") != config.mchid:
             return _wechat_fail(400, "notification for another merchant")
         await _refund_notified(request, resource)
+        return Response(status_code=204)
+    if event.get("event_type") == "MCHTRANSFER.BILL.FINISHED":
+        if resource.get("mchid") != config.mchid:
+            return _wechat_fail(400, "notification for another merchant")
+        await transfer_notified(request, resource)
         return Response(status_code=204)
     if event.get("event_type") != "TRANSACTION.SUCCESS":
         return Response(status_code=204)
