@@ -166,3 +166,22 @@ async def wait_refund(client, refund_no: str, status, timeout: float = 15.0):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"refund {refund_no} stuck at {progress.status if progress else None}, wanted {status}")
         await asyncio.sleep(0.05)
+
+
+async def return_one_unit(api, client, buyer, supplier, order_no: str, line_id: int, waybill_no: str) -> str:
+    """A quality return of one unit of a line, shipped back and received: returns the refund
+    number once it is REFUNDED."""
+    from chuchuang.domain.refunds import RefundStatus
+
+    asked = await api.post(f"/orders/{order_no}/refunds", headers=buyer,
+                           json={"kind": "quality_return", "lines": [{"line_id": line_id, "quantity": 1}],
+                                 "reason": "破损"})
+    assert asked.status_code == 201, asked.text
+    refund_no = asked.json()["refund_no"]
+    await wait_refund(client, refund_no, RefundStatus.AWAITING_RETURN)
+    await api.post(f"/refunds/{refund_no}/return-parcel", headers=buyer,
+                   json={"carrier": "yuantong", "waybill_no": waybill_no})
+    await wait_refund(client, refund_no, RefundStatus.RETURN_SHIPPED)
+    await api.post(f"/refunds/{refund_no}/confirm-return", headers=supplier)
+    await wait_refund(client, refund_no, RefundStatus.REFUNDED)
+    return refund_no

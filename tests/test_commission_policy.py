@@ -114,8 +114,7 @@ async def test_three_tiers_pay_a_four_level_chain_down_to_tier_three_and_a_refun
         api, sandbox, token, sessions, demo, temporal_env):
     """seller ← up1 ← up2 ← up3: with 3 tiers a sale pays the seller, up1 and up2 and nobody
     beyond; a refund after release takes back each one's share of the refunded unit."""
-    from chuchuang.domain.refunds import RefundStatus
-    from tests.helpers import run_to_end, ship_and_deliver, wait_refund
+    from tests.helpers import return_one_unit, run_to_end, ship_and_deliver
 
     with sessions.begin() as s:
         below, chain = demo.promoter_id, []
@@ -150,17 +149,7 @@ async def test_three_tiers_pay_a_four_level_chain_down_to_tier_three_and_a_refun
         from chuchuang.db.models import OrderLine
 
         line = s.scalar(select(OrderLine.id).where(OrderLine.order_no == order_no))
-    asked = await api.post(f"/orders/{order_no}/refunds", headers=buyer,
-                           json={"kind": "quality_return", "lines": [{"line_id": line, "quantity": 1}],
-                                 "reason": "破损"})
-    assert asked.status_code == 201, asked.text
-    refund_no = asked.json()["refund_no"]
-    await wait_refund(temporal_env.client, refund_no, RefundStatus.AWAITING_RETURN)
-    await api.post(f"/refunds/{refund_no}/return-parcel", headers=buyer,
-                   json={"carrier": "yuantong", "waybill_no": "YTBACK000007"})
-    await wait_refund(temporal_env.client, refund_no, RefundStatus.RETURN_SHIPPED)
-    await api.post(f"/refunds/{refund_no}/confirm-return", headers=supplier)
-    await wait_refund(temporal_env.client, refund_no, RefundStatus.REFUNDED)
+    await return_one_unit(api, temporal_env.client, buyer, supplier, order_no, line, "YTBACK000007")
     with sessions() as s:
         # one unit of two: each tier keeps the other unit's share (cumulative floors, exact)
         assert {p: balance(s, rules.promoter_available(p)) for p in shares} == {

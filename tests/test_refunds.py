@@ -19,6 +19,7 @@ from tests.helpers import (
     make_user,
     pay,
     place,
+    return_one_unit,
     run_to_end,
     ship_and_deliver,
     wait_refund,
@@ -131,18 +132,8 @@ async def test_partial_refund_after_commission_release_reverses_every_party(
     with sessions() as s:
         assert balance(s, rules.promoter_available(demo.promoter_id)) == commission
 
-    line = _line_id(sessions, order_no)
-    asked = await api.post(f"/orders/{order_no}/refunds", headers=buyer,
-                           json={"kind": "quality_return", "lines": [{"line_id": line, "quantity": 1}],
-                                 "reason": "破损"})
-    assert asked.status_code == 201, asked.text
-    refund_no = asked.json()["refund_no"]
-    await wait_refund(temporal_env.client, refund_no, RefundStatus.AWAITING_RETURN)
-    await api.post(f"/refunds/{refund_no}/return-parcel", headers=buyer,
-                   json={"carrier": "yuantong", "waybill_no": "YTBACK000002"})
-    await wait_refund(temporal_env.client, refund_no, RefundStatus.RETURN_SHIPPED)
-    await api.post(f"/refunds/{refund_no}/confirm-return", headers=supplier)
-    await wait_refund(temporal_env.client, refund_no, RefundStatus.REFUNDED)
+    await return_one_unit(api, temporal_env.client, buyer, supplier, order_no, _line_id(sessions, order_no),
+                          "YTBACK000002")
 
     with sessions() as s:
         reversed_commission = commission // 2
