@@ -80,7 +80,8 @@ def sandbox() -> None:
         title="WeChat Pay sandbox"))
     _logging()
     uvicorn.run(create_app(creds, state_path=settings.sandbox_dir / "state.sqlite3",
-                           notify_retry_scale=settings.sandbox_notify_retry_scale),
+                           notify_retry_scale=settings.sandbox_notify_retry_scale,
+                           settle_delay=settings.sandbox_settle_delay),
                 host=settings.sandbox_host, port=settings.sandbox_port, log_level="info")
 
 

@@ -57,9 +57,14 @@ class Settings(BaseSettings):
     wechatpay_cert_serial_no: str | None = None
     wechatpay_public_key_path: Path | None = None
     wechatpay_public_key_id: str | None = None
+    wechatpay_profit_sharing: bool = Field(
+        default=True, description="create JSAPI orders with settle_info.profit_sharing so supplier settlement can split them")
     sandbox_notify_retry_scale: float = Field(
         default=1.0, description="multiplies WeChat Pay's notification retry schedule (0.001 → ms)"
     )
+    sandbox_settle_delay: float | None = Field(
+        default=3.0, ge=0, description="seconds until the sandbox settles refunds and split orders and a transfer "
+                                       "bill is confirmed by its user (WeChat's own pace is minutes)")
 
     # --- partners: official-account OAuth, logistics ---------------------------------------
     wechat_oauth_base_url: str | None = None

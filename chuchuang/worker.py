@@ -18,6 +18,7 @@ from chuchuang.activities.refunds import RefundActivities
 from chuchuang.activities.payments import PaymentActivities
 from chuchuang.activities.promoters import PromoterActivities
 from chuchuang.activities.settlement import SettlementActivities
+from chuchuang.activities.split_returns import SplitReturnActivities
 from chuchuang.activities.withdrawals import WithdrawalActivities
 from chuchuang.db.session import session_factory
 from chuchuang.domain.commission import CommissionPolicy
@@ -71,6 +72,7 @@ def activities(settings: Settings, sessions=None, pay: WeChatPayClient | None = 
         *CatalogActivities(sessions, pay, ChannelsClient.from_settings(settings)).all(),
         *WithdrawalActivities(sessions, pay).all(),
         *SettlementActivities(sessions, pay).all(),
+        *SplitReturnActivities(sessions, pay).all(),
     ]
 
 

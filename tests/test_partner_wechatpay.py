@@ -318,6 +318,27 @@ async def test_split_return_to_merchant_receiver(env):
     assert (await client.query_return("PSO0006", "PSR0001")).return_id == ret.return_id
 
 
+async def test_only_a_payment_ordered_for_profit_sharing_can_be_split(env, creds):
+    """WeChat Pay freezes a payment for splitting only when the JSAPI order said
+    settle_info.profit_sharing=true; our client always says so unless configured off."""
+    pay = raw_library(creds)
+    code, _ = await pay.pay(description="goods", out_trade_no="PS20240009", amount={"total": 800},
+                            payer={"openid": BUYER})
+    assert code == 200
+    txn_id = (await control("POST", "/sandbox/pay/PS20240009")).json()["transaction_id"]
+    await env.client.add_receiver(PROMOTER)
+    with pytest.raises(PartnerRejected) as refused:
+        await env.client.split(txn_id, "PSO0009", [SplitReceiver(account=PROMOTER, amount=100, description="佣金")])
+    assert refused.value.code == "INVALID_REQUEST" and "profit_sharing" in refused.value.message
+    with pytest.raises(PartnerRejected):
+        await env.client.unfreeze(txn_id, "PSU0009", "解冻")
+
+    ours = await paid_order(env.client, "PS20240010", 800)
+    assert env.sb.store.get("wechatpay.order", "PS20240010")["settle_info"] == {"profit_sharing": True}
+    split = await env.client.split(ours, "PSO0010", [SplitReceiver(account=PROMOTER, amount=100, description="佣金")])
+    assert split.state == "PROCESSING"
+
+
 async def test_add_receiver_refuses_a_name_not_encrypted_for_the_platform(env, creds):
     pay = raw_library(creds, public_key=impostor_public_key())
     pay._core._public_key_id = creds.platform_public_key_id  # encrypts with the wrong key

@@ -25,7 +25,7 @@ def test_histories_are_recorded():
         "supplier_auto_rejected", "product_listed", "product_rejected", "product_auto_rejected",
         "order_refunded_before_shipment", "order_picked_up", "order_pickup_expired",
         "refund_before_shipment", "refund_return_after_delivery", "refund_rejected_by_support",
-        "refund_late_payment",
+        "refund_late_payment", "refund_after_split_returned",
         "withdrawal_paid", "withdrawal_cancelled_unconfirmed", "withdrawal_rejected",
         "settlement_supplier_day", "settlement_supplier_faults", "settlement_supplier_scheduled",
         "settlement_commission_reviewed", "settlement_commission_batches", "settlement_commission_scheduled"}

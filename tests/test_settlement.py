@@ -311,7 +311,7 @@ async def test_supplier_settlement_splits_once_per_payment_and_bills_equal_the_l
     await keep_run_history(temporal_env, launcher.id, None, "settlement_supplier_scheduled")
 
 
-async def test_a_refund_after_the_split_finds_it_and_the_supplier_owes_it_back(
+async def test_a_refund_after_the_split_takes_the_share_back_from_the_supplier_once(
         api, sandbox, sandbox_app, demo, token, temporal_env, sessions, settings):
     from chuchuang.activities.settlement import splits_of_order
 
@@ -342,11 +342,21 @@ async def test_a_refund_after_the_split_finds_it_and_the_supplier_owes_it_back(
     await wait_refund(temporal_env.client, refund_no, RefundStatus.RETURN_SHIPPED)
     await api.post(f"/refunds/{refund_no}/confirm-return", headers=supplier)
     await wait_refund(temporal_env.client, refund_no, RefundStatus.REFUNDED)
+    refunded = await temporal_env.client.get_workflow_handle(f"refund-{refund_no}").result()
+    assert refunded["status"] == RefundStatus.REFUNDED
+    await keep_run_history(temporal_env, f"refund-{refund_no}", None, "refund_after_split_returned")
+    fee, commission = 2 * PRICE * FEE_BPS // 10_000, 2 * PRICE * COMMISSION_BPS // 10_000
+    owed = PRICE - fee // 2 - commission // 2
+    # the supplier was paid for both units: the refunded unit's share is taken back from their
+    # receiver account once (分账回退), which brings the payable the refund took negative back to 0
+    returns = [r for r in sandbox_app.state.sandbox.store.all("profitsharing.return")
+               if r["out_order_no"] == f"SS{no}"]
+    assert [(r["out_return_no"], r["return_mchid"], r["amount"], r["result"]) for r in returns] == [
+        (f"SR{refund_no}S{demo.supplier_id}", DEMO_MCHID, owed, "SUCCESS")]
     with sessions() as s:
-        # the supplier was paid for both units: it owes the refunded unit's share back (a negative
-        # payable, netted or recovered later), nothing is lost
-        fee, commission = 2 * PRICE * FEE_BPS // 10_000, 2 * PRICE * COMMISSION_BPS // 10_000
-        assert balance(s, rules.supplier_payable(demo.supplier_id)) == -(PRICE - fee // 2 - commission // 2)
+        assert balance(s, rules.supplier_payable(demo.supplier_id)) == 0
+        assert s.scalar(select(func.count()).select_from(LedgerTransaction).where(
+            LedgerTransaction.kind == "supplier_split_return", LedgerTransaction.order_no == no)) == 1
         assert_books_balance(s)
     before = books_snapshot(sessions)
     await rerun(temporal_env, settings, SupplierSettlementWorkflow.run, SupplierRunInput(period=today(), timezone=TZ),

@@ -148,3 +148,22 @@ class CommissionStatement(Base):
                         name="ck_commission_statements_arithmetic"),
     )
 
+
+class ProfitSharingReturnRecord(Base):
+    """分账回退: money taken back from a supplier's receiver because a refund reversed a share
+    that had already been split to them. One per (refund, supplier), `out_return_no`
+    SR{refund_no}S{supplier_id}; the row is the intent, written before WeChat Pay is asked."""
+
+    __tablename__ = "profit_sharing_returns"
+    out_return_no: Mapped[str] = mapped_column(String(64), primary_key=True)
+    refund_no: Mapped[str] = mapped_column(ForeignKey("refunds.refund_no"), index=True)
+    order_no: Mapped[str] = mapped_column(ForeignKey("supplier_settlements.order_no"), index=True)
+    supplier_id: Mapped[int] = mapped_column(ForeignKey("suppliers.id"))
+    return_mchid: Mapped[str] = mapped_column(String(64))
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    result: Mapped[str] = mapped_column(String(12), default="PENDING")  # PENDING | PROCESSING | SUCCESS | FAILED
+    return_id: Mapped[str | None] = mapped_column(String(64))
+    fail_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = created_at_column()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    __table_args__ = (CheckConstraint("amount_fen > 0", name="ck_profit_sharing_returns_amount"),)

@@ -394,3 +394,22 @@ def review_problem(review: StatementReview) -> str | None:
 
 
 SupplierRunInput.model_rebuild()
+
+
+# --- profit-sharing return (分账回退) after a refund -------------------------------------------
+def split_return_out_no(refund_no: str, supplier_id: int) -> str:
+    return f"SR{refund_no}S{supplier_id}"
+
+
+def split_returns(reversed_fen: dict[int, int], split_fen: dict[int, int],
+                  returned_fen: dict[int, int]) -> dict[int, int]:
+    """Per supplier, what to take back after a refund: the share the refund reversed, but only
+    as far as WeChat Pay really split it to them and it was not taken back before. What is not
+    returned stays a negative payable (netted or recovered later), never lost."""
+    out = {}
+    for supplier_id, reversed_ in reversed_fen.items():
+        room = split_fen.get(supplier_id, 0) - returned_fen.get(supplier_id, 0)
+        amount = min(reversed_, room)
+        if amount > 0:
+            out[supplier_id] = amount
+    return out

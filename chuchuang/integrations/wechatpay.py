@@ -45,6 +45,9 @@ class WeChatPayConfig(BaseModel):
     public_key_id: str
     base_url: str
     notify_url: str
+    # JSAPI orders are created with settle_info.profit_sharing: WeChat Pay freezes the money
+    # for supplier settlement to split; without it a payment can never be split
+    profit_sharing: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WeChatPayConfig:
@@ -61,6 +64,7 @@ class WeChatPayConfig(BaseModel):
                 public_key_id=creds.platform_public_key_id,
                 base_url=settings.resolved_wechatpay_base_url,
                 notify_url=notify_url,
+                profit_sharing=settings.wechatpay_profit_sharing,
             )
         required = {
             "WECHATPAY_APPID": settings.wechatpay_appid,
@@ -83,6 +87,7 @@ class WeChatPayConfig(BaseModel):
             public_key_id=settings.wechatpay_public_key_id,
             base_url=settings.wechatpay_base_url or WECHATPAY_GATEWAY,
             notify_url=notify_url,
+            profit_sharing=settings.wechatpay_profit_sharing,
         )
 
 
@@ -289,6 +294,7 @@ class WeChatPayClient:
                 out_trade_no=out_trade_no,
                 amount={"total": total_fen, "currency": "CNY"},
                 payer={"openid": openid},
+                settle_info={"profit_sharing": True} if self.config.profit_sharing else None,
             )
         )
         return self.jsapi_params(json.loads(body)["prepay_id"])

@@ -159,6 +159,14 @@ def _transaction(sb: Sandbox, transaction_id: str) -> dict[str, Any]:
     return order
 
 
+def _splittable(sb: Sandbox, transaction_id: str) -> dict[str, Any]:
+    """Only a payment ordered with settle_info.profit_sharing=true is frozen for splitting."""
+    order = _transaction(sb, transaction_id)
+    if not (order.get("settle_info") or {}).get("profit_sharing"):
+        raise WeChatPayError(400, "INVALID_REQUEST", "该笔订单不支持分账：下单时未设置 settle_info.profit_sharing")
+    return order
+
+
 def install(app: FastAPI, sb: Sandbox) -> None:
     creds = sb.credentials
     api = APIRouter(prefix="/v3/profitsharing", tags=["wechatpay v3 profit sharing"])
@@ -216,7 +224,7 @@ def install(app: FastAPI, sb: Sandbox) -> None:
             if existing["transaction_id"] != req.transaction_id or existing["terms"] != [list(t) for t in terms]:
                 raise WeChatPayError(400, "INVALID_REQUEST", "商户分账单号重复，请求参数与原请求不一致")
             return sb.platform_signed(200, order_view(existing))
-        txn = _transaction(sb, req.transaction_id)
+        txn = _splittable(sb, req.transaction_id)
         if txn["trade_state"] not in ("SUCCESS", "REFUND"):
             raise WeChatPayError(400, "INVALID_REQUEST", "订单未支付，不能分账")
         for r in req.receivers:
@@ -275,7 +283,7 @@ def install(app: FastAPI, sb: Sandbox) -> None:
             if existing["transaction_id"] != req.transaction_id:
                 raise WeChatPayError(400, "INVALID_REQUEST", "商户分账单号重复")
             return sb.platform_signed(200, order_view(existing))
-        txn = _transaction(sb, req.transaction_id)
+        txn = _splittable(sb, req.transaction_id)
         orders = [o for o in sb.store.all(SPLIT) if o["transaction_id"] == req.transaction_id]
         if any(o.get("finishes") for o in orders):
             raise WeChatPayError(400, "INVALID_REQUEST", "该笔订单分账已完结")

@@ -49,6 +49,10 @@ class _Payer(BaseModel):
     openid: str = Field(min_length=1, max_length=128)
 
 
+class _SettleInfo(BaseModel):
+    profit_sharing: bool = False
+
+
 class JsapiRequest(BaseModel):
     appid: str = Field(min_length=1, max_length=32)
     mchid: str = Field(min_length=1, max_length=32)
@@ -59,6 +63,7 @@ class JsapiRequest(BaseModel):
     payer: _Payer
     attach: str | None = Field(default=None, max_length=128)
     time_expire: str | None = None
+    settle_info: _SettleInfo | None = None
 
 
 class CloseRequest(BaseModel):
@@ -191,7 +196,7 @@ def install(app: FastAPI, sb: Sandbox) -> None:
                 raise WeChatPayError(400, "ORDERPAID", "该订单已支付")
             if existing["trade_state"] == "CLOSED":
                 raise WeChatPayError(400, "ORDER_CLOSED", "订单已关闭")
-            compared = ("appid", "description", "amount", "payer", "attach")
+            compared = ("appid", "description", "amount", "payer", "attach", "settle_info")
             if any(existing.get(k) != terms.get(k) for k in compared):
                 raise WeChatPayError(400, "INVALID_REQUEST", "201 商户订单号重复")
             return sb.platform_signed(200, {"prepay_id": existing["prepay_id"]})

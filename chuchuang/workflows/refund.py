@@ -3,7 +3,8 @@
     [support review when rules flag it] → [buyer ships the return → supplier confirms receipt
     (or it is accepted when they do not in time)] → WeChat Pay refund (out_refund_no =
     refund_no) → result by REFUND.* notification or by query → books reversed per line,
-    stock restored → the order's workflow is told.
+    stock restored → what had been split to suppliers is taken back (分账回退) → the order's
+    workflow is told.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from chuchuang.workflows.options import DB_STEP, PARTNER_CALL
 with workflow.unsafe.imports_passed_through():
     from chuchuang.activities.logistics import LogisticsActivities
     from chuchuang.activities.refunds import RefundActivities
+    from chuchuang.activities.split_returns import SplitReturnActivities
     from chuchuang.domain.orders import TrackingUpdate
     from chuchuang.domain.refunds import (
         RefundDecision,
@@ -113,6 +115,9 @@ class RefundWorkflow:
             return await self._close(RefundStatus.CLOSED, "WeChat Pay closed the refund")
         outcome = await workflow.execute_activity_method(
             RefundActivities.complete_refund, args=[inp.refund_no, notice.refund_id or "", note], **DB_STEP)
+        if workflow.patched("split-return"):
+            await workflow.execute_activity_method(
+                SplitReturnActivities.return_splits, inp.refund_no, **PARTNER_CALL)
         return await self._finish(outcome)
 
     async def _close(self, status: RefundStatus, note: str) -> RefundOutcome:
