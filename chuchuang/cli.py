@@ -201,5 +201,17 @@ def report(period: str = typer.Option(..., help="a day YYYY-MM-DD or a month YYY
     raise typer.Exit(show(get_settings(), console, period))
 
 
+
+@app.command()
+def reconcile(date: str = typer.Option(..., "--date", help="the bill day YYYY-MM-DD (Asia/Shanghai)"),
+              follow: bool = typer.Option(True, help="follow the run and print its report"),
+              rerun: bool = typer.Option(False, help="reconcile the day again as a new attempt (earlier reports kept)")) -> None:
+    """Reconcile a day with WeChat Pay's trade bill (or find the run already started) and print
+    the report: totals of the bill and the ledger, then every difference. Exit 1 on differences."""
+    from chuchuang.reconciliation_cli import reconcile as run
+
+    raise typer.Exit(asyncio.run(run(get_settings(), console, date, follow, rerun)))
+
+
 if __name__ == "__main__":
     app()

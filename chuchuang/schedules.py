@@ -1,14 +1,20 @@
-"""Temporal Schedules for the settlement runs, and starting a run by hand.
+"""Temporal Schedules, and starting a settlement run by hand.
 
-Two schedules, created (or brought up to date) at worker and `chuchuang dev` start-up, visible
-under Schedules in Temporal UI:
+Created (or brought up to date) at worker and `chuchuang dev` start-up, visible under
+Schedules in Temporal UI:
 
-* `settlement-supplier-daily`:   settings.supplier_settlement_cron (default 02:00 every day)
+* `settlement-supplier-daily`: settings.supplier_settlement_cron (default 02:00 every day)
 * `settlement-commission-monthly`: 03:00 on settings.commission_settlement_day (default the 5th)
+* `reconciliation-daily`: settings.reconciliation_cron (default 10:30 Beijing time, WeChat Pay's
+  own day): yesterday's WeChat Pay bill against the ledger (`reconciliation-{date}`)
+* `withdrawals-sweep`: every settings.withdrawal_sweep_every, withdrawals whose workflow never started
+* `channels-reconcile`: every settings.channels_reconcile_every, window stats and product status
+  from the Channels shop
 
-both in settings.settlement_timezone. Their action starts the run without a period; the run
-works out which one from the time it was due (yesterday / last month) and settles it under the
-period's own workflow id (`settlement-{kind}-{period}`), the id an operator's run gets too.
+The settlement schedules run in settings.settlement_timezone. Their action starts the run
+without a period; the run works out which one from the time it was due (yesterday / last
+month) and settles it under the period's own workflow id (`settlement-{kind}-{period}`), the id
+an operator's run gets too.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from temporalio.client import (
     Schedule,
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
@@ -33,15 +40,25 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from chuchuang.domain.settlement import CommissionRunInput, SupplierRunInput, run_workflow_id
+from chuchuang.domain.withdrawals import PayoutRunInput
 from chuchuang.settings import Settings
 from chuchuang.workflows.settlement import (
     BUSINESS_STATUS,
     CommissionSettlementWorkflow,
     SupplierSettlementWorkflow,
 )
+from chuchuang.activities.channels_outbox import sync_input
+from chuchuang.workflows.channels_sync import ChannelsSyncWorkflow
+from chuchuang.workflows.payouts import SWEEP_WORKFLOW_ID, PayoutWorkflow
+from chuchuang.domain.reconciliation import WECHATPAY_TIMEZONE, ReconciliationInput
+from chuchuang.domain.reconciliation import run_workflow_id as reconciliation_workflow_id
+from chuchuang.workflows.reconciliation import ReconciliationWorkflow
 
 SUPPLIER_SCHEDULE_ID = "settlement-supplier-daily"
 COMMISSION_SCHEDULE_ID = "settlement-commission-monthly"
+SWEEP_SCHEDULE_ID = "withdrawals-sweep"
+CHANNELS_RECONCILE_SCHEDULE_ID = "channels-reconcile"
+RECONCILIATION_SCHEDULE_ID = "reconciliation-daily"
 log = structlog.get_logger()
 
 
@@ -58,6 +75,12 @@ def commission_run_input(settings: Settings, period: str | None = None) -> Commi
                               batch_size=settings.settlement_batch_size,
                               batches_per_child=settings.settlement_batches_per_child,
                               review_above_fen=settings.commission_review_above_fen)
+
+
+def reconciliation_input(settings: Settings, day: str | None = None, attempt: int = 1) -> ReconciliationInput:
+    return ReconciliationInput(day=day, attempt=attempt, timezone=WECHATPAY_TIMEZONE,
+                               retry_every=settings.reconciliation_bill_retry_every,
+                               wait_at_most=settings.reconciliation_bill_wait_at_most)
 
 
 def commission_cron(settings: Settings) -> str:
@@ -86,6 +109,29 @@ def schedules(settings: Settings) -> dict[str, Schedule]:
         COMMISSION_SCHEDULE_ID: schedule(
             CommissionSettlementWorkflow.run, commission_run_input(settings), "settlement-commission-scheduled",
             commission_cron(settings), "promoters' commission statements for last month"),
+        SWEEP_SCHEDULE_ID: Schedule(
+            action=ScheduleActionStartWorkflow(
+                PayoutWorkflow.run, PayoutRunInput(stranded_after=settings.withdrawal_stranded_after),
+                id=SWEEP_WORKFLOW_ID, task_queue=settings.task_queue),
+            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=settings.withdrawal_sweep_every)]),
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+            state=ScheduleState(note="withdrawals whose workflow never started are handed to it")),
+        RECONCILIATION_SCHEDULE_ID: Schedule(
+            action=ScheduleActionStartWorkflow(
+                ReconciliationWorkflow.run, reconciliation_input(settings), id="reconciliation-scheduled",
+                task_queue=settings.task_queue,
+                typed_search_attributes=TypedSearchAttributes([SearchAttributePair(BUSINESS_STATUS,
+                                                                                   "reconciliation_scheduled")])),
+            spec=ScheduleSpec(cron_expressions=[settings.reconciliation_cron], time_zone_name=WECHATPAY_TIMEZONE),
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.ALLOW_ALL,
+                                  catchup_window=settings.settlement_catchup_window),
+            state=ScheduleState(note="yesterday's WeChat Pay trade bill against the ledger")),
+        CHANNELS_RECONCILE_SCHEDULE_ID: Schedule(
+            action=ScheduleActionStartWorkflow(ChannelsSyncWorkflow.run, sync_input(settings, "reconcile"),
+                                               id="channels-reconcile-run", task_queue=settings.task_queue),
+            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=settings.channels_reconcile_every)]),
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+            state=ScheduleState(note="pull window stats and product status/stock from the Channels shop")),
     }
 
 
@@ -127,3 +173,47 @@ async def start_run(client: Client, settings: Settings, kind: Literal["supplier"
         return handle, True
     except WorkflowAlreadyStartedError:
         return client.get_workflow_handle(wf_id), False
+
+
+async def start_reconciliation(client: Client, settings: Settings, day: str,
+                               attempt: int = 1) -> tuple[WorkflowHandle, bool]:
+    """Start the day's reconciliation (attempt 1: `reconciliation-{day}`; an explicit re-run n:
+    `reconciliation-{day}-{n}`), or find it: (handle, True if this call started it). A run
+    that failed or was terminated may be started again; one running or completed is returned."""
+    wf_id = reconciliation_workflow_id(day, attempt)
+    try:
+        handle = await client.start_workflow(
+            ReconciliationWorkflow.run, reconciliation_input(settings, day, attempt), id=wf_id,
+            task_queue=settings.task_queue, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            search_attributes=TypedSearchAttributes([SearchAttributePair(BUSINESS_STATUS, "reconciliation_started")]))
+        return handle, True
+    except WorkflowAlreadyStartedError:
+        return client.get_workflow_handle(wf_id), False
+
+
+async def resolve_reconciliation_attempt(client: Client, sessions, day: str, rerun: bool) -> int:
+    """The attempt `POST /reconciliations/runs` and `chuchuang reconcile` start: see
+    `attempt_to_start`; a re-run asked while the latest attempt's workflow has failed or was
+    terminated (its report never ended) starts that attempt again. RunInProgress otherwise."""
+    import asyncio
+
+    from temporalio.client import WorkflowExecutionStatus
+
+    from chuchuang.activities.reconciliation import RunInProgress, attempt_to_start
+
+    def which() -> int:
+        with sessions() as s:
+            return attempt_to_start(s, day, rerun)
+
+    try:
+        return await asyncio.to_thread(which)
+    except RunInProgress as busy:
+        try:
+            described = await client.get_workflow_handle(busy.workflow_id).describe()
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return busy.attempt
+        if described.status == WorkflowExecutionStatus.RUNNING:
+            raise
+        return busy.attempt

@@ -79,6 +79,15 @@ class Settings(BaseSettings):
     channels_secret: str | None = None
     channels_push_token: str | None = None
     channels_encoding_aes_key: str | None = None
+    channels_sync_batch_size: int = Field(default=20, ge=1, le=500,
+                                          description="outbox rows the Channels sync applies per activity")
+    channels_sync_lease: timedelta = Field(default=timedelta(minutes=2),
+                                           description="a claimed outbox row is retried by another drain after this")
+    channels_sync_wakes_per_run: int = Field(default=200, ge=1,
+                                             description="channels-sync continues as new after this many wakes")
+    channels_reconcile_every: timedelta = Field(
+        default=timedelta(minutes=15), description="pull window stats and product status/stock from the Channels "
+                                                   "shop (Schedule `channels-reconcile`), sweeping the outbox")
 
     # --- business periods (DESIGN.md defaults) -------------------------------------------
     payment_timeout: timedelta = timedelta(minutes=15)
@@ -141,6 +150,34 @@ class Settings(BaseSettings):
     settlement_allow_open_periods: bool = Field(
         default=False, description="let operators run a commission month that has not ended (demos, tests)")
 
+    # --- reconciliation with WeChat Pay's daily bills (chuchuang.workflows.reconciliation) ---
+    reconciliation_cron: str = Field(
+        default="30 10 * * *", description="when the daily run reconciles yesterday's bill, in Beijing "
+                                           "time (WeChat Pay publishes it after 10:00)")
+    reconciliation_bill_retry_every: timedelta = Field(
+        default=timedelta(minutes=30), description="ask again for a bill WeChat Pay is still making")
+    reconciliation_bill_wait_at_most: timedelta = Field(
+        default=timedelta(days=2), description="give up (and alert) when the bill is not out after this long")
+
+    # --- pre-sale (chuchuang/domain/presale.py) and subscribe messages ----------------------
+    presale_deposit_bps: int = Field(default=1000, ge=1, le=10_000,
+                                     description="a pre-sale deposit, when the supplier gives none: share of the price")
+    presale_deposit_max_bps: int = Field(default=2000, ge=1, le=10_000,
+                                         description="ceiling on a deposit (Civil Code art. 586: 20% of the price)")
+    presale_balance_starts_after: timedelta = Field(
+        default=timedelta(days=7), description="the balance window opens this long after the pre-sale is set, "
+                                               "when the supplier gives no start")
+    presale_balance_window: timedelta = Field(
+        default=timedelta(days=3), description="how long the balance can be paid, when the supplier gives no end")
+    message_template_order_status: str = Field(default="CC-TPL-ORDER-STATUS",
+                                               description="subscribe message template for order changes; "
+                                                           "empty: not sent")
+    message_template_presale_balance: str = "CC-TPL-PRESALE-BALANCE"
+    message_template_refund: str = "CC-TPL-REFUND-RESULT"
+    message_template_general: str = Field(default="", description="every other notification; empty: not sent")
+    message_resend_after: timedelta = Field(
+        default=timedelta(minutes=10), description="a message claimed by a drain that crashed is tried again after this")
+
     # --- risk flags (never blocks; flags for support review) --------------------------------
     risk_window: timedelta = Field(default=timedelta(days=30), description="how far back shared devices, "
                                                                            "IPs and addresses are counted")
@@ -151,6 +188,12 @@ class Settings(BaseSettings):
                                                                 "empty: the JWT secret")
     trust_forwarded_for: bool = Field(default=False, description="take the buyer's IP from X-Forwarded-For "
                                                                  "(only behind a proxy that sets it)")
+
+    # --- levels, team and regional bonuses (off until an operator configures them) ----------
+    level_period: timedelta = Field(default=timedelta(days=90), description="a promoter's level is set by "
+                                    "their own completed sales (GMV) over this period")
+    fake_trade_findings_to_close: int = Field(default=3, ge=1, description="confirmed fake-trade findings "
+                                              "that close a promoter's window")
 
     # --- money rules ---------------------------------------------------------------------
     commission_tiers: int = 1
@@ -168,6 +211,12 @@ class Settings(BaseSettings):
     withdrawal_confirm_timeout: timedelta = Field(
         default=timedelta(hours=24), description="a transfer the user has not confirmed by then is cancelled "
                                                  "and the money goes back to the wallet")
+    withdrawal_sweep_every: timedelta = Field(
+        default=timedelta(minutes=10), description="how often the sweep looks for withdrawals whose workflow "
+                                                   "never started (schedule `withdrawals-sweep`)")
+    withdrawal_stranded_after: timedelta = Field(
+        default=timedelta(minutes=10), description="a withdrawal still REQUESTED this long after it was made "
+                                                   "is handed to its workflow again")
 
     @field_validator(
         "jwt_ttl", "payment_timeout", "auto_confirm_after", "refund_window", "pickup_code_valid",
@@ -175,8 +224,9 @@ class Settings(BaseSettings):
         "return_ship_timeout", "return_receipt_timeout", "refund_poll_every", "frequent_returns_window",
         "assessment_cycle", "revival_window", "assessment_reminder_before",
         "assessment_refresh_every", "revival_refresh_every", "risk_window", "withdrawal_poll_every",
-        "withdrawal_confirm_timeout", "settlement_catchup_window", "profit_sharing_poll_every",
-        mode="before")
+        "withdrawal_confirm_timeout", "withdrawal_sweep_every", "withdrawal_stranded_after", "settlement_catchup_window", "profit_sharing_poll_every",
+        "level_period", "reconciliation_bill_retry_every", "reconciliation_bill_wait_at_most",
+        "presale_balance_starts_after", "presale_balance_window", "message_resend_after", mode="before")
     @classmethod
     def _plain_seconds(cls, v):
         if isinstance(v, str) and v.strip().isdigit():

@@ -9,37 +9,51 @@ import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from chuchuang.activities import channels_outbox
+from chuchuang.activities.bonuses import BonusActivities
 from chuchuang.activities.catalog import CatalogActivities
-from chuchuang.integrations.channels import ChannelsClient
+from chuchuang.activities.channels_delivery import ChannelsDeliveryActivities
+from chuchuang.activities.channels_sync import ChannelsSyncActivities
 from chuchuang.activities.logistics import LogisticsActivities
+from chuchuang.activities.messages import MessageActivities
 from chuchuang.activities.orders import FulfilmentAlerts, OrderActivities
-from chuchuang.activities.pickup import PickupActivities
-from chuchuang.activities.refunds import RefundActivities
 from chuchuang.activities.payments import PaymentActivities
+from chuchuang.activities.payouts import PayoutActivities
+from chuchuang.activities.pickup import PickupActivities
+from chuchuang.activities.presale import PresaleActivities
 from chuchuang.activities.promoters import PromoterActivities
+from chuchuang.activities.reconciliation import ReconciliationActivities
+from chuchuang.activities.refunds import RefundActivities
 from chuchuang.activities.settlement import SettlementActivities
 from chuchuang.activities.split_returns import SplitReturnActivities
 from chuchuang.activities.withdrawals import WithdrawalActivities
 from chuchuang.db.session import session_factory
 from chuchuang.domain.commission import CommissionPolicy
+from chuchuang.domain.messages import MessageTemplates
+from chuchuang.integrations.channels import ChannelsClient
+from chuchuang.integrations.messages import MessagesClient
 from chuchuang.integrations.wechatpay import WeChatPayClient, WeChatPayConfig
 from chuchuang.settings import Settings
+from chuchuang.workflows.channels_sync import ChannelsSyncWorkflow
 from chuchuang.workflows.order import OrderWorkflow
-from chuchuang.workflows.refund import RefundWorkflow
-from chuchuang.workflows.promoter_lifecycle import PromoterLifecycleWorkflow
-from chuchuang.workflows.revival import RevivalWorkflow
+from chuchuang.workflows.payouts import PayoutWorkflow
 from chuchuang.workflows.product import ProductReviewWorkflow
-from chuchuang.workflows.supplier import SupplierOnboardingWorkflow
+from chuchuang.workflows.promoter_lifecycle import PromoterLifecycleWorkflow
+from chuchuang.workflows.reconciliation import ReconciliationWorkflow
+from chuchuang.workflows.refund import RefundWorkflow
+from chuchuang.workflows.revival import RevivalWorkflow
 from chuchuang.workflows.settlement import (
     CommissionSettlementWorkflow,
     CommissionStatementBatchesWorkflow,
     SupplierSettlementWorkflow,
 )
+from chuchuang.workflows.supplier import SupplierOnboardingWorkflow
 from chuchuang.workflows.withdrawal import WithdrawalWorkflow
 
 WORKFLOWS = [OrderWorkflow, RefundWorkflow, PromoterLifecycleWorkflow, RevivalWorkflow, SupplierOnboardingWorkflow,
-             ProductReviewWorkflow, WithdrawalWorkflow, SupplierSettlementWorkflow, CommissionSettlementWorkflow,
-             CommissionStatementBatchesWorkflow]
+             ProductReviewWorkflow, ChannelsSyncWorkflow, WithdrawalWorkflow, PayoutWorkflow,
+             SupplierSettlementWorkflow, CommissionSettlementWorkflow, CommissionStatementBatchesWorkflow,
+             ReconciliationWorkflow]
 log = structlog.get_logger()
 
 
@@ -51,7 +65,9 @@ def commission_policy(settings: Settings) -> CommissionPolicy:
 def activities(settings: Settings, sessions=None, pay: WeChatPayClient | None = None) -> list:
     sessions = sessions or session_factory(settings)
     pay = pay or WeChatPayClient(WeChatPayConfig.from_settings(settings))
-    orders = OrderActivities(sessions, commission_policy(settings), settings.risk_rules)
+    channels = ChannelsClient.from_settings(settings)
+    orders = OrderActivities(sessions, commission_policy(settings), settings.risk_rules,
+                             level_period=settings.level_period)
     payments = PaymentActivities(sessions, pay)
     logistics = LogisticsActivities(settings)
     promoters = PromoterActivities(sessions)
@@ -69,14 +85,37 @@ def activities(settings: Settings, sessions=None, pay: WeChatPayClient | None = 
         logistics.subscribe_tracking, logistics.poll_tracking,
         promoters.promoter_status, promoters.count_sales, promoters.assess_cycle, promoters.remind,
         promoters.mark_left, promoters.open_revival, promoters.resolve_revival,
-        *CatalogActivities(sessions, pay, ChannelsClient.from_settings(settings)).all(),
+        *CatalogActivities(sessions, pay, channels).all(),
+        *ChannelsSyncActivities(sessions, channels).all(),
+        *presale_and_messages(settings, sessions, orders, payments, channels),
+        *BonusActivities(sessions, settings.level_period).all(),
         *WithdrawalActivities(sessions, pay).all(),
+        *PayoutActivities(sessions, settings.withdrawal_rules, settings.withdrawal_timings(),
+                          settings.settlement_timezone).all(),
         *SettlementActivities(sessions, pay).all(),
         *SplitReturnActivities(sessions, pay).all(),
+        *ReconciliationActivities(sessions, pay).all(),
     ]
 
 
+def presale_and_messages(settings: Settings, sessions, orders: OrderActivities, payments: PaymentActivities,
+                         channels_client: ChannelsClient) -> list:
+    presale = PresaleActivities(sessions, orders)
+    templates = MessageTemplates(order_status=settings.message_template_order_status,
+                                 presale_balance=settings.message_template_presale_balance,
+                                 refund=settings.message_template_refund, general=settings.message_template_general)
+    messages = MessageActivities(sessions, MessagesClient.from_settings(settings), templates,
+                                 resend_after=settings.message_resend_after, tz=settings.settlement_timezone)
+    channels = ChannelsDeliveryActivities(sessions, channels_client)
+    return [payments.create_part_payment, presale.record_deposit, presale.open_balance, presale.record_balance,
+            presale.lapse_presale, messages.deliver_messages, channels.send_channels_delivery]
+
+
 def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor, **overrides) -> Worker:
+    try:  # outbox commits in this process wake `channels-sync` through this client
+        channels_outbox.install(lambda: channels_outbox.signal_sync(client, settings))
+    except RuntimeError:  # no running event loop: nothing to wake with
+        pass
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -95,6 +134,7 @@ async def run_worker(settings: Settings) -> None:
     from chuchuang.schedules import ensure_schedules
 
     await ensure_schedules(client, settings)
+    await channels_outbox.signal_sync(client, settings)  # drains what was left pending
     with ThreadPoolExecutor(max_workers=64) as executor:
         worker = build_worker(client, settings, executor)
         log.info("worker.started", task_queue=settings.task_queue,

@@ -137,6 +137,7 @@ async def _stop_order_workflows(client, sessions) -> None:
     from chuchuang.db.order_models import Refund
     from chuchuang.db.withdrawal_models import Withdrawal
     from chuchuang.db.settlement_models import SettlementRun
+    from chuchuang.db.reconciliation_models import ReconciliationRun
 
     with sessions() as s:
         ids = [f"order-{n}" for n in s.scalars(sa.select(Order.order_no))]
@@ -146,6 +147,7 @@ async def _stop_order_workflows(client, sessions) -> None:
         ids += [f"product-{n}" for n in s.scalars(sa.select(Product.id))]
         ids += [f"withdrawal-{n}" for n in s.scalars(sa.select(Withdrawal.id))]
         ids += list(s.scalars(sa.select(SettlementRun.workflow_id)))
+        ids += list(s.scalars(sa.select(ReconciliationRun.workflow_id)))
     await end_workflows(client, ids)
 
 

@@ -178,7 +178,7 @@ async def test_product_lifecycle(env):
     assert (await shop.get_product(pid)).status == ProductStatus.DELISTED
     with pytest.raises(PartnerRejected) as missing:
         await shop.get_product("999")
-    assert missing.value.code == "10020002"
+    assert missing.value.code == "10020052"
     with pytest.raises(PartnerRejected) as malformed:
         await shop.call("/channels/ec/product/add", {"title": "no images", "skus": []})
     assert malformed.value.code == "47001"

@@ -23,12 +23,15 @@ def test_histories_are_recorded():
         "revival_approved_by_support", "revival_by_sales", "revival_expired",
         "supplier_approved", "supplier_more_info_then_rejected", "supplier_more_info_expired",
         "supplier_auto_rejected", "product_listed", "product_rejected", "product_auto_rejected",
-        "order_refunded_before_shipment", "order_picked_up", "order_pickup_expired",
+        "order_refunded_before_shipment", "order_picked_up", "order_pickup_expired", "order_presale",
         "refund_before_shipment", "refund_return_after_delivery", "refund_rejected_by_support",
         "refund_late_payment", "refund_after_split_returned",
         "withdrawal_paid", "withdrawal_cancelled_unconfirmed", "withdrawal_rejected",
+        "payouts_after_statement", "payouts_sweep",
         "settlement_supplier_day", "settlement_supplier_faults", "settlement_supplier_scheduled",
-        "settlement_commission_reviewed", "settlement_commission_batches", "settlement_commission_scheduled"}
+        "settlement_commission_reviewed", "settlement_commission_team_bonus", "settlement_commission_batches", "settlement_commission_scheduled", "channels_sync", "channels_sync_reconcile",
+        "reconciliation_clean", "reconciliation_differences", "reconciliation_bill_retried",
+        "reconciliation_scheduled"}
 
 
 @pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])

@@ -721,7 +721,13 @@ async def test_schedules_are_created_once_and_start_the_right_period(
     from concurrent.futures import ThreadPoolExecutor
 
     from chuchuang import devstack
-    from chuchuang.schedules import COMMISSION_SCHEDULE_ID, SUPPLIER_SCHEDULE_ID, ensure_schedules
+    from chuchuang.schedules import (
+        COMMISSION_SCHEDULE_ID,
+        SUPPLIER_SCHEDULE_ID,
+        SWEEP_SCHEDULE_ID,
+        ensure_schedules,
+        schedules,
+    )
     from chuchuang.temporal import connect
     from chuchuang.integrations.wechatpay import WeChatPayClient, WeChatPayConfig
     from chuchuang.worker import build_worker
@@ -735,10 +741,11 @@ async def test_schedules_are_created_once_and_start_the_right_period(
                                          server=server)
         await devstack.prepare_temporal(dev, server)           # what `chuchuang dev` does: creates them
         client = await connect(dev)
-        assert await ensure_schedules(client, dev) == [SUPPLIER_SCHEDULE_ID, COMMISSION_SCHEDULE_ID]  # again: updated
+        expected = list(schedules(dev))
+        assert {SUPPLIER_SCHEDULE_ID, COMMISSION_SCHEDULE_ID, SWEEP_SCHEDULE_ID} <= set(expected)
+        assert await ensure_schedules(client, dev) == expected  # again: updated
         deadline = asyncio.get_running_loop().time() + 30
-        while sorted([s.id async for s in await client.list_schedules()]) != sorted(
-                [SUPPLIER_SCHEDULE_ID, COMMISSION_SCHEDULE_ID]):   # visibility catches up
+        while sorted([s.id async for s in await client.list_schedules()]) != sorted(expected):  # visibility catches up
             assert asyncio.get_running_loop().time() < deadline
             await asyncio.sleep(0.2)
         for schedule_id, hour in [(SUPPLIER_SCHEDULE_ID, 2), (COMMISSION_SCHEDULE_ID, 3)]:

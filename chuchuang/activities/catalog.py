@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
+from chuchuang.activities import channels_outbox
 from chuchuang.activities.errors import business_error
 from chuchuang.db.catalog_models import (
     ChannelsListing,
@@ -27,8 +28,10 @@ from chuchuang.integrations.channels import Sku as ChannelsSku
 from chuchuang.integrations.errors import PartnerRejected
 from chuchuang.domain.catalog import (
     LOW_STOCK_THRESHOLD,
+    OFF_DELISTED,
     OFF_SOLD_OUT,
     OFF_SUPPLIER_SUSPENDED,
+    OFF_VIOLATION,
     ProductDecision,
     ProductSubmission,
     PromoterMaterial,
@@ -100,7 +103,8 @@ def submission_of(s: Session, product: Product) -> ProductSubmission:
                                        commission_fixed_fen=k.commission_fixed_fen) for k in product.skus])
 
 
-def _window_rows(s: Session, product_ids: list[int], statuses: tuple[str, ...], reason: str | None = None):
+def _window_rows(s: Session, product_ids: list[int], statuses: tuple[str, ...], reason: str | None = None,
+                 window_ids: list[int] | None = None):
     query = (select(WindowProduct, Window, Promoter, Product)
              .join(Window, WindowProduct.window_id == Window.id)
              .join(Promoter, Window.promoter_id == Promoter.id)
@@ -109,17 +113,21 @@ def _window_rows(s: Session, product_ids: list[int], statuses: tuple[str, ...], 
              .with_for_update(of=WindowProduct))
     if reason is not None:
         query = query.where(WindowProduct.off_reason == reason)
+    if window_ids is not None:
+        query = query.where(WindowProduct.window_id.in_(window_ids))
     return s.execute(query).all()
 
 
-def take_off_windows(s: Session, product_ids: list[int], reason: str) -> int:
+def take_off_windows(s: Session, product_ids: list[int], reason: str, *, window_ids: list[int] | None = None) -> int:
     """Every window showing these products stops showing them; each promoter is told."""
     if not product_ids:
         return 0
-    rows = _window_rows(s, product_ids, (WindowItemStatus.MOUNTED, WindowItemStatus.HIDDEN))
-    why = {OFF_SOLD_OUT: "已售罄", OFF_SUPPLIER_SUSPENDED: "供应商已被暂停"}.get(reason, reason)
+    rows = _window_rows(s, product_ids, (WindowItemStatus.MOUNTED, WindowItemStatus.HIDDEN), window_ids=window_ids)
+    why = {OFF_SOLD_OUT: "已售罄", OFF_SUPPLIER_SUSPENDED: "供应商已被暂停", OFF_DELISTED: "已在视频号小店下架",
+           OFF_VIOLATION: "被视频号小店判定违规", "window_closed": "因橱窗被关闭"}.get(reason, reason)
     for wp, window, promoter, product in rows:
         wp.status, wp.off_reason = WindowItemStatus.OFF_SALE, reason
+        channels_outbox.window_changed(s, window.id, product.id, reason)
         notify(s, user_id=promoter.user_id, kind="window_product_off_sale", subject_type="product",
                subject_id=product.id, message=f"「{product.title}」{why}，已从你的橱窗「{window.name}」下架")
     return len(rows)
@@ -132,6 +140,7 @@ def restore_windows(s: Session, product_ids: list[int], reason: str) -> int:
     rows = _window_rows(s, product_ids, (WindowItemStatus.OFF_SALE,), reason)
     for wp, window, promoter, product in rows:
         wp.status, wp.off_reason = WindowItemStatus.MOUNTED, None
+        channels_outbox.window_changed(s, window.id, product.id, f"back:{reason}")
         notify(s, user_id=promoter.user_id, kind="window_product_back", subject_type="product",
                subject_id=product.id, message=f"「{product.title}」已恢复销售，重新在橱窗「{window.name}」展示")
     return len(rows)
@@ -152,6 +161,8 @@ def stock_changed(s: Session, sku_id: int, before: int, after: int,
     if row is None:
         return
     sku, product, supplier = row
+    if s.get(ChannelsListing, product.id) is not None:  # the shop's copy follows our stock
+        channels_outbox.product_changed(s, product.id, "stock")
     label = f"「{product.title}」{sku.spec}".strip()
     if 0 < after < threshold <= before:
         notify(s, user_id=supplier.owner_user_id, kind="low_stock", subject_type="sku", subject_id=sku_id,
@@ -172,6 +183,8 @@ def suspend_supplier(s: Session, supplier_id: int, reason: str, actor_user_id: i
     product_ids = list(s.scalars(select(Product.id).where(Product.supplier_id == supplier_id,
                                                           Product.status == "listed")))
     s.execute(update(Product).where(Product.id.in_(product_ids)).values(status="suspended"))
+    for pid in product_ids:
+        channels_outbox.product_changed(s, pid, "supplier_suspended")
     removed = take_off_windows(s, product_ids, OFF_SUPPLIER_SUSPENDED)
     supplier.status = "suspended"
     profile = s.get(SupplierProfile, supplier_id)
@@ -187,6 +200,8 @@ def reinstate_supplier(s: Session, supplier_id: int, actor_user_id: int) -> tupl
     product_ids = list(s.scalars(select(Product.id).where(Product.supplier_id == supplier_id,
                                                           Product.status == "suspended")))
     s.execute(update(Product).where(Product.id.in_(product_ids)).values(status="listed"))
+    for pid in product_ids:
+        channels_outbox.product_changed(s, pid, "supplier_reinstated")
     supplier.status = "active"
     profile = s.get(SupplierProfile, supplier_id)
     if profile is not None:
@@ -370,16 +385,18 @@ class CatalogActivities:
     @activity.defn
     async def add_to_channels_shop(self, product_id: int) -> str:
         """List the product in the Channels (视频号) shop under out_product_id `cc-product-{id}`:
-        intent first, then `/channels/ec/product/add` + listing, then the shop's product id."""
-        draft, listing = await asyncio.to_thread(self._channels_intent, product_id)
-        if listing["channels_product_id"] or self.channels is None:
+        intent first, then `/channels/ec/product/add` + listing, then the shop's product id. A retry
+        after a call whose answer was lost looks the product up by out_product_id first, so it is
+        never added twice (`channels_sync.ensure_shop_product`)."""
+        if self.channels is None:
+            draft, listing = await asyncio.to_thread(self._channels_intent, product_id)
             return listing["status"]
+        from chuchuang.activities.channels_sync import ensure_shop_product
+
         try:
-            channels_id = await self.channels.add_product(draft)
-            await self.channels.list_product(channels_id)
+            await ensure_shop_product(self.sessions, self.channels, product_id, on_sale=True)
         except PartnerRejected as err:
             raise business_error(f"CHANNELS_{err.code}", str(err)) from err
-        await asyncio.to_thread(self._channels_listed, product_id, channels_id)
         return "LISTED"
 
     def _channels_intent(self, product_id: int):

@@ -3,14 +3,14 @@ finds its own earlier work (by order_no, event key or ledger key) and does nothi
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from chuchuang.activities import commission_policy, coupons, ledger, risk
+from chuchuang.activities import bonuses, commission_policy, coupons, ledger, risk
 from chuchuang.activities.catalog import notify, stock_changed
 from chuchuang.activities.errors import business_error
 from chuchuang.db.models import (
@@ -62,20 +62,27 @@ def restock(s: Session, sku_id: int, quantity: int) -> None:
 
 
 def record_event(session: Session, order_no: str, status: str, note: str, key: str) -> bool:
-    """Append to the order's history once per `key`; False if it was already there."""
+    """Append to the order's history once per `key`; False if it was already there. A change
+    of the order's state the buyer follows also goes into the notification outbox (sent as a
+    subscribe message by chuchuang.activities.messages)."""
     done = session.execute(
         insert(OrderEvent).values(order_no=order_no, status=status, note=note, idempotency_key=key)
         .on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(OrderEvent.id)
     ).scalar()
+    if done is not None:
+        from chuchuang.activities.messages import tell_buyer_of_order_change
+
+        tell_buyer_of_order_change(session, order_no, status, key)
     return done is not None
 
 
 class OrderActivities:
     def __init__(self, sessions: sessionmaker[Session], policy: CommissionPolicy,
-                 risk_rules: RiskRules | None = None):
+                 risk_rules: RiskRules | None = None, level_period: timedelta | None = None):
         self.sessions = sessions
         self.policy = policy
         self.risk_rules = risk_rules or RiskRules()
+        self.level_period = level_period  # own sales over this period set the seller's level
 
     # --- placement -----------------------------------------------------------------------
     @activity.defn
@@ -121,10 +128,14 @@ class OrderActivities:
                           window_id=inp.window_id, promoter_id=promoter_id, source=inp.source,
                           status=OrderStatus.PENDING_PAYMENT, total_fen=sum(ln.paid_fen for ln in lines),
                           discount_fen=sum(discounts), fulfilment=inp.fulfilment, outlet_id=inp.outlet_id,
-                          shipping_address=inp.address.model_dump() if inp.address else None)
+                          shipping_address=inp.address.model_dump() if inp.address else None,
+                          channels_order_id=inp.channels_order_id)
             s.add(order)
             s.flush()
             s.add_all(lines)
+            from chuchuang.activities.presale import on_placed  # pre-sale SKUs: deposit now, balance later
+
+            on_placed(s, order, lines)
             if inp.coupon_code:
                 coupons.record_redemption(s, inp.coupon_code, order.order_no, inp.buyer_user_id, sum(discounts))
             record_event(s, order.order_no, OrderStatus.PENDING_PAYMENT, "order placed, stock reserved",
@@ -140,6 +151,8 @@ class OrderActivities:
         window = s.get(Window, inp.window_id)
         if window is None:
             raise business_error("WINDOW_NOT_FOUND", f"window {inp.window_id} does not exist")
+        if bonuses.window_closed(s, window.id):
+            raise business_error("WINDOW_CLOSED", f"window {inp.window_id} was closed")
         return window.promoter_id
 
     def _check_outlet(self, s: Session, outlet_id: int | None, suppliers: set[int]) -> None:
@@ -165,6 +178,8 @@ class OrderActivities:
         lines = s.scalars(select(OrderLine).where(OrderLine.order_no == order.order_no)
                           .order_by(OrderLine.id)).all()
         openid = s.scalar(select(User.openid).where(User.id == order.buyer_user_id)) or ""
+        from chuchuang.activities.presale import presale_info
+
         return PlacedOrder(
             order_no=order.order_no, total_fen=order.total_fen,
             description=(lines[0].title if len(lines) == 1 else f"{lines[0].title} 等{len(lines)}件")[:120],
@@ -173,6 +188,7 @@ class OrderActivities:
             lines=[PlacedLine(line_id=ln.id, sku_id=ln.sku_id, supplier_id=ln.supplier_id,
                               paid_fen=ln.paid_fen, commission_pool_fen=ln.commission_fen,
                               service_fee_fen=ln.service_fee_fen) for ln in lines],
+            presale=presale_info(s, order.order_no),
         )
 
     @activity.defn
@@ -189,6 +205,9 @@ class OrderActivities:
             coupons.release(s, order_no)
             order.status = OrderStatus.CANCELLED
             s.execute(update(Payment).where(Payment.order_no == order_no).values(status="CLOSED"))
+            from chuchuang.db.presale_models import PresaleOrder  # a pre-sale order whose deposit never came
+
+            s.execute(update(PresaleOrder).where(PresaleOrder.order_no == order_no).values(status="CANCELLED"))
             record_event(s, order_no, OrderStatus.CANCELLED, reason, f"order:{order_no}:cancelled")
 
     # --- payment -------------------------------------------------------------------------
@@ -216,14 +235,20 @@ class OrderActivities:
                                         self_purchase=self_purchase))
             earns = not self_purchase or version.policy.self_purchase_commission
             commission = list(self._commission_postings(s, order, version)) if earns else []
+            # the seller's level uplift (tier 1) and regional agents' bonus; off by default
+            commission, regional = bonuses.extras_at_payment(s, order, commission, earns=earns,
+                                                             level_period=self.level_period)
             ledger.lock_accounts(s, {rules.CLEARING, rules.ORDERS_HELD}
-                                 | {p.account for _, _, postings in commission for p in postings})
+                                 | {p.account for _, _, postings in commission + regional for p in postings})
             ledger.post(s, f"order:{no}:payment", "payment",
                         rules.transfer(rules.CLEARING, rules.ORDERS_HELD, order.total_fen),
                         order_no=no, memo=f"WeChat Pay {notice.transaction_id}")
             for tier, promoter_id, postings in commission:
                 ledger.post(s, f"order:{no}:commission:tier{tier}", "commission_pending", postings,
                             order_no=no, memo=f"tier {tier} commission for promoter {promoter_id}")
+            for _, agent_id, postings in regional:
+                ledger.post(s, f"order:{no}:regional:{agent_id}", "commission_pending", postings,
+                            order_no=no, memo=f"regional bonus for agent {agent_id}")
             record_event(s, no, OrderStatus.PAID, f"paid, WeChat Pay {notice.transaction_id}",
                          f"order:{no}:paid")
 
@@ -327,11 +352,10 @@ class OrderActivities:
                 s, {rules.ORDERS_HELD, rules.PLATFORM_REVENUE}
                 | {rules.supplier_payable(line.supplier_id) for line in lines}
                 | {code(pid) for _, pid in pending for code in (rules.promoter_pending, rules.promoter_available)})
-            for (tier, promoter_id), amount in sorted(pending.items()):
-                ledger.post(s, f"order:{order_no}:commission:tier{tier}:release", "commission_release",
-                            rules.transfer(rules.promoter_pending(promoter_id),
-                                           rules.promoter_available(promoter_id), amount, tier=tier or None),
-                            order_no=order_no, memo="refund window closed")
+            # pending → available, unless a risk flag on the order freezes it until support decides
+            if not bonuses.release_commission(s, order_no, pending):
+                record_event(s, order_no, order.status, "commission frozen: a risk flag awaits support review",
+                             f"order:{order_no}:commission:frozen")
             postings: list[rules.Posting] = []
             for line in lines:
                 # refunds (all closed by now) took their units' parts with cumulative rounding;

@@ -12,6 +12,7 @@ from temporalio.exceptions import ApplicationError
 
 from chuchuang.db.models import Payment
 from chuchuang.domain.orders import PaymentNotice, PlacedOrder, PrepayParams
+from chuchuang.domain.presale import PartPayment
 from chuchuang.integrations.errors import PartnerRejected, PartnerUnavailable
 from chuchuang.integrations.wechatpay import WeChatPayClient
 
@@ -52,6 +53,25 @@ class PaymentActivities:
             raise as_activity_error(err) from err
         await asyncio.to_thread(self._record_prepay, order.order_no, prepay.prepay_id)
         return PrepayParams.model_validate(prepay, from_attributes=True)
+
+    @activity.defn
+    async def create_part_payment(self, part: PartPayment) -> PrepayParams:
+        """A pre-sale order's deposit or balance: its own out_trade_no, intent first."""
+        await asyncio.to_thread(self._record_part_intent, part)
+        try:
+            prepay = await self.pay.create_jsapi(
+                out_trade_no=part.out_trade_no, description=part.description,
+                total_fen=part.amount_fen, openid=part.buyer_openid)
+        except Exception as err:  # noqa: BLE001 - mapped to retryable / non-retryable
+            raise as_activity_error(err) from err
+        await asyncio.to_thread(self._record_prepay, part.out_trade_no, prepay.prepay_id)
+        return PrepayParams.model_validate(prepay, from_attributes=True)
+
+    def _record_part_intent(self, part: PartPayment) -> None:
+        with self.sessions.begin() as s:
+            s.execute(insert(Payment).values(
+                out_trade_no=part.out_trade_no, order_no=part.order_no, kind=part.kind,
+                amount_fen=part.amount_fen, status="CREATING").on_conflict_do_nothing())
 
     @activity.defn
     async def query_payment(self, out_trade_no: str) -> PaymentNotice:

@@ -12,11 +12,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from chuchuang.activities import ledger, risk
+from chuchuang.activities import bonuses, ledger, risk
 from chuchuang.activities.catalog import notify
 from chuchuang.activities.errors import business_error
 from chuchuang.activities.orders import record_event, restock
 from chuchuang.activities.payments import as_activity_error
+from chuchuang.activities.presale import order_of_trade, plan_refund_payments, refund_payments
 from chuchuang.db.models import (
     LedgerAccount,
     LedgerEntry,
@@ -28,9 +29,11 @@ from chuchuang.db.models import (
     Shipment,
 )
 from chuchuang.db.order_models import PickupCode, Refund, RefundLine
+from chuchuang.db.presale_models import RefundPayment
 from chuchuang.domain import ledger as rules
 from chuchuang.domain.order_status import OrderStatus
 from chuchuang.domain.orders import PaymentNotice
+from chuchuang.domain.presale import combined_refund_status
 from chuchuang.domain.risk import RiskKind
 from chuchuang.domain.refunds import (
     RESTOCKED,
@@ -107,6 +110,7 @@ def open_refund(s: Session, *, refund_no: str, order_no: str, buyer_user_id: int
     s.add(refund)
     s.flush()
     s.add_all(refund_lines)
+    plan_refund_payments(s, refund_no, order_no, amount)  # a pre-sale order: from balance, then deposit
     order.open_refunds += 1
     record_event(s, order_no, OrderStatus.AFTER_SALE, f"refund {refund_no} requested ({kind}): {amount} fen",
                  f"refund:{refund_no}:opened")
@@ -174,22 +178,29 @@ class RefundActivities:
         """The buyer paid an order we had already cancelled: book the money in, then refund
         all of it. Idempotent by refund_no."""
         with self.sessions.begin() as s:
-            order = s.get(Order, notice.out_trade_no, with_for_update=True)
+            # a pre-sale order's deposit or balance has its own out_trade_no
+            order = s.get(Order, order_of_trade(s, notice.out_trade_no), with_for_update=True)
             if order is None:
                 raise business_error("ORDER_NOT_FOUND", notice.out_trade_no)
             if s.get(Refund, refund_no) is not None:
                 return notice.amount_fen
             if order.status != OrderStatus.CANCELLED:
                 raise business_error("NOT_CANCELLED", f"order {order.order_no} is {order.status}")
-            s.execute(update(Payment).where(Payment.order_no == order.order_no).values(
+            part = notice.out_trade_no != order.order_no
+            s.execute(update(Payment).where(Payment.out_trade_no == notice.out_trade_no).values(
                 status="SUCCESS", transaction_id=notice.transaction_id, paid_at=datetime.now(UTC)))
             ledger.lock_accounts(s, {rules.CLEARING, rules.ORDERS_HELD})
-            ledger.post(s, f"order:{order.order_no}:late_payment", "late_payment",
+            key = f"order:{order.order_no}:late_payment" + (f":{notice.out_trade_no}" if part else "")
+            ledger.post(s, key, "late_payment",
                         rules.transfer(rules.CLEARING, rules.ORDERS_HELD, notice.amount_fen),
                         order_no=order.order_no, memo=f"paid after close, WeChat Pay {notice.transaction_id}")
             s.add(Refund(refund_no=refund_no, order_no=order.order_no, buyer_user_id=order.buyer_user_id,
                          kind=RefundKind.LATE_PAYMENT, reason="paid after the order was closed",
                          status=RefundStatus.REFUNDING, amount_fen=notice.amount_fen))
+            if part:
+                s.flush()
+                s.add(RefundPayment(out_refund_no=refund_no, refund_no=refund_no, out_trade_no=notice.out_trade_no,
+                                    amount_fen=notice.amount_fen))
             order.open_refunds += 1
             record_event(s, order.order_no, OrderStatus.CANCELLED,
                          f"paid after close ({notice.transaction_id}): refunding {notice.amount_fen} fen",
@@ -248,6 +259,15 @@ class RefundActivities:
     @activity.defn
     async def request_refund(self, refund_no: str) -> RefundNotice:
         refund, total = await asyncio.to_thread(self._mark_refunding, refund_no)
+        parts = await asyncio.to_thread(self._parts, refund_no)
+        if parts:  # several payments (pre-sale): one WeChat Pay refund each, by its own out_refund_no
+            try:
+                answers = [await self.pay.refund(out_refund_no, refund_fen=amount, total_fen=paid,
+                                                 out_trade_no=out_trade_no, reason=refund.kind)
+                           for out_refund_no, out_trade_no, amount, paid in parts]
+            except Exception as err:  # noqa: BLE001
+                raise as_activity_error(err) from err
+            return _combined(refund_no, answers)
         try:
             answer = await self.pay.refund(refund_no, refund_fen=refund.amount_fen, total_fen=total,
                                            out_trade_no=refund.order_no, reason=refund.kind)
@@ -263,8 +283,21 @@ class RefundActivities:
             total = s.scalar(select(Payment.amount_fen).where(Payment.order_no == refund.order_no))
             return refund, total
 
+    def _parts(self, refund_no: str) -> list[tuple[str, str, int, int]]:
+        """(out_refund_no, out_trade_no, amount, that payment's total) of a multi-payment refund."""
+        with self.sessions() as s:
+            return [(p.out_refund_no, p.out_trade_no, p.amount_fen, s.get(Payment, p.out_trade_no).amount_fen)
+                    for p in refund_payments(s, refund_no)]
+
     @activity.defn
     async def query_refund(self, refund_no: str) -> RefundNotice:
+        parts = await asyncio.to_thread(self._parts, refund_no)
+        if parts:
+            try:
+                answers = [await self.pay.query_refund(out_refund_no) for out_refund_no, *_ in parts]
+            except Exception as err:  # noqa: BLE001
+                raise as_activity_error(err) from err
+            return _combined(refund_no, answers)
         try:
             answer = await self.pay.query_refund(refund_no)
         except Exception as err:  # noqa: BLE001
@@ -288,6 +321,12 @@ class RefundActivities:
                         OrderLine, OrderLine.id == RefundLine.order_line_id).where(RefundLine.refund_no == refund_no)):
                     restock(s, line.sku_id, rl.quantity)
             refund.status, refund.finished_at = RefundStatus.REFUNDED, datetime.now(UTC)
+            parts = refund_payments(s, refund_no)
+            if parts:  # "id,id": one WeChat Pay refund id per part, in out_refund_no order
+                ids = (wechat_refund_id or "").split(",")
+                for p, rid in zip(parts, ids + [""] * len(parts)):
+                    p.status, p.wechat_refund_id = "SUCCESS", rid or p.wechat_refund_id
+                wechat_refund_id = ids[0]
             refund.wechat_refund_id = wechat_refund_id or refund.wechat_refund_id
             order.open_refunds -= 1
             if refund.kind != RefundKind.LATE_PAYMENT and not any(_units_left(s, order.order_no).values()):
@@ -302,11 +341,14 @@ class RefundActivities:
 
     def _reversal(self, s: Session, refund: Refund, order: Order) -> list[rules.Posting]:
         clearing = [rules.Posting(rules.CLEARING, -refund.amount_fen)]
-        if refund.kind == RefundKind.LATE_PAYMENT:
+        if refund.kind in (RefundKind.LATE_PAYMENT, RefundKind.PRESALE_LAPSED):  # no goods, no commission yet
             return [rules.Posting(rules.ORDERS_HELD, refund.amount_fen), *clearing]
         settled = s.scalar(select(LedgerTransaction.id).where(
             LedgerTransaction.idempotency_key == f"order:{order.order_no}:settle")) is not None
         commission = _line_commission(s, order.order_no)
+        # released → from available; still pending (not completed, or frozen by a risk flag) →
+        # from pending; forfeited on a confirmed flag → the platform has it, nothing to take back
+        state = bonuses.commission_state(s, order.order_no)
         postings: list[rules.Posting] = []
         for rl, line in s.execute(select(RefundLine, OrderLine).join(
                 OrderLine, OrderLine.id == RefundLine.order_line_id).where(RefundLine.refund_no == refund.refund_no)):
@@ -315,9 +357,11 @@ class RefundActivities:
 
             reversed_commission = 0
             for (tier, promoter_id), posted in sorted(commission.get(line.id, {}).items()):
+                account = state.account(tier or 0, promoter_id)
+                if account is None:
+                    continue
                 amount = part(posted)
                 reversed_commission += amount
-                account = (rules.promoter_available if settled else rules.promoter_pending)(promoter_id)
                 postings.append(rules.Posting(account, amount, order_line_id=line.id, tier=tier,
                                               rule="commission_reversal"))
             if settled:
@@ -330,6 +374,12 @@ class RefundActivities:
                 postings.append(rules.Posting(rules.ORDERS_HELD, rl.amount_fen - reversed_commission,
                                               order_line_id=line.id, rule="held_refund"))
         return [p for p in postings + clearing if p.amount_fen != 0]
+
+
+def _combined(refund_no: str, answers) -> RefundNotice:
+    """One refund's notice from its WeChat Pay parts."""
+    return RefundNotice(refund_no=refund_no, status=combined_refund_status([a.status for a in answers]),
+                        refund_id=",".join(a.refund_id for a in answers if a.refund_id) or None)
 
 
 def _line_commission(s: Session, order_no: str) -> dict[int, dict[tuple[int, int], int]]:

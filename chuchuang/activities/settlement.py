@@ -87,7 +87,8 @@ def splits_of_order(s: Session, order_no: str) -> list[SupplierSettlementLine]:
 
 def statement_view(st: CommissionStatement) -> StatementView:
     return StatementView(month=st.month, promoter_id=st.promoter_id, opening_fen=st.opening_fen,
-                         released_fen=st.released_fen, reversed_fen=st.reversed_fen,
+                         released_fen=st.released_fen, team_bonus_fen=st.team_bonus_fen,
+                         regional_bonus_fen=st.regional_bonus_fen, reversed_fen=st.reversed_fen,
                          withdrawn_fen=st.withdrawn_fen, other_fen=st.other_fen, closing_fen=st.closing_fen,
                          carried_negative_fen=st.carried_negative_fen, entries=st.entries,
                          status=StatementStatus(st.status), reviewed_by_user_id=st.reviewed_by_user_id,
@@ -461,15 +462,18 @@ class SettlementActivities:
         with self.sessions.begin() as s:
             sums = s.execute(text(_STATEMENT_SUMS), {
                 "start": start, "end": end, "lo": batch.first_id, "hi": upper, "available": AVAILABLE_ACCOUNTS,
-                "release": "commission_release", "refund": "refund", "withdrawal": "withdrawal%"}).mappings().all()
+                "release": "commission_release", "refund": "refund", "withdrawal": "withdrawal%",
+                "team": "team_bonus", "regional": "regional_release", "month": batch.month}).mappings().all()
             rows = []
             for r in sums:
                 f = statement_figures(LedgerSums(
-                    opening_fen=r["opening"], released_fen=r["released"], reversed_fen=r["reversed"],
+                    opening_fen=r["opening"], released_fen=r["released"], team_bonus_fen=r["team"],
+                    regional_bonus_fen=r["regional"], reversed_fen=r["reversed"],
                     withdrawn_fen=r["withdrawn"], other_fen=r["other"], entries=r["entries"]), batch.review_above_fen)
                 rows.append(dict(
                     month=batch.month, promoter_id=r["promoter_id"], opening_fen=f.opening_fen,
-                    released_fen=f.released_fen, reversed_fen=f.reversed_fen, withdrawn_fen=f.withdrawn_fen,
+                    released_fen=f.released_fen, team_bonus_fen=f.team_bonus_fen,
+                    regional_bonus_fen=f.regional_bonus_fen, reversed_fen=f.reversed_fen, withdrawn_fen=f.withdrawn_fen,
                     other_fen=f.other_fen, closing_fen=f.closing_fen, carried_negative_fen=f.carried_negative_fen,
                     entries=f.entries,
                     status=str(StatementStatus.AWAITING_REVIEW if f.needs_review else StatementStatus.FINAL)))
@@ -518,7 +522,8 @@ class SettlementActivities:
                 self.review_statement, self.close_commission_run]
 
 
-_TOTAL_COLUMNS = ("opening_fen", "released_fen", "reversed_fen", "withdrawn_fen", "other_fen", "closing_fen")
+_TOTAL_COLUMNS = ("opening_fen", "released_fen", "team_bonus_fen", "regional_bonus_fen", "reversed_fen",
+                  "withdrawn_fen", "other_fen", "closing_fen")
 _STATEMENT_COLUMNS = ("promoter_id", *_TOTAL_COLUMNS, "carried_negative_fen", "entries", "status")
 _INSERT_STATEMENTS = f"""
 INSERT INTO commission_statements (month, {", ".join(_STATEMENT_COLUMNS)}, review_note)
@@ -528,20 +533,33 @@ ON CONFLICT (month, promoter_id) DO NOTHING
 RETURNING promoter_id, status
 """
 
-# One promoter's `available` account: credit-normal, so a credit (amount < 0) adds to it.
+# One promoter's `available` account: credit-normal, so a credit (amount < 0) adds to it. A team
+# bonus belongs to the month it was computed for (`team_bonus:{YYYY-MM}:{id}`, posted by that
+# month's run, after the month ended); everything else to the month it was booked in.
 _STATEMENT_SUMS = """
-SELECT a.owner_id AS promoter_id,
-       COALESCE(SUM(-e.amount_fen) FILTER (WHERE e.created_at < :start), 0) AS opening,
-       COALESCE(SUM(-e.amount_fen) FILTER (WHERE e.created_at >= :start AND t.kind = :release), 0) AS released,
-       COALESCE(SUM(e.amount_fen) FILTER (WHERE e.created_at >= :start AND t.kind = :refund), 0) AS reversed,
-       COALESCE(SUM(e.amount_fen) FILTER (WHERE e.created_at >= :start AND t.kind LIKE :withdrawal), 0) AS withdrawn,
-       COALESCE(SUM(-e.amount_fen) FILTER (WHERE e.created_at >= :start AND t.kind <> :release AND t.kind <> :refund
-                                           AND t.kind NOT LIKE :withdrawal), 0) AS other,
-       COUNT(*) FILTER (WHERE e.created_at >= :start) AS entries
-  FROM ledger_accounts a
-  JOIN ledger_entries e ON e.account_id = a.id
-  JOIN ledger_transactions t ON t.id = e.transaction_id
- WHERE a.owner_type = 'promoter' AND a.code LIKE :available
-   AND a.owner_id >= :lo AND a.owner_id < :hi AND e.created_at < :end
- GROUP BY a.owner_id
+SELECT promoter_id,
+       COALESCE(SUM(-amount_fen) FILTER (WHERE before), 0) AS opening,
+       COALESCE(SUM(-amount_fen) FILTER (WHERE NOT before AND kind = :release), 0) AS released,
+       COALESCE(SUM(-amount_fen) FILTER (WHERE NOT before AND kind = :team), 0) AS team,
+       COALESCE(SUM(-amount_fen) FILTER (WHERE NOT before AND kind = :regional), 0) AS regional,
+       COALESCE(SUM(amount_fen) FILTER (WHERE NOT before AND kind = :refund), 0) AS reversed,
+       COALESCE(SUM(amount_fen) FILTER (WHERE NOT before AND kind LIKE :withdrawal), 0) AS withdrawn,
+       COALESCE(SUM(-amount_fen) FILTER (WHERE NOT before AND kind NOT IN (:release, :team, :regional, :refund)
+                                         AND kind NOT LIKE :withdrawal), 0) AS other,
+       COUNT(*) FILTER (WHERE NOT before) AS entries
+  FROM (SELECT a.owner_id AS promoter_id, t.amount_fen, t.kind,
+               CASE WHEN t.kind = :team THEN split_part(t.idempotency_key, ':', 2) < :month
+                    ELSE t.created_at < :start END AS before
+          FROM ledger_accounts a
+          -- per account, by index (OFFSET 0 keeps the planner from flattening this into a hash
+          -- join over all of ledger_entries: at millions of entries a batch then costs a full
+          -- scan, ~3 s instead of ~50 ms; bench/settlement_month.py)
+          CROSS JOIN LATERAL (SELECT e.amount_fen, e.created_at, t.kind, t.idempotency_key
+                                FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
+                               WHERE e.account_id = a.id OFFSET 0) t
+         WHERE a.owner_type = 'promoter' AND a.code LIKE :available
+           AND a.owner_id >= :lo AND a.owner_id < :hi
+           AND (t.created_at < :end OR t.kind = :team)
+           AND (t.kind <> :team OR split_part(t.idempotency_key, ':', 2) <= :month)) x
+ GROUP BY promoter_id
 """

@@ -15,7 +15,10 @@ from chuchuang.api.routers import notifications, products, suppliers
 from chuchuang.api.routers import coupons, pickup, promoters, refunds
 from chuchuang.api.routers import withdrawals
 from chuchuang.api.routers import settlements
+from chuchuang.api.routers import reconciliations
 from chuchuang.api.routers import risk
+from chuchuang.api.routers import presale
+from chuchuang.api.routers import levels
 from chuchuang.integrations.wechatpay import WeChatPayClient, WeChatPayConfig
 from chuchuang.settings import Settings, get_settings
 
@@ -33,6 +36,7 @@ TAGS = [
     {"name": "products", "description": "Product submission, review, SKUs and stock"},
     {"name": "notifications", "description": "What each user should know"},
     {"name": "settlements", "description": "Supplier profit sharing (T+1), monthly commission statements, bills"},
+    {"name": "reconciliations", "description": "Daily reconciliation with WeChat Pay's trade bills: reports and differences"},
 ]
 
 
@@ -71,11 +75,18 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     app.state.temporal = Temporal(settings, temporal_client)
     app.state.pay = pay or WeChatPayClient(WeChatPayConfig.from_settings(settings))
     errors.install(app)
+    from chuchuang.activities import channels_outbox
+
+    channels_outbox.install_api(app)  # window/listing changes wake the Channels sync
     for router in (auth.router, catalog.router, orders.router, wallet.router, webhooks.router, ops.router,
                    suppliers.router, products.router, notifications.router,
                    promoters.router, promoters.policy_router, refunds.router, pickup.router, coupons.router, risk.router):
         app.include_router(router)
     app.include_router(withdrawals.router)
     app.include_router(settlements.router)
+    app.include_router(reconciliations.router)
+    app.include_router(presale.router)
+    for router in levels.routers:
+        app.include_router(router)
     return app
 

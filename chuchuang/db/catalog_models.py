@@ -115,3 +115,8 @@ class Notification(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(160), unique=True)
     created_at: Mapped[datetime] = created_at_column()
     read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # the subscribe-message outbox: pending → sent | skipped (no openid, refused, no template)
+    delivery_status: Mapped[str] = mapped_column(String(10), default="pending", server_default="pending")
+    delivery_note: Mapped[str | None] = mapped_column(String(120))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    __table_args__ = (Index("ix_notifications_pending", "id", postgresql_where=text("delivery_status = 'pending'")),)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -100,6 +101,8 @@ class Promoter(Base):
     nickname: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(20), default="active")
     referrer_id: Mapped[int | None] = mapped_column(ForeignKey("promoters.id"))
+    # the promoter's choice: after each monthly statement, pay the available balance out
+    auto_payout: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = created_at_column()
 
 
@@ -139,6 +142,8 @@ class Order(Base):
     outlet_id: Mapped[int | None] = mapped_column(ForeignKey("outlets.id", use_alter=True, name="fk_orders_outlet"))
     shipping_address: Mapped[dict | None] = mapped_column(JSONB)
     transaction_id: Mapped[str | None] = mapped_column(String(64))
+    # source "channels": the WeChat Channels shop order this order is fulfilled for
+    channels_order_id: Mapped[str | None] = mapped_column(String(32), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
                                                  nullable=False, index=True)
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -193,7 +198,9 @@ class Payment(Base):
 
     __tablename__ = "payments"
     out_trade_no: Mapped[str] = mapped_column(String(32), primary_key=True)
-    order_no: Mapped[str] = mapped_column(ForeignKey("orders.order_no"), unique=True)
+    # one per order, except pre-sale orders: deposit `{order_no}D` and balance `{order_no}B`
+    order_no: Mapped[str] = mapped_column(ForeignKey("orders.order_no"), index=True)
+    kind: Mapped[str] = mapped_column(String(10), default="full", server_default="full")
     amount_fen: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(20), default="CREATING")
     prepay_id: Mapped[str | None] = mapped_column(String(64))

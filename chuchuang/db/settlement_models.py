@@ -129,7 +129,9 @@ class CommissionStatement(Base):
     month: Mapped[str] = mapped_column(String(7))
     promoter_id: Mapped[int] = mapped_column(ForeignKey("promoters.id"), index=True)
     opening_fen: Mapped[int] = mapped_column(BigInteger)
-    released_fen: Mapped[int] = mapped_column(BigInteger)
+    released_fen: Mapped[int] = mapped_column(BigInteger)      # sales commission released
+    team_bonus_fen: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    regional_bonus_fen: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     reversed_fen: Mapped[int] = mapped_column(BigInteger)
     withdrawn_fen: Mapped[int] = mapped_column(BigInteger)
     other_fen: Mapped[int] = mapped_column(BigInteger)
@@ -144,9 +146,11 @@ class CommissionStatement(Base):
     __table_args__ = (
         UniqueConstraint("month", "promoter_id", name="uq_commission_statements_month_promoter"),
         CheckConstraint("status IN ('final','awaiting_review','rejected')", name="ck_commission_statements_status"),
-        CheckConstraint("closing_fen = opening_fen + released_fen - reversed_fen - withdrawn_fen + other_fen",
+        CheckConstraint("closing_fen = opening_fen + released_fen + team_bonus_fen + regional_bonus_fen"
+                        " - reversed_fen - withdrawn_fen + other_fen",
                         name="ck_commission_statements_arithmetic"),
     )
+
 
 
 class ProfitSharingReturnRecord(Base):

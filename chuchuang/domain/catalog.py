@@ -159,3 +159,4 @@ class WindowItemStatus(StrEnum):
 OFF_SOLD_OUT = "sold_out"
 OFF_SUPPLIER_SUSPENDED = "supplier_suspended"
 OFF_DELISTED = "delisted"
+OFF_VIOLATION = "violation"          # the Channels shop found the product in violation (违规下架 / 封禁)

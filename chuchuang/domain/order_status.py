@@ -7,6 +7,7 @@ from enum import StrEnum
 
 class OrderStatus(StrEnum):
     PENDING_PAYMENT = "PENDING_PAYMENT"
+    DEPOSIT_PAID = "DEPOSIT_PAID"  # pre-sale: deposit paid, balance not yet
     PAID = "PAID"
     SHIPPED = "SHIPPED"
     DELIVERED = "DELIVERED"
@@ -23,6 +24,7 @@ class OrderStatus(StrEnum):
 
 LABELS = {
     OrderStatus.PENDING_PAYMENT: "待支付",
+    OrderStatus.DEPOSIT_PAID: "待付尾款",
     OrderStatus.PAID: "待发货",
     OrderStatus.SHIPPED: "待收货",
     OrderStatus.DELIVERED: "待收货",
@@ -37,7 +39,9 @@ LABELS = {
 # own state, which it returns to; REFUNDED ends an order whose every unit was refunded.
 # A pickup order goes from PAID straight to RECEIVED when its code is scanned.
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
-    OrderStatus.PENDING_PAYMENT: frozenset({OrderStatus.PAID, OrderStatus.CANCELLED}),
+    OrderStatus.PENDING_PAYMENT: frozenset({OrderStatus.PAID, OrderStatus.DEPOSIT_PAID, OrderStatus.CANCELLED}),
+    # pre-sale: the balance is paid, or it was not by the end of its window (deposit refunded)
+    OrderStatus.DEPOSIT_PAID: frozenset({OrderStatus.PAID, OrderStatus.CANCELLED}),
     OrderStatus.PAID: frozenset({OrderStatus.SHIPPED, OrderStatus.RECEIVED, OrderStatus.REFUNDED}),
     OrderStatus.SHIPPED: frozenset({OrderStatus.DELIVERED, OrderStatus.RECEIVED, OrderStatus.REFUNDED}),
     OrderStatus.DELIVERED: frozenset({OrderStatus.RECEIVED, OrderStatus.REFUNDED}),

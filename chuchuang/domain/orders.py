@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from chuchuang.domain.order_status import OrderStatus
+from chuchuang.domain.presale import PresaleInfo
 
 CARRIER_CODE = re.compile(r"^[a-z0-9]{2,32}$")
 
@@ -30,7 +31,7 @@ class LineRequest(BaseModel):
     quantity: int = Field(gt=0, le=999)
 
 
-SOURCES = ("window", "share_link", "live")
+SOURCES = ("window", "share_link", "live", "channels")  # channels: a WeChat Channels shop order
 
 
 class PlaceOrderInput(BaseModel):
@@ -44,6 +45,7 @@ class PlaceOrderInput(BaseModel):
     address: ShippingAddress | None = None
     outlet_id: int | None = None
     coupon_code: str | None = None
+    channels_order_id: str | None = None  # source "channels": the shop's order, shipped through it too
     # keyed fingerprints (domain/risk.py) of the buyer's device, IP and address, for risk flags
     device_fp: str | None = None
     ip_fp: str | None = None
@@ -77,6 +79,7 @@ class PlacedOrder(BaseModel):
     promoter_id: int | None
     supplier_ids: list[int]
     lines: list[PlacedLine]
+    presale: PresaleInfo | None = None
 
 
 class PrepayParams(BaseModel):
@@ -134,6 +137,10 @@ class OrderProgress(BaseModel):
     pickup_expires_at: datetime | None = None
     open_refunds: list[str] = []
     updated_at: datetime | None = None
+    presale: PresaleInfo | None = None
+    balance_open: bool = False
+    balance_prepay: PrepayParams | None = None
+    balance_due_at: datetime | None = None
 
 
 class PickupScan(BaseModel):

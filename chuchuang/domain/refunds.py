@@ -21,6 +21,7 @@ class RefundKind(StrEnum):
     QUALITY_REFUND = "quality_refund"      # quality claim, refund only (support looks first)
     PICKUP_EXPIRED = "pickup_expired"      # unclaimed pickup code (system)
     LATE_PAYMENT = "late_payment"          # paid after the order was closed (system)
+    PRESALE_LAPSED = "presale_lapsed"      # pre-sale balance not paid in time: deposit back (system)
 
 
 BUYER_KINDS = (RefundKind.CANCEL, RefundKind.RETURN, RefundKind.QUALITY_RETURN, RefundKind.QUALITY_REFUND)
@@ -73,6 +74,9 @@ def plan_refund(kind: RefundKind, *, status: OrderStatus, pickup: bool, picked_u
     """Decide how a buyer's refund request proceeds, or refuse it with a reason the buyer can
     act on. Nothing here depends on sales targets: every paid order can be refunded."""
     handed_over = picked_up if pickup else status in SHIPPED_STATES
+    if status == OrderStatus.DEPOSIT_PAID:
+        raise RefundRefused("PRESALE_BALANCE_PENDING", "only the deposit is paid: an unpaid balance closes the "
+                                                       "order and the deposit is refunded automatically")
     if status in (OrderStatus.PENDING_PAYMENT, OrderStatus.CANCELLED, OrderStatus.REFUNDED):
         raise RefundRefused("NOT_REFUNDABLE", f"order is {status}: nothing was paid or it is already refunded")
     if kind == RefundKind.CANCEL:

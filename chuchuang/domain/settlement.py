@@ -228,7 +228,9 @@ class LedgerSums(BaseModel):
     credits add). Opening: everything before the month; the rest: within it."""
 
     opening_fen: int = 0
-    released_fen: int = 0    # credits of commission_release
+    released_fen: int = 0    # credits of commission_release (sales commission)
+    team_bonus_fen: int = 0  # credits of team_bonus (the month's bonus on tier 2-3 sales, paid by the platform)
+    regional_bonus_fen: int = 0  # credits of regional_release (regional agents' bonus)
     reversed_fen: int = 0    # debits of refund (commission reversed after release)
     withdrawn_fen: int = 0   # net debits of withdrawal_* (out to withdrawals, back when they fail)
     other_fen: int = 0       # net credits of anything else (corrections)
@@ -242,11 +244,11 @@ class StatementFigures(LedgerSums):
 
 
 def statement_figures(sums: LedgerSums, review_above_fen: int) -> StatementFigures:
-    closing = (sums.opening_fen + sums.released_fen - sums.reversed_fen - sums.withdrawn_fen
-               + sums.other_fen)
+    income = sums.released_fen + sums.team_bonus_fen + sums.regional_bonus_fen
+    closing = sums.opening_fen + income - sums.reversed_fen - sums.withdrawn_fen + sums.other_fen
     return StatementFigures(**sums.model_dump(), closing_fen=closing,
                             carried_negative_fen=max(0, -sums.opening_fen),
-                            needs_review=sums.released_fen > review_above_fen)
+                            needs_review=income > review_above_fen)
 
 
 # --- what workflows and activities pass each other ---------------------------------------------
@@ -307,6 +309,8 @@ class CommissionRunInput(BaseModel):
     batches_per_child: int = Field(default=10, ge=1)
     parallel_children: int = Field(default=8, ge=1)
     review_above_fen: int = 500_000
+    auto_payouts: bool = Field(default=True, description="when final, start the automatic payouts "
+                                                          "of promoters who chose them (`payouts-{month}`)")
 
 
 class StatementBatch(BaseModel):
@@ -328,6 +332,8 @@ class StatementTotals(BaseModel):
     statements: int = 0
     opening_fen: int = 0
     released_fen: int = 0
+    team_bonus_fen: int = 0
+    regional_bonus_fen: int = 0
     reversed_fen: int = 0
     withdrawn_fen: int = 0
     other_fen: int = 0
@@ -373,7 +379,9 @@ class StatementView(BaseModel):
     month: str
     promoter_id: int
     opening_fen: int
-    released_fen: int
+    released_fen: int                # sales commission
+    team_bonus_fen: int = 0
+    regional_bonus_fen: int = 0
     reversed_fen: int
     withdrawn_fen: int
     other_fen: int

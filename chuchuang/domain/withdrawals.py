@@ -190,3 +190,32 @@ class WithdrawalProgress(BaseModel):
     bill_state: str | None = None
     note: str = ""
     updated_at: datetime | None = None
+
+
+def auto_payout_amount(available_fen: int, withdrawn_today_fen: int, rules: WithdrawalRules) -> int | None:
+    """What an automatic payout after the monthly statement takes: the whole available balance,
+    within the daily limit and below the amount for which WeChat Pay wants the payee's real
+    name (which we do not keep; the promoter withdraws more by hand). None: nothing to pay."""
+    amount = min(available_fen, rules.daily_limit_fen - withdrawn_today_fen, REAL_NAME_REQUIRED_FROM_FEN - 1)
+    return amount if amount >= rules.effective_min_fen else None
+
+
+class PayoutPage(BaseModel):
+    """Withdrawals opened (or found) by a payout step, for their workflows to be started."""
+
+    withdrawals: list[WithdrawalInput] = Field(default_factory=list)
+    skipped: int = 0
+    next_after: int | None = None   # None: the last page
+
+
+class PayoutRunInput(BaseModel):
+    month: str | None = None          # automatic payouts for this month's statements; None: the sweep
+    page_size: int = 500
+    stranded_after: timedelta = timedelta(minutes=10)
+
+
+class PayoutRunProgress(BaseModel):
+    started: int = 0
+    already_running: int = 0
+    skipped: int = 0
+    done: bool = False

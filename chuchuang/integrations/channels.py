@@ -83,11 +83,16 @@ class Product(_Model):
 class WindowProduct(_Model):
     appid: str
     product_id: str
+    out_product_id: str = ""
+    finder_id: str = ""
     title: str = ""
     img_url: str = ""
     is_hide_for_window: bool = False
     min_price: int | None = None
     status: int | None = None
+    stock: int | None = None
+    sales: int = 0
+    banned: bool = False
 
 
 class OrderProduct(_Model):
@@ -198,6 +203,21 @@ class ChannelsClient(WeChatApiClient):
         data = await self.call("/channels/ec/product/get", {"product_id": product_id, "data_type": 2 if draft else 1})
         return Product.model_validate(data["edit_product"] if draft else data["product"])
 
+    async def find_product(self, out_product_id: str) -> Product | None:
+        """The shop's product carrying our out_product_id, if one was ever added (a call that went
+        through before we could record its answer): the shop has no lookup by out_product_id, so
+        walk the product list."""
+        next_key: str | None = None
+        while True:
+            page = await self.list_products(page_size=30, next_key=next_key)
+            for pid in page.ids:
+                found = await self.get_product(pid, draft=True)
+                if found.out_product_id == out_product_id:
+                    return found
+            if not page.has_more or not page.ids:
+                return None
+            next_key = page.next_key
+
     async def list_products(self, *, status: int | None = None, page_size: int = 30, next_key: str | None = None) -> Page:
         payload: dict[str, Any] = {"page_size": page_size}
         if status is not None:
@@ -212,25 +232,41 @@ class ChannelsClient(WeChatApiClient):
 
     # --- window (橱窗) ----------------------------------------------------------------------
 
-    async def add_window_product(self, product_id: str, *, appid: str | None = None, hidden: bool = False) -> None:
-        await self.call("/channels/ec/window/product/add",
-                        {"appid": appid or self.appid, "product_id": product_id, "is_hide_for_window": hidden})
+    # `finder_id` names the promoter's window (视频号 finder_id); None: the token owner's own window.
 
-    async def get_window_product(self, product_id: str, *, appid: str | None = None) -> WindowProduct:
-        data = await self.call("/channels/ec/window/product/get", {"appid": appid or self.appid, "product_id": product_id})
+    @staticmethod
+    def _finder(payload: dict[str, Any], finder_id: str | None) -> dict[str, Any]:
+        if finder_id:
+            payload["finder_id"] = finder_id
+        return payload
+
+    async def add_window_product(self, product_id: str, *, appid: str | None = None, hidden: bool = False,
+                                 finder_id: str | None = None) -> None:
+        """Add (or re-add with a new hide flag: idempotent) a shop product to a window."""
+        await self.call("/channels/ec/window/product/add", self._finder(
+            {"appid": appid or self.appid, "product_id": product_id, "is_hide_for_window": hidden}, finder_id))
+
+    async def get_window_product(self, product_id: str, *, appid: str | None = None,
+                                 finder_id: str | None = None) -> WindowProduct:
+        data = await self.call("/channels/ec/window/product/get", self._finder(
+            {"appid": appid or self.appid, "product_id": product_id}, finder_id))
         return WindowProduct.model_validate(data["product"])
 
     async def list_window_products(self, *, appid: str | None = None, page_size: int = 30,
-                                   next_key: str | None = None) -> Page:
-        payload: dict[str, Any] = {"page_size": page_size, "appid": appid or self.appid}
+                                   next_key: str | None = None, finder_id: str | None = None) -> Page:
+        payload: dict[str, Any] = self._finder({"page_size": page_size, "appid": appid or self.appid}, finder_id)
         if next_key:
             payload["next_key"] = next_key
         data = await self.call("/channels/ec/window/product/list/get", payload)
         ids = [str(p["product_id"]) for p in data.get("products", [])]
-        return Page(ids=ids, next_key=data.get("next_key", ""), has_more=len(ids) == page_size)
+        total = data.get("total_num")
+        more = (int(next_key or 0) + len(ids) < total) if total is not None else len(ids) == page_size
+        return Page(ids=ids, next_key=data.get("next_key", ""), has_more=more, total=total)
 
-    async def remove_window_product(self, product_id: str, *, appid: str | None = None) -> None:
-        await self.call("/channels/ec/window/product/off", {"appid": appid or self.appid, "product_id": product_id})
+    async def remove_window_product(self, product_id: str, *, appid: str | None = None,
+                                    finder_id: str | None = None) -> None:
+        await self.call("/channels/ec/window/product/off", self._finder(
+            {"appid": appid or self.appid, "product_id": product_id}, finder_id))
 
     # --- orders ---------------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ With no merchant keys configured, it talks to the sandbox using the sandbox's cr
 from __future__ import annotations
 
 import asyncio
+import gzip
+import hashlib
 import json
 import secrets
 import time
@@ -249,6 +251,16 @@ class TransferBill(BaseModel):
     @property
     def final(self) -> bool:
         return self.state in ("SUCCESS", "FAIL", "CANCELLED")
+
+
+class BillFile(BaseModel):
+    """Where a requested bill can be downloaded (the link is short-lived) and the SHA1 of the
+    uncompressed file."""
+
+    model_config = ConfigDict(extra="ignore")
+    hash_type: str
+    hash_value: str
+    download_url: str
 
 
 class WeChatPayClient:
@@ -489,6 +501,38 @@ class WeChatPayClient:
         _, body = await self._call(self._pay.mch_transfer_bills_cancel(out_bill_no=out_bill_no))
         return TransferBill.model_validate_json(body)
 
+    # --- bills (对账) -----------------------------------------------------------------------------
+
+    async def trade_bill(self, bill_date: str, bill_type: str = "ALL") -> BillFile:
+        """Ask for a day's trade bill (交易账单): where to download it and its SHA1.
+        PartnerRejected("STATEMENT_CREATING") before WeChat Pay has made it (after about 10:00
+        the next day), ("NO_STATEMENT_EXIST") for a day without payments or refunds."""
+        _, body = await self._call(self._pay.trade_bill(bill_date=bill_date, bill_type=bill_type, tar_type="GZIP"))
+        return BillFile.model_validate_json(body)
+
+    async def fundflow_bill(self, bill_date: str, account_type: str = "BASIC") -> BillFile:
+        """Ask for a day's fund-flow bill (资金账单) of one account (BASIC, OPERATION, FEES)."""
+        _, body = await self._call(
+            self._pay.fundflow_bill(bill_date=bill_date, account_type=account_type, tar_type="GZIP"))
+        return BillFile.model_validate_json(body)
+
+    async def download_bill(self, bill: BillFile) -> str:
+        """Download a bill file and check it against its hash (of the uncompressed file); the
+        text. A file that does not match raises PartnerUnavailable (download it again)."""
+        _, content = await self._call(self._pay.download_bill(bill.download_url), raw=True)
+        data = content if isinstance(content, bytes) else content.encode()
+        if data[:2] == b"\x1f\x8b":  # gzip, as asked for with tar_type=GZIP
+            try:
+                data = gzip.decompress(data)
+            except (OSError, EOFError) as e:
+                raise PartnerUnavailable(f"bill download is not a complete gzip file: {e}") from e
+        if bill.hash_type.upper() != "SHA1":
+            raise PartnerRejected("UNSUPPORTED_HASH", f"bill hash type {bill.hash_type} is not supported")
+        digest = hashlib.sha1(data).hexdigest()
+        if digest != bill.hash_value.lower():
+            raise PartnerUnavailable(f"bill download does not match its hash: {digest} != {bill.hash_value}")
+        return data.decode("utf-8")
+
     # --- notifications ----------------------------------------------------------------------
 
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> dict[str, Any] | None:
@@ -507,7 +551,7 @@ class WeChatPayClient:
         except Exception:  # malformed JSON/base64, unknown algorithm: not a genuine notification
             return None
 
-    async def _call(self, request: Awaitable[tuple[int, Any]]) -> tuple[int, str]:
+    async def _call(self, request: Awaitable[tuple[int, Any]], *, raw: bool = False) -> tuple[int, Any]:
         try:
             # The deadline is ours, whatever the transport enforces (in-process apps enforce none).
             async with asyncio.timeout(self.timeout):
@@ -522,6 +566,7 @@ class WeChatPayClient:
             if text.startswith(("failed to verify the signature", "wechatpayv3 does not support")):
                 raise PartnerUnavailable(f"WeChat Pay response not verifiable: {text}") from e
             raise
+        content = body
         if isinstance(body, bytes):
             body = body.decode("utf-8", errors="replace")
         if status == 429 or status >= 500:
@@ -534,7 +579,7 @@ class WeChatPayClient:
             raise PartnerRejected(
                 str(error.get("code") or f"HTTP_{status}"), str(error.get("message") or body[:200]), status=status
             )
-        return status, body
+        return status, (content if raw else body)
 
 
 def _check_fen(value: int, name: str) -> None:

@@ -19,6 +19,7 @@ from chuchuang.sandbox.context import Sandbox
 from chuchuang.sandbox.credentials import SandboxCredentials
 from chuchuang.sandbox.faults import FaultConfig, Faults
 from chuchuang.sandbox.store import Store
+from chuchuang.sandbox import bills
 
 
 def create_app(
@@ -53,6 +54,7 @@ def create_app(
     faults_mod.install(app, sb)
     wechatpay.install(app, sb)
     refunds.install(app, sb)
+    bills.install(app, sb)
     profitsharing.install(app, sb)
     transfers.install(app, sb)
     notify.install(app, sb)

@@ -42,15 +42,16 @@ COUNTER = "sandbox.counter"
 TOKEN_TTL = 7200
 
 OK = {"errcode": 0, "errmsg": "ok"}
-# Shop business errors (the sandbox's stand-ins; WeChat documents these per API).
-PRODUCT_NOT_FOUND = (10020002, "product not exist")
-PRODUCT_NOT_AUDITED = (10020052, "product not audited, can not listing")
-PRODUCT_NOT_ON_SALE = (10020060, "product not on sale, can not add to window")
-WINDOW_NOT_FOUND = (10020061, "window product not exist")
+# Shop business errors. Product and window codes are WeChat's documented ones (product/delisting,
+# windowproduct/off); the order and after-sale codes are stand-ins (not documented per API).
+PRODUCT_NOT_FOUND = (10020052, "商品不存在")
+PRODUCT_NOT_AUDITED = (10020047, "商品正在审核中")
+PRODUCT_NOT_ON_SALE = (10020065, "商品未上架")
+WINDOW_NOT_FOUND = (10022003, "橱窗商品未找到")
 ORDER_NOT_FOUND = (10020003, "order not exist")
 ORDER_STATUS_WRONG = (10020004, "order status not allow this operation")
 AFTERSALE_NOT_FOUND = (10020005, "aftersale order not exist")
-AFTERSALE_STATUS_WRONG = (10020006, "aftersale order status not allow this operation")
+AFTERSALE_STATUS_WRONG = (10020006, "当前售后单不支持此操作，请检查售后单状态")
 
 
 class ApiError(Exception):
@@ -119,10 +120,14 @@ class WindowBody(BaseModel):
     appid: str
     product_id: str
     is_hide_for_window: bool | None = None
+    # Which promoter's window (the 视频号 finder_id, as the 机构/团长 window API takes it); empty:
+    # the window of the account the token belongs to.
+    finder_id: str | None = None
 
 
 class WindowListBody(BaseModel):
     appid: str | None = None
+    finder_id: str | None = None
     page_size: int = Field(default=10, ge=1, le=30)
     next_key: str | None = None
 
@@ -374,14 +379,27 @@ def install(app: FastAPI, sb: Sandbox) -> None:
 
     # --- window (橱窗) ----------------------------------------------------------------------
 
+    def window_key(finder_id: str | None, appid: str, product_id: str) -> str:
+        return f"{appid}:{product_id}" if not finder_id else f"{finder_id}:{appid}:{product_id}"
+
+    def sales_of(product_id: str) -> int:
+        """Units paid for (销量): orders past 待付款 and not cancelled before payment."""
+        return sum(info["sku_cnt"] for o in sb.store.all(ORDER) if o["status"] not in (10, 250)
+                   for info in o["order_detail"]["product_infos"] if info["product_id"] == product_id)
+
     def window_view(w: dict[str, Any]) -> dict[str, Any]:
         p = sb.store.get(PRODUCT, w["product_id"])
         data = (p or {}).get("online") or (p or {}).get("draft") or {}
+        skus = data.get("skus", [])
+        prices = [s["sale_price"] for s in skus]
         return {
-            "appid": w["appid"], "product_id": w["product_id"], "title": data.get("title", ""),
+            "appid": w["appid"], "product_id": w["product_id"], "out_product_id": data.get("out_product_id") or "",
+            "finder_id": w.get("finder_id") or "", "title": data.get("title", ""),
             "img_url": (data.get("head_imgs") or [""])[0], "is_hide_for_window": w["is_hide_for_window"],
-            "min_price": min((s["sale_price"] for s in data.get("skus", [])), default=0),
-            "status": (p or {}).get("status", 0), "add_time": w["add_time"],
+            "min_price": min(prices, default=0), "selling_price": min(prices, default=0),
+            "stock": sum(s["stock_num"] for s in skus), "sales": sales_of(w["product_id"]),
+            "status": (p or {}).get("status", 0), "banned": (p or {}).get("status") in (13, 20),
+            "add_time": w["add_time"],
         }
 
     @router.post("/channels/ec/window/product/add")
@@ -392,9 +410,10 @@ def install(app: FastAPI, sb: Sandbox) -> None:
         p = product(req.product_id)
         if p["status"] != 5:
             raise _fail(PRODUCT_NOT_ON_SALE)
-        key = f"{req.appid}:{req.product_id}"
+        key = window_key(req.finder_id, req.appid, req.product_id)
         existing = sb.store.get(WINDOW, key)
         sb.store.put(WINDOW, key, {"appid": req.appid, "product_id": req.product_id,
+                                   "finder_id": req.finder_id or "",
                                    "is_hide_for_window": bool(req.is_hide_for_window),
                                    "add_time": existing["add_time"] if existing else int(time.time())})
         return dict(OK)
@@ -402,7 +421,7 @@ def install(app: FastAPI, sb: Sandbox) -> None:
     @router.post("/channels/ec/window/product/get")
     async def window_get(request: Request):
         req: WindowBody = await body_of(request, WindowBody)
-        w = sb.store.get(WINDOW, f"{req.appid}:{req.product_id}")
+        w = sb.store.get(WINDOW, window_key(req.finder_id, req.appid, req.product_id))
         if w is None:
             raise _fail(WINDOW_NOT_FOUND)
         return {**OK, "product": window_view(w)}
@@ -410,18 +429,19 @@ def install(app: FastAPI, sb: Sandbox) -> None:
     @router.post("/channels/ec/window/product/list/get")
     async def window_list(request: Request):
         req: WindowListBody = await body_of(request, WindowListBody)
-        keys = sorted(
-            (f"{w['appid']}:{w['product_id']}" for w in sb.store.all(WINDOW) if req.appid in (None, w["appid"])),
-            key=lambda k: int(k.split(":")[1]),
+        items = sorted(
+            (w for w in sb.store.all(WINDOW) if req.appid in (None, w["appid"])
+             and (w.get("finder_id") or "") == (req.finder_id or "")),
+            key=lambda w: int(w["product_id"]),
         )
-        chunk, key, _ = page(keys, req.page_size, req.next_key)
-        products = [{"appid": k.split(":")[0], "product_id": k.split(":")[1]} for k in chunk]
-        return {**OK, "products": products, "next_key": key}
+        chunk, key, _ = page(list(range(len(items))), req.page_size, req.next_key)
+        products = [{"appid": items[i]["appid"], "product_id": items[i]["product_id"]} for i in chunk]
+        return {**OK, "products": products, "next_key": key, "total_num": len(items)}
 
     @router.post("/channels/ec/window/product/off")
     async def window_off(request: Request):
         req: WindowBody = await body_of(request, WindowBody)
-        key = f"{req.appid}:{req.product_id}"
+        key = window_key(req.finder_id, req.appid, req.product_id)
         if sb.store.get(WINDOW, key) is None:
             raise _fail(WINDOW_NOT_FOUND)
         sb.store.delete(WINDOW, key)
@@ -571,6 +591,15 @@ def install(app: FastAPI, sb: Sandbox) -> None:
         sb.store.put(PUSH, "config", cfg.model_dump())
         return {**cfg.model_dump(), "token": creds.channels_push_token,
                 "encoding_aes_key": creds.channels_encoding_aes_key, "appid": creds.channels_appid}
+
+    @control.post("/channels/products/{product_id}/punish")
+    async def punish_product(product_id: str, banned: bool = False):
+        """The platform finds the product in violation: 违规下架 (13), or 封禁 (20) with banned=true."""
+        p = product(product_id)
+        p["status"] = 20 if banned else 13
+        p["update_time"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        sb.store.put(PRODUCT, product_id, p)
+        return {"product_id": product_id, "status": p["status"]}
 
     @control.post("/channels/orders")
     async def new_order(req: NewOrderBody):

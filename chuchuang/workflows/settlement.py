@@ -17,11 +17,13 @@ SupplierSettlementWorkflow (`settlement-supplier-{YYYY-MM-DD}`), daily (T+1):
 
 CommissionSettlementWorkflow (`settlement-commission-{YYYY-MM}`), monthly:
     which month: the one given, else last month, as above
+    → the month's team bonuses (a level's rate of its tier-2..3 downline's completed sales)
     → batches of promoters (settings.settlement_batch_size) by `available` account
     → child workflows, each building its batches' statements (one SQL aggregate per batch)
     → statements releasing more than the review threshold wait for support (update `review`,
       validated); the rest are final
-    → every statement final or rejected: the run is final. Nothing is paid out here.
+    → every statement final or rejected: the run is final; promoters who chose automatic
+      payout are paid by PayoutWorkflow `payouts-{month}` (started, not awaited)
 """
 
 from __future__ import annotations
@@ -35,9 +37,12 @@ from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlrea
 from temporalio.workflow import ParentClosePolicy
 
 from chuchuang.workflows.options import DB_STEP, PARTNER_CALL
+from chuchuang.workflows.payouts import PayoutWorkflow, payouts_workflow_id
 
 with workflow.unsafe.imports_passed_through():
+    from chuchuang.activities.bonuses import BonusActivities
     from chuchuang.activities.settlement import SettlementActivities
+    from chuchuang.domain.withdrawals import PayoutRunInput
     from chuchuang.domain.settlement import (
         CommissionBatchesInput,
         CommissionRunInput,
@@ -223,6 +228,11 @@ class CommissionSettlementWorkflow:
         self._set("building")
         await workflow.execute_activity_method(
             SettlementActivities.open_run, args=["commission", month, workflow.info().workflow_id], **DB_STEP)
+        if workflow.patched("team-bonus"):
+            # the month's team bonuses (levels with a team-bonus rate; none by default), posted
+            # once per (month, promoter) before the statements that show them are built
+            await workflow.execute_activity_method(
+                BonusActivities.post_team_bonuses, args=[month, inp.timezone], **BATCH_STEP)
         firsts = await workflow.execute_activity_method(
             SettlementActivities.commission_batches, args=[month, inp.batch_size], **DB_STEP)
         batches = [StatementBatch(month=month, timezone=inp.timezone, first_id=first, next_first_id=nxt,
@@ -250,9 +260,20 @@ class CommissionSettlementWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         await workflow.execute_activity_method(
             SettlementActivities.close_commission_run, args=[month, self._progress.totals], **DB_STEP)
+        if inp.auto_payouts and workflow.patched("auto-payouts"):
+            await self._start_payouts(month)
         self._progress.finished_at = workflow.now()
         self._set("final")
         return self._progress
+
+    async def _start_payouts(self, month: str) -> None:
+        try:
+            await workflow.start_child_workflow(
+                PayoutWorkflow.run, PayoutRunInput(month=month), id=payouts_workflow_id(month),
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY)
+        except WorkflowAlreadyStartedError:
+            pass  # a re-run of the month: its payouts were started once
 
     def _add(self, result: StatementBatchResult) -> None:
         p = self._progress

@@ -12,11 +12,13 @@ from sqlalchemy import case, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import selectinload
 
+from chuchuang.activities import channels_outbox
 from chuchuang.activities.catalog import product_in_stock
 from chuchuang.api.auth import Principal, current_principal, require_roles
 from chuchuang.api.deps import sessions_of
 from chuchuang.api.errors import ApiError, not_found
 from chuchuang.db.catalog_models import ProductDetail, WindowProductStat
+from chuchuang.db.channels_models import ChannelsWindowItem
 from chuchuang.db.models import Order, OrderLine, Product, Promoter, Sku, Supplier, Window, WindowProduct
 from chuchuang.domain.catalog import WindowItemStatus, effective_commission_bps
 
@@ -163,6 +165,10 @@ class MountBody(BaseModel):
 def mount(body: MountBody, request: Request, principal: Principal = Depends(require_roles("promoter"))):
     with sessions_of(request).begin() as s:
         window = _my_window(s, principal)
+        from chuchuang.activities.bonuses import window_closed
+
+        if window_closed(s, window.id):
+            raise ApiError(409, "WINDOW_CLOSED", "this window was closed after confirmed fake-trade findings")
         row = s.execute(select(Product, Supplier).join(Supplier, Supplier.id == Product.supplier_id)
                         .where(Product.id == body.product_id)).first()
         if row is None or row[0].status != "listed":
@@ -178,6 +184,7 @@ def mount(body: MountBody, request: Request, principal: Principal = Depends(requ
                                                status=WindowItemStatus.MOUNTED, position=top + 1)
                   .on_conflict_do_update(index_elements=["window_id", "product_id"],
                                          set_={"status": WindowItemStatus.MOUNTED, "off_reason": None}))
+        channels_outbox.window_changed(s, window.id, product.id, "mount")  # into the Channels window too
         wp = s.get(WindowProduct, (window.id, product.id), populate_existing=True)
         return WindowItemOut(product=product_out(product, s.get(ProductDetail, product.id)), status=wp.status,
                              off_reason=wp.off_reason, position=wp.position, mounted_at=wp.mounted_at)
@@ -203,6 +210,7 @@ def patch_item(product_id: int, body: ItemPatch, request: Request,
         if wp.status == WindowItemStatus.OFF_SALE:
             raise ApiError(409, "OFF_SALE", f"the product is off sale ({wp.off_reason}); it returns by itself")
         wp.status = WindowItemStatus.HIDDEN if body.hidden else WindowItemStatus.MOUNTED
+        channels_outbox.window_changed(s, wp.window_id, product_id, "hide" if body.hidden else "unhide")
         s.flush()
         return _my_window_out(s, s.get(Window, wp.window_id))
 
@@ -210,7 +218,9 @@ def patch_item(product_id: int, body: ItemPatch, request: Request,
 @router.delete("/windows/me/products/{product_id}", status_code=204, summary="Remove an item from my window")
 def remove_item(product_id: int, request: Request, principal: Principal = Depends(require_roles("promoter"))):
     with sessions_of(request).begin() as s:
-        s.delete(_my_item(s, principal, product_id))
+        wp = _my_item(s, principal, product_id)
+        channels_outbox.window_changed(s, wp.window_id, product_id, "remove")
+        s.delete(wp)
 
 
 class OrderBody(BaseModel):
@@ -245,6 +255,9 @@ class ItemStatsOut(BaseModel):
     orders: int
     units: int
     gmv_fen: int
+    shop_sales: int = Field(default=0, description="sales (销量) the Channels shop reports, at the last reconcile")
+    shop_stock: int | None = Field(default=None, description="stock the Channels shop reports")
+    shop_synced_at: datetime | None = None
 
 
 @router.get("/windows/me/stats", response_model=list[ItemStatsOut],
@@ -260,15 +273,20 @@ def my_stats(request: Request, principal: Principal = Depends(require_roles("pro
         rows = s.execute(
             select(WindowProduct.product_id, Product.title, WindowProduct.status,
                    func.coalesce(WindowProductStat.exposures, 0), func.coalesce(WindowProductStat.clicks, 0),
-                   func.coalesce(sold.c.orders, 0), func.coalesce(sold.c.units, 0), func.coalesce(sold.c.gmv, 0))
+                   func.coalesce(sold.c.orders, 0), func.coalesce(sold.c.units, 0), func.coalesce(sold.c.gmv, 0),
+                   func.coalesce(ChannelsWindowItem.shop_sales, 0), ChannelsWindowItem.shop_stock,
+                   ChannelsWindowItem.stats_at)
             .join(Product, Product.id == WindowProduct.product_id)
+            .outerjoin(ChannelsWindowItem, (ChannelsWindowItem.window_id == WindowProduct.window_id)
+                       & (ChannelsWindowItem.product_id == WindowProduct.product_id))
             .outerjoin(WindowProductStat, (WindowProductStat.window_id == WindowProduct.window_id)
                        & (WindowProductStat.product_id == WindowProduct.product_id))
             .outerjoin(sold, sold.c.product_id == WindowProduct.product_id)
             .where(WindowProduct.window_id == window.id)
             .order_by(WindowProduct.position, WindowProduct.product_id)).all()
         return [ItemStatsOut(product_id=r[0], title=r[1], status=r[2], exposures=r[3], clicks=r[4],
-                             orders=r[5], units=r[6], gmv_fen=r[7]) for r in rows]
+                             orders=r[5], units=r[6], gmv_fen=r[7], shop_sales=r[8], shop_stock=r[9],
+                             shop_synced_at=r[10]) for r in rows]
 
 
 class WindowEvent(BaseModel):

@@ -37,6 +37,7 @@ from chuchuang.db.models import (
     WindowProduct,
 )
 from chuchuang.domain.order_status import OrderStatus
+from chuchuang.domain.presale import PresaleInfo
 from chuchuang.domain.risk import address_key, fingerprint
 from chuchuang.domain.orders import (
     LineRequest,
@@ -62,8 +63,11 @@ PREPAY_WAIT_SECONDS = 20.0
 
 class PlaceOrderBody(BaseModel):
     window_id: int | None = Field(default=None, description="the promoter window the order came from")
-    source: str = Field(default="window", pattern="^(window|share_link|live)$",
-                        description="where the buyer came from: the window, a shared link or a live-stream cart")
+    source: str = Field(default="window", pattern="^(window|share_link|live|channels)$",
+                        description="where the buyer came from: the window, a shared link, a live-stream cart "
+                                    "or a WeChat Channels shop order (channels_order_id)")
+    channels_order_id: str | None = Field(default=None, pattern=r"^[0-9]{6,32}$",
+                                          description="source channels: the shop's order, shipped through the shop too")
     lines: list[LineRequest] = Field(min_length=1, max_length=50)
     fulfilment: Literal["delivery", "pickup"] = "delivery"
     address: ShippingAddress | None = Field(default=None, description="required for delivery")
@@ -76,6 +80,8 @@ class PlaceOrderBody(BaseModel):
             raise ValueError("a delivery order needs an address and no outlet_id")
         if self.fulfilment == "pickup" and self.outlet_id is None:
             raise ValueError("a pickup order needs an outlet_id")
+        if (self.source == "channels") != (self.channels_order_id is not None):
+            raise ValueError("channels_order_id is given exactly when the source is channels")
         return self
 
 
@@ -83,7 +89,8 @@ class PlacedOut(BaseModel):
     order_no: str
     status: OrderStatus
     total_fen: int | None = None
-    prepay: PrepayParams | None = None
+    prepay: PrepayParams | None = Field(default=None, description="for a pre-sale order: the deposit's")
+    presale: PresaleInfo | None = None
 
 
 class LineOut(BaseModel):
@@ -154,6 +161,9 @@ def _check_placeable(request: Request, principal: Principal, body: PlaceOrderBod
                 raise ApiError(422, "NOT_IN_WINDOW", f"product {product.id} is not in window {body.window_id}")
         if len({ln.sku_id for ln in body.lines}) != len(body.lines):
             raise ApiError(422, "DUPLICATE_SKU", "each SKU may appear once; raise its quantity instead")
+        if body.channels_order_id and s.scalar(select(Order.order_no).where(
+                Order.channels_order_id == body.channels_order_id)):
+            raise ApiError(409, "CHANNELS_ORDER_TAKEN", f"Channels order {body.channels_order_id} has an order already")
         return openid, promoter_id
 
 
@@ -194,7 +204,7 @@ async def place_order(body: PlaceOrderBody, request: Request,
         order=PlaceOrderInput(order_no=order_no, buyer_user_id=principal.user_id, buyer_openid=openid,
                               window_id=body.window_id, source=body.source, lines=body.lines,
                               fulfilment=body.fulfilment, address=body.address, outlet_id=body.outlet_id,
-                              coupon_code=body.coupon_code,
+                              coupon_code=body.coupon_code, channels_order_id=body.channels_order_id,
                               device_fp=fingerprint(key, "device", device_id),
                               ip_fp=fingerprint(key, "ip", client_ip(request, settings)),
                               address_fp=fingerprint(key, "address", address_key(
@@ -218,7 +228,7 @@ async def place_order(body: PlaceOrderBody, request: Request,
                                              "COUPON_ALREADY_USED") else 422
         raise ApiError(status, progress.failure, f"order {order_no} could not be placed: {progress.failure}")
     return PlacedOut(order_no=order_no, status=progress.status, total_fen=progress.total_fen,
-                     prepay=progress.prepay)
+                     prepay=progress.prepay, presale=progress.presale)
 
 
 # --- reading -------------------------------------------------------------------------------

@@ -150,7 +150,8 @@ class TierSales(BaseModel):
 class TeamOut(BaseModel):
     promoter_id: int
     tiers: list[TierSales]
-    note: str = "sales of the promoters you referred, per tier; rewards come only from goods sold"
+    note: str = ("tier 1 is your own window, tiers 2-3 the promoters you referred and whom they referred; "
+                 "rewards come only from goods sold")
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -366,13 +367,16 @@ async def progress(request: Request, principal: Principal = Depends(require_role
 
 
 @router.get("/me/team", response_model=TeamOut,
-            summary="Sales of the promoters I referred, per tier (up to 3)")
+            summary="Sales per tier of my chain: tier 1 is me, tiers 2-3 whom I referred and whom they referred")
 def team(request: Request, principal: Principal = Depends(require_roles("promoter"))) -> TeamOut:
     with sessions_of(request)() as s:
         me_ = _my_promoter(s, principal)
-        tiers, level = [], [me_.id]
-        for tier in range(1, MAX_TIERS + 1):
-            level = list(s.scalars(select(Promoter.id).where(Promoter.referrer_id.in_(level)))) if level else []
+        tiers, level = [], []
+        for tier in range(1, MAX_TIERS + 1):  # never deeper than 3 tiers, me included
+            if tier == 1:
+                level = [me_.id]
+            else:
+                level = list(s.scalars(select(Promoter.id).where(Promoter.referrer_id.in_(level)))) if level else []
             orders, gmv = s.execute(
                 select(func.count(), func.coalesce(func.sum(Order.total_fen), 0))
                 .join(Promoter, Promoter.id == Order.promoter_id)

@@ -1,5 +1,6 @@
 """Risk flags for support: shared devices, IPs and addresses across buyer accounts, frequent
-returners. Flags are for review only — nothing they point at was ever blocked."""
+returners. Flags are for review only — nothing they point at was ever blocked; an open flag on
+an order only holds that order's commission (not released) until support clears or confirms it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from chuchuang.activities import bonuses
 from chuchuang.api.auth import Principal, require_roles
 from chuchuang.api.deps import sessions_of
 from chuchuang.api.errors import ApiError, not_found
@@ -70,4 +72,7 @@ def review_flag(flag_id: int, body: RiskReview, request: Request,
         flag.status, flag.review_note = body.status, body.note.strip()
         flag.reviewed_by, flag.reviewed_at = principal.user_id, datetime.now(UTC)
         s.flush()
+        # the order's frozen commission: released when its last flag is cleared, forfeited to
+        # the platform when one is confirmed
+        bonuses.flag_reviewed(s, flag)
         return RiskFlagOut.model_validate(flag, from_attributes=True)

@@ -65,22 +65,31 @@ async def wechatpay_notification(request: Request) -> Response:
     notice = PaymentNotice(out_trade_no=resource["out_trade_no"], transaction_id=resource["transaction_id"],
                            trade_state=resource["trade_state"], amount_fen=resource["amount"]["total"],
                            success_time=resource.get("success_time"))
-    handle = (await temporal_of(request)).get_workflow_handle(workflow_id(notice.out_trade_no))
+    order_no = await run_in_threadpool(_order_of_trade, request, notice.out_trade_no)
+    handle = (await temporal_of(request)).get_workflow_handle(workflow_id(order_no))
     try:
         await handle.signal(OrderWorkflow.payment_notified, notice)
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise
-        await _paid_after_close(request, notice)
+        await _paid_after_close(request, notice, order_no)
     return Response(status_code=204)
 
 
-async def _paid_after_close(request: Request, notice: PaymentNotice) -> None:
+def _order_of_trade(request: Request, out_trade_no: str) -> str:
+    """A pre-sale order's deposit and balance have their own out_trade_no ({order_no}D / B)."""
+    from chuchuang.activities.presale import order_of_trade
+
+    with sessions_of(request)() as s:
+        return order_of_trade(s, out_trade_no)
+
+
+async def _paid_after_close(request: Request, notice: PaymentNotice, order_no: str) -> None:
     """The order's workflow has ended. If it ended cancelled, the buyer paid after we closed
-    the order: the money goes back, automatically (once: the refund's id is the order's)."""
+    the order: the money goes back, automatically (once: the refund's id is the payment's)."""
     def cancelled() -> bool:
         with sessions_of(request)() as s:
-            return s.scalar(select(Order.status).where(Order.order_no == notice.out_trade_no)) == OrderStatus.CANCELLED
+            return s.scalar(select(Order.status).where(Order.order_no == order_no)) == OrderStatus.CANCELLED
 
     if not await run_in_threadpool(cancelled):
         log.info("webhook.wechatpay.repeat_after_end", out_trade_no=notice.out_trade_no)
@@ -91,7 +100,7 @@ async def _paid_after_close(request: Request, notice: PaymentNotice) -> None:
     try:
         await (await temporal_of(request)).start_workflow(
             RefundWorkflow.run, RefundInput(
-                refund_no=refund_no, order_no=notice.out_trade_no, kind=RefundKind.LATE_PAYMENT,
+                refund_no=refund_no, order_no=order_no, kind=RefundKind.LATE_PAYMENT,
                 amount_fen=notice.amount_fen, needs_return=False, timings=settings.refund_timings(),
                 late_payment=notice),
             id=refund_workflow_id(refund_no), task_queue=settings.task_queue,
@@ -103,6 +112,7 @@ async def _paid_after_close(request: Request, notice: PaymentNotice) -> None:
 async def _refund_notified(request: Request, resource: dict) -> None:
     notice = RefundNotice(refund_no=resource["out_refund_no"], status=resource["refund_status"],
                           refund_id=resource.get("refund_id"))
+    notice = await _whole_refund(request, notice)
     handle = (await temporal_of(request)).get_workflow_handle(refund_workflow_id(notice.refund_no))
     try:
         await handle.signal(RefundWorkflow.refund_notified, notice)
@@ -110,6 +120,30 @@ async def _refund_notified(request: Request, resource: dict) -> None:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise
         log.info("webhook.wechatpay.refund_not_running", out_refund_no=notice.refund_no)
+
+
+async def _whole_refund(request: Request, notice: RefundNotice) -> RefundNotice:
+    """A part of a refund spanning two payments (pre-sale balance + deposit): the refund's own
+    state is that of all its parts, as WeChat Pay has them."""
+    from chuchuang.activities.presale import refund_payments
+    from chuchuang.db.presale_models import RefundPayment
+    from chuchuang.domain.presale import combined_refund_status
+
+    def parts() -> tuple[str, list[str]] | None:
+        with sessions_of(request)() as s:
+            part = s.get(RefundPayment, notice.refund_no)
+            if part is None or part.out_refund_no == part.refund_no:
+                return None
+            return part.refund_no, [p.out_refund_no for p in refund_payments(s, part.refund_no)]
+
+    found = await run_in_threadpool(parts)
+    if found is None:
+        return notice
+    refund_no, out_refund_nos = found
+    pay = request.app.state.pay
+    answers = [await pay.query_refund(n) for n in out_refund_nos]
+    return RefundNotice(refund_no=refund_no, status=combined_refund_status([a.status for a in answers]),
+                        refund_id=",".join(a.refund_id for a in answers if a.refund_id) or None)
 
 
 @router.post("/logistics", summary="Tracking pushes (快递100-style: form fields param + sign)")

@@ -180,6 +180,29 @@ def list_withdrawals(request: Request, status: WithdrawalStatus | None = None,
         return [_out(request, w, owner=principal.role == "promoter") for w in rows]
 
 
+class AutoPayout(BaseModel):
+    enabled: bool = Field(description="after each monthly statement, pay the available balance out to WeChat "
+                                      "change (below the real-name amount; you confirm receipt in the mini program)")
+
+
+@router.get("/auto-payout", response_model=AutoPayout, summary="Whether my commission is paid out automatically")
+def get_auto_payout(request: Request, principal: Principal = Depends(require_roles("promoter"))) -> AutoPayout:
+    with sessions_of(request)() as s:
+        return AutoPayout(enabled=_promoter(s, principal).auto_payout)
+
+
+@router.put("/auto-payout", response_model=AutoPayout,
+            summary="Choose automatic payout after each monthly statement (or turn it off)")
+def set_auto_payout(body: AutoPayout, request: Request,
+                    principal: Principal = Depends(require_roles("promoter"))) -> AutoPayout:
+    with sessions_of(request).begin() as s:
+        promoter = _promoter(s, principal)
+        if body.enabled and not s.scalar(select(User.openid).where(User.id == promoter.user_id)):
+            raise ApiError(409, "NO_WECHAT_ACCOUNT", "log in with WeChat first: the money goes to your WeChat change")
+        promoter.auto_payout = body.enabled
+        return AutoPayout(enabled=promoter.auto_payout)
+
+
 def _load(request: Request, principal: Principal, withdrawal_id: int) -> WithdrawalOut:
     with sessions_of(request)() as s:
         w = s.get(Withdrawal, withdrawal_id)

@@ -29,7 +29,9 @@ def upgrade() -> None:
     sa.CheckConstraint('amount_fen > 0', name='ck_profit_sharing_returns_amount'))
     op.create_index('ix_profit_sharing_returns_refund_no', 'profit_sharing_returns', ['refund_no'])
     op.create_index('ix_profit_sharing_returns_order_no', 'profit_sharing_returns', ['order_no'])
+    op.add_column('promoters', sa.Column('auto_payout', sa.Boolean(), server_default=sa.false(), nullable=False))
 
 
 def downgrade() -> None:
+    op.drop_column('promoters', 'auto_payout')
     op.drop_table('profit_sharing_returns')
