@@ -275,3 +275,44 @@ def test_refund_parts_take_the_balance_first_and_add_up():
     assert combined_refund_status(["SUCCESS", "PROCESSING"]) == "PROCESSING"
     assert combined_refund_status(["SUCCESS", "CLOSED"]) == "ABNORMAL"
     assert combined_refund_status(["CLOSED", "CLOSED"]) == "CLOSED"
+
+
+async def test_supplier_settlement_of_a_pre_sale_order_splits_the_balance_and_releases_the_deposit(
+        api, sandbox, sandbox_app, demo, token, temporal_env, sessions, settings):
+    """Both payments were frozen for profit sharing: the split is made on the balance's
+    transaction, within what WeChat Pay allows on it, and the deposit's is unfrozen too
+    (`SU{no}D`), so no money of the merchant stays frozen."""
+    from chuchuang.db.settlement_models import SupplierSettlement
+    from chuchuang.domain.settlement import SupplierRunInput, SupplierRunProgress, run_workflow_id
+    from chuchuang.workflows.settlement import SupplierSettlementWorkflow
+    from tests.helpers import result_skipping_time
+    from tests.test_settlement import TZ, give_demo_supplier_a_wechatpay_account, split_orders_at_wechat, today
+
+    give_demo_supplier_a_wechatpay_account(sessions, demo)
+    order_no, buyer, supplier = await _deposit_paid(api, sandbox, temporal_env, demo, token)
+    await _window_open(temporal_env, order_no)
+    assert (await api.post(f"/orders/{order_no}/balance", headers=buyer)).status_code == 200
+    await pay(sandbox, order_no + "B")
+    await wait_status(temporal_env.client, order_no, OrderStatus.PAID)
+    await ship_and_deliver(api, sandbox, temporal_env.client, supplier, order_no, "SF7000000099")
+    assert (await run_to_end(temporal_env, order_no)).status == OrderStatus.COMPLETED
+    with sessions() as s:
+        txns = {p.out_trade_no: p.transaction_id for p in s.scalars(select(Payment).where(Payment.order_no == order_no))}
+    assert set(txns) == {order_no + "D", order_no + "B"}
+
+    wf_id = run_workflow_id("supplier", today())
+    await temporal_env.client.start_workflow(
+        SupplierSettlementWorkflow.run, SupplierRunInput(period=today(), timezone=TZ), id=wf_id,
+        task_queue=settings.task_queue)
+    result = await result_skipping_time(temporal_env, wf_id, SupplierRunProgress)
+    assert result.status == "done" and result.failed_orders == []
+    at_wechat = split_orders_at_wechat(sandbox_app, set(txns.values()))
+    assert at_wechat[f"SS{order_no}"]["transaction_id"] == txns[order_no + "B"]
+    assert at_wechat[f"SU{order_no}"]["transaction_id"] == txns[order_no + "B"]
+    assert at_wechat[f"SU{order_no}D"]["transaction_id"] == txns[order_no + "D"]
+    assert sorted(at_wechat) == sorted([f"SS{order_no}", f"SU{order_no}", f"SU{order_no}D"])
+    with sessions() as s:
+        row = s.get(SupplierSettlement, order_no)
+        balance_paid = s.get(Payment, order_no + "B").amount_fen
+        assert row.status == "DONE" and 0 < row.split_fen <= balance_paid * 3 // 10   # WeChat's 30% on that payment
+        assert_books_balance(s)

@@ -24,7 +24,7 @@ from chuchuang.activities.catalog import CatalogActivities, notify
 from chuchuang.activities.errors import business_error
 from chuchuang.activities.payments import as_activity_error
 from chuchuang.db.catalog_models import ProfitSharingReceiver, SupplierProfile
-from chuchuang.db.models import LedgerAccount, LedgerEntry, LedgerTransaction, Order, OrderLine, Supplier
+from chuchuang.db.models import LedgerAccount, LedgerEntry, LedgerTransaction, Order, OrderLine, Payment, Supplier
 from chuchuang.db.order_models import Refund, RefundLine
 from chuchuang.db.settlement_models import (
     CommissionStatement,
@@ -208,6 +208,13 @@ class SettlementActivities:
             else:
                 await asyncio.to_thread(self._set_status, order_no, SettlementStatus.UNFREEZE_REQUESTED)
             if answer is None:
+                # a pre-sale order's other payment (the deposit) was frozen for splitting too:
+                # released first, idempotently by its own out_order_no, before the row says DONE
+                for other_txn, suffix in await asyncio.to_thread(self._other_transactions, order_no, txn):
+                    try:
+                        await self.pay.unfreeze(other_txn, out + suffix, f"订单 {order_no} 定金解冻")
+                    except PartnerRejected as err:   # e.g. nothing left frozen (refunded): not this run's to fail
+                        activity.logger.warning("unfreeze of %s for %s refused: %s", other_txn, order_no, err)
                 answer = await self.pay.unfreeze(txn, out, f"订单 {order_no} 分账完成，解冻剩余资金")
         except PartnerRejected as err:
             return await asyncio.to_thread(self._fail, order_no, f"WECHATPAY_{err.code}: {err.message}")
@@ -259,6 +266,15 @@ class SettlementActivities:
     def _lines(self, s: Session, order_no: str) -> list[SupplierSettlementLine]:
         return list(s.scalars(select(SupplierSettlementLine).where(SupplierSettlementLine.order_no == order_no)
                               .order_by(SupplierSettlementLine.supplier_id)))
+
+    def _other_transactions(self, order_no: str, split_txn: str) -> list[tuple[str, str]]:
+        """The order's paid WeChat Pay transactions other than the one split, with the suffix
+        of their out_trade_no (`D` for a pre-sale deposit)."""
+        with self.sessions() as s:
+            rows = s.execute(select(Payment.transaction_id, Payment.out_trade_no).where(
+                Payment.order_no == order_no, Payment.transaction_id.is_not(None),
+                Payment.transaction_id != split_txn)).all()
+        return [(txn, out_trade_no.removeprefix(order_no) or "X") for txn, out_trade_no in rows]
 
     def _transaction_of(self, order_no: str) -> str | None:
         with self.sessions() as s:
