@@ -228,29 +228,33 @@ class OrderActivities:
             s.execute(update(Payment).where(Payment.order_no == order.order_no).values(
                 status="SUCCESS", transaction_id=notice.transaction_id, paid_at=now))
             no = order.order_no
-            # The policy in force now is the one this order is settled by, recorded with it.
-            version = commission_policy.current_policy(s, self.policy)
-            self_purchase = self._is_self_purchase(s, order)
-            s.add(OrderCommissionPolicy(order_no=no, policy_version=version.version,
-                                        self_purchase=self_purchase))
-            earns = not self_purchase or version.policy.self_purchase_commission
-            commission = list(self._commission_postings(s, order, version)) if earns else []
-            # the seller's level uplift (tier 1) and regional agents' bonus; off by default
-            commission, regional = bonuses.extras_at_payment(s, order, commission, earns=earns,
-                                                             level_period=self.level_period)
-            ledger.lock_accounts(s, {rules.CLEARING, rules.ORDERS_HELD}
-                                 | {p.account for _, _, postings in commission + regional for p in postings})
-            ledger.post(s, f"order:{no}:payment", "payment",
-                        rules.transfer(rules.CLEARING, rules.ORDERS_HELD, order.total_fen),
-                        order_no=no, memo=f"WeChat Pay {notice.transaction_id}")
-            for tier, promoter_id, postings in commission:
-                ledger.post(s, f"order:{no}:commission:tier{tier}", "commission_pending", postings,
-                            order_no=no, memo=f"tier {tier} commission for promoter {promoter_id}")
-            for _, agent_id, postings in regional:
-                ledger.post(s, f"order:{no}:regional:{agent_id}", "commission_pending", postings,
-                            order_no=no, memo=f"regional bonus for agent {agent_id}")
+            self.book_payment(s, order, f"order:{no}:payment", order.total_fen, f"WeChat Pay {notice.transaction_id}")
             record_event(s, no, OrderStatus.PAID, f"paid, WeChat Pay {notice.transaction_id}",
                          f"order:{no}:paid")
+
+    def book_payment(self, s: Session, order: Order, payment_key: str, amount_fen: int, memo: str) -> None:
+        """Book a paid order: the money in (under `payment_key`), and the commission of the policy
+        in force now (recorded with the order), the seller's level uplift and the regional
+        agents' bonus, pending until the order completes."""
+        no = order.order_no
+        version = commission_policy.current_policy(s, self.policy)
+        self_purchase = self._is_self_purchase(s, order)
+        s.add(OrderCommissionPolicy(order_no=no, policy_version=version.version, self_purchase=self_purchase))
+        earns = not self_purchase or version.policy.self_purchase_commission
+        commission = list(self._commission_postings(s, order, version)) if earns else []
+        # the seller's level uplift (tier 1) and regional agents' bonus; off by default
+        commission, regional = bonuses.extras_at_payment(s, order, commission, earns=earns,
+                                                         level_period=self.level_period)
+        ledger.lock_accounts(s, {rules.CLEARING, rules.ORDERS_HELD}
+                             | {p.account for _, _, postings in commission + regional for p in postings})
+        ledger.post(s, payment_key, "payment", rules.transfer(rules.CLEARING, rules.ORDERS_HELD, amount_fen),
+                    order_no=no, memo=memo)
+        for tier, promoter_id, postings in commission:
+            ledger.post(s, f"order:{no}:commission:tier{tier}", "commission_pending", postings,
+                        order_no=no, memo=f"tier {tier} commission for promoter {promoter_id}")
+        for _, agent_id, postings in regional:
+            ledger.post(s, f"order:{no}:regional:{agent_id}", "commission_pending", postings,
+                        order_no=no, memo=f"regional bonus for agent {agent_id}")
 
     def _is_self_purchase(self, s: Session, order: Order) -> bool:
         if order.promoter_id is None:

@@ -45,26 +45,22 @@ class PaymentActivities:
     @activity.defn
     async def create_payment(self, order: PlacedOrder) -> PrepayParams:
         await asyncio.to_thread(self._record_intent, order)
-        try:
-            prepay = await self.pay.create_jsapi(
-                out_trade_no=order.order_no, description=order.description,
-                total_fen=order.total_fen, openid=order.buyer_openid)
-        except Exception as err:  # noqa: BLE001 - mapped to retryable / non-retryable
-            raise as_activity_error(err) from err
-        await asyncio.to_thread(self._record_prepay, order.order_no, prepay.prepay_id)
-        return PrepayParams.model_validate(prepay, from_attributes=True)
+        return await self._prepay(order.order_no, order.description, order.total_fen, order.buyer_openid)
 
     @activity.defn
     async def create_part_payment(self, part: PartPayment) -> PrepayParams:
         """A pre-sale order's deposit or balance: its own out_trade_no, intent first."""
         await asyncio.to_thread(self._record_part_intent, part)
+        return await self._prepay(part.out_trade_no, part.description, part.amount_fen, part.buyer_openid)
+
+    async def _prepay(self, out_trade_no: str, description: str, total_fen: int, openid: str) -> PrepayParams:
+        """The JSAPI order at WeChat Pay for a payment whose intent is recorded, and its prepay id."""
         try:
-            prepay = await self.pay.create_jsapi(
-                out_trade_no=part.out_trade_no, description=part.description,
-                total_fen=part.amount_fen, openid=part.buyer_openid)
+            prepay = await self.pay.create_jsapi(out_trade_no=out_trade_no, description=description,
+                                                 total_fen=total_fen, openid=openid)
         except Exception as err:  # noqa: BLE001 - mapped to retryable / non-retryable
             raise as_activity_error(err) from err
-        await asyncio.to_thread(self._record_prepay, part.out_trade_no, prepay.prepay_id)
+        await asyncio.to_thread(self._record_prepay, out_trade_no, prepay.prepay_id)
         return PrepayParams.model_validate(prepay, from_attributes=True)
 
     def _record_part_intent(self, part: PartPayment) -> None:

@@ -14,13 +14,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
 from chuchuang.activities import ledger
 from chuchuang.activities.promoters import notify as notify_promoter
-from chuchuang.activities.withdrawals import open_withdrawal
+from chuchuang.activities.withdrawals import open_withdrawal, withdrawn_on
 from chuchuang.db.models import Promoter, User
 from chuchuang.db.settlement_models import CommissionStatement
 from chuchuang.db.withdrawal_models import Withdrawal
@@ -28,7 +28,6 @@ from chuchuang.domain import ledger as rules
 from chuchuang.domain.money import yuan
 from chuchuang.domain.settlement import StatementStatus
 from chuchuang.domain.withdrawals import (
-    RETURNED,
     PayoutPage,
     WithdrawalInput,
     WithdrawalRefused,
@@ -87,10 +86,8 @@ class PayoutActivities:
         # the amount is read under the wallet's lock that open_withdrawal takes again (re-entrant
         # in one transaction), so it is what open_withdrawal checks
         ledger.lock_accounts(s, {rules.promoter_available(promoter_id), rules.promoter_withdrawing(promoter_id)})
-        today = s.scalar(select(func.coalesce(func.sum(Withdrawal.amount_fen), 0)).where(
-            Withdrawal.promoter_id == promoter_id, Withdrawal.local_day == local_day,
-            Withdrawal.status.not_in([st.value for st in RETURNED])))
-        amount = auto_payout_amount(ledger.balance(s, rules.promoter_available(promoter_id)), today, self.rules)
+        amount = auto_payout_amount(ledger.balance(s, rules.promoter_available(promoter_id)),
+                                    withdrawn_on(s, promoter_id, local_day), self.rules)
         if amount is None:
             return None
         try:

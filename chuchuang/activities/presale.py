@@ -12,14 +12,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from chuchuang.activities import bonuses, commission_policy, coupons, ledger
+from chuchuang.activities import coupons, ledger
 from chuchuang.activities.catalog import notify
 from chuchuang.activities.errors import business_error
 from chuchuang.activities.orders import OrderActivities, record_event, restock
 from chuchuang.db.models import Order, OrderLine, Payment
 from chuchuang.db.order_models import Refund
 from chuchuang.db.presale_models import PresaleOrder, RefundPayment, SkuPresale
-from chuchuang.db.promoter_models import OrderCommissionPolicy
 from chuchuang.domain import ledger as rules
 from chuchuang.domain.order_status import OrderStatus
 from chuchuang.domain.orders import PaymentNotice
@@ -102,6 +101,20 @@ def refund_payments(s: Session, refund_no: str) -> list[RefundPayment]:
                           .order_by(RefundPayment.out_refund_no)))
 
 
+def _paid_part(s: Session, notice: PaymentNotice, part: str) -> tuple[str, Order, PresaleOrder]:
+    """The order (locked) and pre-sale terms a paid deposit or balance belongs to; the amount
+    must be that part's."""
+    no = order_of_trade(s, notice.out_trade_no)
+    order = s.get(Order, no, with_for_update=True)
+    presale = s.get(PresaleOrder, no, with_for_update=True)
+    if order is None or presale is None:
+        raise business_error("ORDER_NOT_FOUND", notice.out_trade_no)
+    expected = getattr(presale, f"{part}_fen")
+    if notice.amount_fen != expected:
+        raise business_error("AMOUNT_MISMATCH", f"paid {notice.amount_fen} for a {part} of {expected}")
+    return no, order, presale
+
+
 class PresaleActivities:
     def __init__(self, sessions: sessionmaker[Session], orders: OrderActivities):
         self.sessions = sessions
@@ -111,13 +124,7 @@ class PresaleActivities:
     def record_deposit(self, notice: PaymentNotice) -> None:
         """The deposit is paid: booked into the order's held money, once."""
         with self.sessions.begin() as s:
-            no = order_of_trade(s, notice.out_trade_no)
-            order = s.get(Order, no, with_for_update=True)
-            presale = s.get(PresaleOrder, no)
-            if order is None or presale is None:
-                raise business_error("ORDER_NOT_FOUND", notice.out_trade_no)
-            if notice.amount_fen != presale.deposit_fen:
-                raise business_error("AMOUNT_MISMATCH", f"paid {notice.amount_fen} for a deposit of {presale.deposit_fen}")
+            no, order, presale = _paid_part(s, notice, "deposit")
             if order.status != OrderStatus.PENDING_PAYMENT:
                 return
             now = datetime.now(UTC)
@@ -157,13 +164,7 @@ class PresaleActivities:
         """The balance is paid: booked, and the pending commission posted on deposit + balance,
         in one database transaction, once."""
         with self.sessions.begin() as s:
-            no = order_of_trade(s, notice.out_trade_no)
-            order = s.get(Order, no, with_for_update=True)
-            presale = s.get(PresaleOrder, no, with_for_update=True)
-            if order is None or presale is None:
-                raise business_error("ORDER_NOT_FOUND", notice.out_trade_no)
-            if notice.amount_fen != presale.balance_fen:
-                raise business_error("AMOUNT_MISMATCH", f"paid {notice.amount_fen} for a balance of {presale.balance_fen}")
+            no, order, presale = _paid_part(s, notice, "balance")
             if order.status != OrderStatus.DEPOSIT_PAID:
                 return
             now = datetime.now(UTC)
@@ -172,25 +173,8 @@ class PresaleActivities:
             s.execute(update(Payment).where(Payment.out_trade_no == notice.out_trade_no).values(
                 status="SUCCESS", transaction_id=notice.transaction_id, paid_at=now))
             # commission as for any order: on what was paid for the goods, deposit + balance
-            version = commission_policy.current_policy(s, self.orders.policy)
-            self_purchase = self.orders._is_self_purchase(s, order)
-            s.add(OrderCommissionPolicy(order_no=no, policy_version=version.version, self_purchase=self_purchase))
-            earns = not self_purchase or version.policy.self_purchase_commission
-            commission = list(self.orders._commission_postings(s, order, version)) if earns else []
-            # the seller's level uplift and regional agents' bonus, exactly as record_payment does
-            commission, regional = bonuses.extras_at_payment(s, order, commission, earns=earns,
-                                                             level_period=self.orders.level_period)
-            ledger.lock_accounts(s, {rules.CLEARING, rules.ORDERS_HELD}
-                                 | {p.account for _, _, postings in commission + regional for p in postings})
-            ledger.post(s, f"order:{no}:payment:balance", "payment",
-                        rules.transfer(rules.CLEARING, rules.ORDERS_HELD, notice.amount_fen),
-                        order_no=no, memo=f"pre-sale balance, WeChat Pay {notice.transaction_id}")
-            for tier, promoter_id, postings in commission:
-                ledger.post(s, f"order:{no}:commission:tier{tier}", "commission_pending", postings,
-                            order_no=no, memo=f"tier {tier} commission for promoter {promoter_id}")
-            for _, agent_id, postings in regional:
-                ledger.post(s, f"order:{no}:regional:{agent_id}", "commission_pending", postings,
-                            order_no=no, memo=f"regional bonus for agent {agent_id}")
+            self.orders.book_payment(s, order, f"order:{no}:payment:balance", notice.amount_fen,
+                                     f"pre-sale balance, WeChat Pay {notice.transaction_id}")
             record_event(s, no, OrderStatus.PAID, f"balance paid, WeChat Pay {notice.transaction_id}",
                          f"order:{no}:paid")
 

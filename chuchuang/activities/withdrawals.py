@@ -43,6 +43,14 @@ from chuchuang.integrations.errors import PartnerRejected
 from chuchuang.integrations.wechatpay import TransferBill, WeChatPayClient
 
 
+def withdrawn_on(s: Session, promoter_id: int, local_day: date) -> int:
+    """What the promoter's withdrawals of that day take from the daily limit (not those that
+    gave the money back)."""
+    return s.scalar(select(func.coalesce(func.sum(Withdrawal.amount_fen), 0)).where(
+        Withdrawal.promoter_id == promoter_id, Withdrawal.local_day == local_day,
+        Withdrawal.status.not_in([st.value for st in RETURNED])))
+
+
 def open_withdrawal(s: Session, *, promoter_id: int, amount_fen: int, request_key: str | None,
                     local_day: date, rules_: WithdrawalRules,
                     payee_name: str | None = None) -> tuple[Withdrawal, bool]:
@@ -63,11 +71,8 @@ def open_withdrawal(s: Session, *, promoter_id: int, amount_fen: int, request_ke
                 raise WithdrawalRefused("IDEMPOTENCY_CONFLICT",
                                         "this Idempotency-Key was used for a withdrawal of another amount")
             return existing, False
-    today = s.scalar(select(func.coalesce(func.sum(Withdrawal.amount_fen), 0)).where(
-        Withdrawal.promoter_id == promoter_id, Withdrawal.local_day == local_day,
-        Withdrawal.status.not_in([st.value for st in RETURNED])))
-    check_withdrawal(amount_fen, available_fen=ledger.balance(s, available), withdrawn_today_fen=today,
-                     rules=rules_)
+    check_withdrawal(amount_fen, available_fen=ledger.balance(s, available),
+                     withdrawn_today_fen=withdrawn_on(s, promoter_id, local_day), rules=rules_)
     withdrawal = Withdrawal(promoter_id=promoter_id, amount_fen=amount_fen, status=WithdrawalStatus.REQUESTED,
                             request_key=request_key, local_day=local_day,
                             needs_review=needs_review(amount_fen, rules_), payee_name=payee_name)
