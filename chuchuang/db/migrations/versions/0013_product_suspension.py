@@ -1,0 +1,21 @@
+"""operator suspension and reinstatement of single products
+
+Revision ID: 0013
+Revises: 0012
+Create Date: 2026-12-02 01:10:00
+"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = '0013'
+down_revision = '0012'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
