@@ -331,6 +331,8 @@ def banner(settings: Settings, database_url: str, own_temporal: bool) -> Panel:
         ("Temporal UI", ui),
         ("Temporal gRPC", f"{settings.resolved_temporal_address}  namespace {settings.temporal_namespace}"),
         ("Sandbox", settings.resolved_sandbox_url),
+        ("Metrics", f"{api}/metrics (API), "
+                    f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics (worker)"),
         ("PostgreSQL", _hide_password(database_url)),
         ("Data dir", str(Path(settings.data_dir).resolve())),
         ("Next", "`chuchuang seed-demo` in another terminal prints tokens and curl commands"),

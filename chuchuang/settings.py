@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     )
     temporal_ui_port: int = 8233
     temporal_port: int = 7233
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(
+        default=9464, description="the worker's Prometheus /metrics (reconciliation counters); 0: off"
+    )
 
     # --- auth ---------------------------------------------------------------------------
     jwt_secret: str | None = Field(default=None, description="empty: generated once under data_dir")

@@ -6,6 +6,7 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 import structlog
+from prometheus_client import start_http_server
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -126,6 +127,20 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
     )
 
 
+def serve_metrics(settings: Settings):
+    """The worker's own counters (reconciliation differences, runs...) live in this process,
+    not the API's: they are served on a port of their own for Prometheus to scrape."""
+    if not settings.worker_metrics_port:
+        return None
+    try:
+        server, _ = start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
+    except OSError as err:  # a second worker on one host: it keeps working, unscraped
+        log.warning("worker.metrics_unavailable", port=settings.worker_metrics_port, error=str(err))
+        return None
+    log.info("worker.metrics", url=f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics")
+    return server
+
+
 async def run_worker(settings: Settings) -> None:
     from chuchuang.temporal import connect, ensure_search_attributes
 
@@ -135,6 +150,7 @@ async def run_worker(settings: Settings) -> None:
 
     await ensure_schedules(client, settings)
     await channels_outbox.signal_sync(client, settings)  # drains what was left pending
+    serve_metrics(settings)
     with ThreadPoolExecutor(max_workers=64) as executor:
         worker = build_worker(client, settings, executor)
         log.info("worker.started", task_queue=settings.task_queue,
