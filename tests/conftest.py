@@ -6,11 +6,13 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
@@ -65,9 +67,21 @@ def sessions(engine) -> sessionmaker:
 
 @pytest.fixture
 def clean_db(engine):
+    """Empty every table. An activity of the previous test may still be finishing its
+    transaction; the TRUNCATE then loses a deadlock (or waits on a lock) and is simply tried
+    again once that transaction is over."""
     tables = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
-    with engine.begin() as c:
-        c.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    for attempt in range(1, 31):
+        try:
+            with engine.begin() as c:
+                c.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
+                c.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+            break
+        except sa.exc.OperationalError as e:
+            if attempt == 30 or not isinstance(e.orig, (psycopg.errors.DeadlockDetected,
+                                                        psycopg.errors.LockNotAvailable)):
+                raise
+            time.sleep(0.2)
     yield
 
 
