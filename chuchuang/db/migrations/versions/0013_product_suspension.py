@@ -14,8 +14,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.add_column('products', sa.Column('suspended_reason', sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    op.drop_column('products', 'suspended_reason')
