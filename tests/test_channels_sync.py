@@ -217,6 +217,36 @@ async def test_supplier_suspension_delists_at_the_shop_and_reinstatement_relists
     assert await window_ids(shop, a["finder"]) == [shop_id(sessions, pid)]
 
 
+async def test_product_suspension_delists_at_the_shop_and_survives_the_suppliers_reinstatement(
+        api, world, sessions, token, shop):
+    pid, _ = listed(sessions, world["supplier_id"], "金骏眉 100g")
+    a = promoter(sessions, "阿金", f"sph_j{world['block']}")
+    assert (await api.post("/windows/me/products", json={"product_id": pid},
+                           headers=token(a["user_id"], "promoter"))).status_code == 201
+    await wait_in_window(shop, sessions, pid, a["finder"])
+
+    async def shop_status():
+        return (await shop.get_product(shop_id(sessions, pid))).status
+
+    suspended = await api.post(f"/products/{pid}/suspend", json={"reason": "标签与实物不符"},
+                               headers=token(2, "support"))
+    assert suspended.status_code == 200, suspended.text
+    await wait_not_in_window(shop, sessions, pid, a["finder"])
+    await eventually(lambda: _equals(shop_status, ProductStatus.DELISTED), what="delisted at the shop")
+
+    # The supplier's own suspension and reinstatement in between do not bring it back.
+    operator = token(1, "operator")
+    assert (await api.post(f"/suppliers/{world['supplier_id']}/suspend", json={"reason": "资质过期"},
+                           headers=operator)).status_code == 200
+    assert (await api.post(f"/suppliers/{world['supplier_id']}/reinstate", headers=operator)).status_code == 200
+    with sessions() as s:
+        assert s.get(Product, pid).status == "product_suspended"
+
+    assert (await api.post(f"/products/{pid}/reinstate", headers=operator)).status_code == 200
+    await eventually(lambda: _equals(shop_status, ProductStatus.ON_SALE), what="relisted at the shop")
+    await wait_in_window(shop, sessions, pid, a["finder"])
+
+
 async def _equals(get, wanted) -> bool:
     return await get() == wanted
 

@@ -184,3 +184,74 @@ async def test_suspension_delists_everything_and_reinstatement_restores_it(api, 
         assert s.get(Product, demo.product_id).status == "listed"
         assert {wp.status for wp in s.scalars(select(WindowProduct))} == {"mounted"}
     assert (await api.post(f"/suppliers/{demo.supplier_id}/reinstate", headers=support)).status_code == 409
+
+
+async def test_support_suspends_one_product_and_only_its_reinstatement_brings_it_back(api, demo, sessions, token):
+    support, operator = token(2, "support"), token(1, "operator")
+    supplier = token(demo.supplier_user_id, "supplier")
+    user2, window2 = second_promoter(sessions)
+    other, _ = listed_product(sessions, demo.supplier_id, "同店的另一件")
+    with sessions.begin() as s:
+        s.add(WindowProduct(window_id=window2, product_id=demo.product_id, status="hidden"))
+    url = f"/products/{demo.product_id}"
+    assert (await api.post(f"{url}/suspend", json={"reason": "假冒"}, headers=supplier)).status_code == 403
+    blank = await api.post(f"{url}/suspend", json={"reason": "   "}, headers=support)
+    assert blank.status_code == 422, blank.text
+
+    suspended = await api.post(f"{url}/suspend", json={"reason": "  标签与实物不符 "}, headers=support)
+    assert suspended.status_code == 200, suspended.text
+    assert suspended.json() == {"product_id": demo.product_id, "status": "product_suspended",
+                                "suspended_reason": "标签与实物不符", "window_entries": 2}
+    again = await api.post(f"{url}/suspend", json={"reason": "再来一次"}, headers=support)
+    assert (again.status_code, again.json()["code"]) == (409, "NOT_SUSPENDABLE")
+    with sessions() as s:
+        assert {(wp.status, wp.off_reason) for wp in s.scalars(select(WindowProduct))} == {
+            ("off_sale", "product_suspended")}
+    assert {n.recipient_user_id for n in notifications(sessions, "window_product_off_sale")} == {
+        demo.promoter_user_id, user2}
+    assert [n.recipient_user_id for n in notifications(sessions, "product_suspended")] == [demo.supplier_user_id]
+    assert [p["id"] for p in (await api.get("/products", headers=operator)).json()] == [other]
+    order = await api.post("/orders", headers=token(demo.buyer_user_id, "buyer"), json={
+        "window_id": demo.window_id, "lines": [{"sku_id": demo.sku_ids[0], "quantity": 1}], "address": ADDRESS})
+    assert order.status_code == 409, order.text
+    mine = {p["id"]: p for p in (await api.get("/products/mine", headers=supplier)).json()}
+    assert mine[demo.product_id]["suspended_reason"] == "标签与实物不符"
+
+    # The supplier's suspension and reinstatement move only its other product.
+    assert (await api.post(f"/suppliers/{demo.supplier_id}/suspend", json={"reason": "资质过期"},
+                           headers=operator)).json()["products"] == 1
+    assert (await api.post(f"/suppliers/{demo.supplier_id}/reinstate", headers=operator)).json()["products"] == 1
+    with sessions() as s:
+        assert (s.get(Product, demo.product_id).status, s.get(Product, other).status) == ("product_suspended", "listed")
+        assert {wp.status for wp in s.scalars(select(WindowProduct))} == {"off_sale"}
+
+    reinstated = await api.post(f"{url}/reinstate", headers=support)
+    assert reinstated.status_code == 200, reinstated.text
+    assert (reinstated.json()["status"], reinstated.json()["window_entries"]) == ("listed", 2)
+    with sessions() as s:
+        assert s.get(Product, demo.product_id).suspended_reason is None
+        assert {wp.status for wp in s.scalars(select(WindowProduct))} == {"mounted"}
+    assert [n.recipient_user_id for n in notifications(sessions, "product_reinstated")] == [demo.supplier_user_id]
+    assert (await api.post(f"{url}/reinstate", headers=support)).json()["code"] == "NOT_SUSPENDED"
+    assert (await api.post("/products/999999/suspend", json={"reason": "不存在"}, headers=support)).status_code == 404
+
+
+async def test_a_product_reinstated_while_its_supplier_is_suspended_or_sold_out_waits_for_that(
+        api, demo, sessions, token):
+    operator = token(1, "operator")
+    url = f"/products/{demo.product_id}"
+    assert (await api.post(f"{url}/suspend", json={"reason": "投诉较多"}, headers=operator)).status_code == 200
+    assert (await api.post(f"/suppliers/{demo.supplier_id}/suspend", json={"reason": "售假"},
+                           headers=operator)).status_code == 200
+    waiting = await api.post(f"{url}/reinstate", headers=operator)
+    assert (waiting.json()["status"], waiting.json()["window_entries"]) == ("suspended", 0)
+    with sessions.begin() as s:
+        assert {wp.off_reason for wp in s.scalars(select(WindowProduct))} == {"supplier_suspended"}
+        for sku in s.scalars(select(Sku).where(Sku.product_id == demo.product_id)):
+            sku.stock = 0
+    back = await api.post(f"/suppliers/{demo.supplier_id}/reinstate", headers=operator)
+    assert back.json()["products"] == 1
+    with sessions() as s:
+        assert s.get(Product, demo.product_id).status == "listed"
+        # sold out meanwhile: off until restocked
+        assert {(wp.status, wp.off_reason) for wp in s.scalars(select(WindowProduct))} == {("off_sale", "sold_out")}

@@ -29,9 +29,11 @@ from chuchuang.integrations.errors import PartnerRejected
 from chuchuang.domain.catalog import (
     LOW_STOCK_THRESHOLD,
     OFF_DELISTED,
+    OFF_PRODUCT_SUSPENDED,
     OFF_SOLD_OUT,
     OFF_SUPPLIER_SUSPENDED,
     OFF_VIOLATION,
+    PRODUCT_SUSPENDED,
     ProductDecision,
     ProductSubmission,
     PromoterMaterial,
@@ -124,7 +126,8 @@ def take_off_windows(s: Session, product_ids: list[int], reason: str, *, window_
         return 0
     rows = _window_rows(s, product_ids, (WindowItemStatus.MOUNTED, WindowItemStatus.HIDDEN), window_ids=window_ids)
     why = {OFF_SOLD_OUT: "已售罄", OFF_SUPPLIER_SUSPENDED: "供应商已被暂停", OFF_DELISTED: "已在视频号小店下架",
-           OFF_VIOLATION: "被视频号小店判定违规", "window_closed": "因橱窗被关闭"}.get(reason, reason)
+           OFF_VIOLATION: "被视频号小店判定违规", OFF_PRODUCT_SUSPENDED: "被平台暂停销售",
+           "window_closed": "因橱窗被关闭"}.get(reason, reason)
     for wp, window, promoter, product in rows:
         wp.status, wp.off_reason = WindowItemStatus.OFF_SALE, reason
         channels_outbox.window_changed(s, window.id, product.id, reason)
@@ -209,12 +212,58 @@ def reinstate_supplier(s: Session, supplier_id: int, actor_user_id: int) -> tupl
     in_stock = [pid for pid in product_ids if product_in_stock(s, pid)]
     restored = restore_windows(s, in_stock, OFF_SUPPLIER_SUSPENDED)
     # Sold out while suspended: stays off, for the sold-out reason, until restocked.
-    for pid in set(product_ids) - set(in_stock):
-        for wp, *_ in _window_rows(s, [pid], (WindowItemStatus.OFF_SALE,), OFF_SUPPLIER_SUSPENDED):
-            wp.off_reason = OFF_SOLD_OUT
+    _relabel_off(s, list(set(product_ids) - set(in_stock)), (OFF_SUPPLIER_SUSPENDED,), OFF_SOLD_OUT)
     notify(s, user_id=supplier.owner_user_id, kind="supplier_reinstated", subject_type="supplier",
            subject_id=supplier_id, message=f"店铺已恢复，{len(product_ids)} 件商品重新上架")
     return len(product_ids), restored
+
+
+def _relabel_off(s: Session, product_ids: list[int], reasons: tuple[str, ...], reason: str) -> None:
+    """Window entries off sale for one of `reasons` are now off for `reason`: the one whose
+    lifting brings them back."""
+    if product_ids:
+        for wp, *_ in _window_rows(s, product_ids, (WindowItemStatus.OFF_SALE,)):
+            if wp.off_reason in reasons:
+                wp.off_reason = reason
+
+
+# Reasons a product is off sale that its suspension overrides (a closed window stays closed).
+_PRODUCT_OFF_REASONS = (OFF_SOLD_OUT, OFF_SUPPLIER_SUSPENDED, OFF_VIOLATION, OFF_DELISTED)
+
+
+def suspend_product(s: Session, product: Product, reason: str) -> int:
+    """Support takes one product off sale (counterfeit, complaints, wrong labelling): it leaves
+    the shop and every window, its supplier and promoters are told. Returns window entries removed."""
+    supplier = s.get(Supplier, product.supplier_id)
+    product.status, product.suspended_reason = PRODUCT_SUSPENDED, reason
+    channels_outbox.product_changed(s, product.id, "product_suspended")
+    removed = take_off_windows(s, [product.id], OFF_PRODUCT_SUSPENDED)
+    _relabel_off(s, [product.id], _PRODUCT_OFF_REASONS, OFF_PRODUCT_SUSPENDED)
+    notify(s, user_id=supplier.owner_user_id, kind="product_suspended", subject_type="product",
+           subject_id=product.id, message=f"商品「{product.title}」被平台暂停销售（{reason}），已从 {removed} 个橱窗撤下")
+    return removed
+
+
+def reinstate_product(s: Session, product: Product) -> int:
+    """Lift a product's suspension: back on sale and in the windows it left, unless its supplier
+    is suspended (then it waits for that) or it is sold out (back when restocked). A product the
+    shop had found in violation comes back too: support reviewed it. Returns entries restored."""
+    supplier = s.get(Supplier, product.supplier_id)
+    product.suspended_reason = None
+    if supplier.status == "suspended":
+        product.status = "suspended"
+        _relabel_off(s, [product.id], (OFF_PRODUCT_SUSPENDED,), OFF_SUPPLIER_SUSPENDED)
+        return 0
+    product.status = "listed"
+    channels_outbox.product_changed(s, product.id, "product_reinstated")
+    restored = 0
+    if product_in_stock(s, product.id):
+        restored = restore_windows(s, [product.id], OFF_PRODUCT_SUSPENDED)
+    else:
+        _relabel_off(s, [product.id], (OFF_PRODUCT_SUSPENDED,), OFF_SOLD_OUT)
+    notify(s, user_id=supplier.owner_user_id, kind="product_reinstated", subject_type="product",
+           subject_id=product.id, message=f"商品「{product.title}」已恢复销售，重新在 {restored} 个橱窗展示")
+    return restored
 
 
 # --- workflow activities -----------------------------------------------------------------------

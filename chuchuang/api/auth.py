@@ -17,6 +17,7 @@ from chuchuang.settings import Settings
 
 ROLES = ("buyer", "promoter", "supplier", "outlet_staff", "support", "operator")
 STAFF_ROLES = ("supplier", "outlet_staff", "support", "operator")
+PLATFORM_STAFF = ("support", "operator")  # the platform's own people: review, suspend, settle
 
 bearer = HTTPBearer(auto_error=False, description="JWT from /auth/wechat or /auth/token")
 

@@ -68,6 +68,7 @@ class Product(Base):
     title: Mapped[str] = mapped_column(String(200))
     category: Mapped[str] = mapped_column(String(40), default="general")
     status: Mapped[str] = mapped_column(String(20), default="listed")
+    suspended_reason: Mapped[str | None] = mapped_column(Text)  # why support suspended this product
     created_at: Mapped[datetime] = created_at_column()
     skus: Mapped[list[Sku]] = relationship(back_populates="product", order_by="Sku.id")
 

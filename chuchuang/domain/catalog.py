@@ -160,3 +160,8 @@ OFF_SOLD_OUT = "sold_out"
 OFF_SUPPLIER_SUSPENDED = "supplier_suspended"
 OFF_DELISTED = "delisted"
 OFF_VIOLATION = "violation"          # the Channels shop found the product in violation (违规下架 / 封禁)
+OFF_PRODUCT_SUSPENDED = "product_suspended"  # support took this one product off sale
+# A product support suspended has this status of its own, so lifting a supplier's suspension
+# (status "suspended") or restocking never brings it back; only reinstating the product does.
+PRODUCT_SUSPENDED = "product_suspended"
+SUSPENDABLE_PRODUCT_STATUSES = ("listed", "suspended", "violation", "delisted")

@@ -4,18 +4,19 @@ their SKUs' stock and prices. A supplier sees and edits only its own products.""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
-from chuchuang.activities.catalog import approved_categories, stock_changed
-from chuchuang.api.auth import Principal, current_principal, require_roles
+from chuchuang.activities.catalog import approved_categories, reinstate_product, stock_changed, suspend_product
+from chuchuang.api.auth import PLATFORM_STAFF, Principal, current_principal, require_roles
 from chuchuang.api.deps import sessions_of, temporal_of
 from chuchuang.api.errors import ApiError, not_found, update_refused
 from chuchuang.api.routers.catalog import ProductOut, product_out
@@ -24,6 +25,8 @@ from chuchuang.db.models import Product, Sku, Supplier
 from chuchuang.domain.catalog import (
     LOW_STOCK_THRESHOLD,
     MAX_BATCH,
+    PRODUCT_SUSPENDED,
+    SUSPENDABLE_PRODUCT_STATUSES,
     ProductDecision,
     ProductProgress,
     ProductReviewInput,
@@ -135,12 +138,14 @@ async def submit_batch(body: BatchBody, request: Request,
 class MyProductOut(ProductOut):
     review_note: str = ""
     reviewed_at: datetime | None = None
+    suspended_reason: str | None = Field(default=None, description="why support suspended it (status product_suspended)")
 
 
 def _my_out(s, p: Product) -> MyProductOut:
     detail = s.get(ProductDetail, p.id)
     base = product_out(p, detail)
-    return MyProductOut(**base.model_dump(), review_note=detail.review_note if detail else "",
+    return MyProductOut(**base.model_dump(), suspended_reason=p.suspended_reason,
+                        review_note=detail.review_note if detail else "",
                         reviewed_at=detail.reviewed_at if detail else None)
 
 
@@ -200,6 +205,52 @@ async def review_product(product_id: int, body: ProductReviewBody, request: Requ
         raise update_refused(err) from err
     except RPCError as err:
         raise ApiError(409, "NOT_AWAITING_DECISION", f"the review is not running: {err.message}") from err
+
+
+class ProductSuspendBody(BaseModel):
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=500)] = Field(
+        description="why it is taken off sale, shown to the supplier")
+
+
+class ProductSuspensionOut(BaseModel):
+    product_id: int
+    status: str
+    suspended_reason: str | None
+    window_entries: int = Field(description="window entries taken off (suspend) or restored (reinstate)")
+
+
+def _product_for_update(s, product_id: int) -> Product:
+    product = s.get(Product, product_id, with_for_update=True)
+    if product is None:
+        raise not_found(f"product {product_id}")
+    return product
+
+
+@router.post("/products/{product_id}/suspend", response_model=ProductSuspensionOut,
+             summary="Support suspends one product: off the shop and every window, supplier and promoters told")
+def suspend(product_id: int, body: ProductSuspendBody, request: Request,
+            _: Principal = Depends(require_roles(*PLATFORM_STAFF))) -> ProductSuspensionOut:
+    with sessions_of(request).begin() as s:
+        product = _product_for_update(s, product_id)
+        if product.status not in SUSPENDABLE_PRODUCT_STATUSES:
+            raise ApiError(409, "NOT_SUSPENDABLE", f"product is {product.status}; only a product that was "
+                                                   f"on sale can be suspended")
+        removed = suspend_product(s, product, body.reason)
+        return ProductSuspensionOut(product_id=product_id, status=product.status,
+                                    suspended_reason=product.suspended_reason, window_entries=removed)
+
+
+@router.post("/products/{product_id}/reinstate", response_model=ProductSuspensionOut,
+             summary="Lift a product's suspension: back on sale and in the windows it left")
+def reinstate(product_id: int, request: Request,
+              _: Principal = Depends(require_roles(*PLATFORM_STAFF))) -> ProductSuspensionOut:
+    with sessions_of(request).begin() as s:
+        product = _product_for_update(s, product_id)
+        if product.status != PRODUCT_SUSPENDED:
+            raise ApiError(409, "NOT_SUSPENDED", f"product is {product.status}")
+        restored = reinstate_product(s, product)
+        return ProductSuspensionOut(product_id=product_id, status=product.status,
+                                    suspended_reason=None, window_entries=restored)
 
 
 class SkuPatch(BaseModel):

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from temporalio.service import RPCError, RPCStatusCode
 
 from chuchuang.activities.settlement import statement_view
-from chuchuang.api.auth import Principal, require_roles
+from chuchuang.api.auth import PLATFORM_STAFF, Principal, require_roles
 from chuchuang.api.deps import run_update, sessions_of, temporal_of
 from chuchuang.api.errors import ApiError, not_found
 from chuchuang.db.models import Promoter, Supplier
@@ -38,7 +38,7 @@ from chuchuang.schedules import start_run
 from chuchuang.workflows.settlement import CommissionSettlementWorkflow, SupplierSettlementWorkflow
 
 router = APIRouter(prefix="/settlements", tags=["settlements"])
-STAFF = ("support", "operator")
+STAFF = PLATFORM_STAFF
 
 
 class RunBody(BaseModel):

@@ -20,6 +20,7 @@ from chuchuang.activities.catalog import (
     suspend_supplier,
 )
 from chuchuang.api.auth import (
+    PLATFORM_STAFF,
     Principal,
     bearer,
     decode_token,
@@ -49,7 +50,7 @@ from chuchuang.workflows.supplier import (
 )
 
 router = APIRouter(prefix="/suppliers", tags=["suppliers"])
-STAFF = ("support", "operator")
+STAFF = PLATFORM_STAFF
 
 
 class SupplierAccount(BaseModel):

@@ -17,7 +17,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from chuchuang.activities.withdrawals import open_withdrawal
-from chuchuang.api.auth import Principal, require_roles
+from chuchuang.api.auth import PLATFORM_STAFF, Principal, require_roles
 from chuchuang.api.deps import run_update, sessions_of, temporal_of
 from chuchuang.api.errors import ApiError, not_found
 from chuchuang.db.models import Promoter, User
@@ -42,7 +42,7 @@ from chuchuang.workflows.withdrawal import BUSINESS_STATUS, PROMOTER_ID, Withdra
 
 router = APIRouter(prefix="/withdrawals", tags=["withdrawals"])
 log = structlog.get_logger()
-STAFF = ("support", "operator")
+STAFF = PLATFORM_STAFF
 
 
 class WithdrawalBody(BaseModel):
