@@ -10,6 +10,8 @@ Schedules in Temporal UI:
 * `withdrawals-sweep`: every settings.withdrawal_sweep_every, withdrawals whose workflow never started
 * `channels-reconcile`: every settings.channels_reconcile_every, window stats and product status
   from the Channels shop
+* `messages-drain`: every settings.messages_drain_every, the notification outbox sent as
+  subscribe messages (`MessageDrainWorkflow`)
 
 The settlement schedules run in settings.settlement_timezone. Their action starts the run
 without a period; the run works out which one from the time it was due (yesterday / last
@@ -49,6 +51,7 @@ from chuchuang.workflows.settlement import (
 )
 from chuchuang.activities.channels_outbox import sync_input
 from chuchuang.workflows.channels_sync import ChannelsSyncWorkflow
+from chuchuang.workflows.messages import DRAIN_WORKFLOW_ID, MessageDrainWorkflow
 from chuchuang.workflows.payouts import SWEEP_WORKFLOW_ID, PayoutWorkflow
 from chuchuang.domain.reconciliation import WECHATPAY_TIMEZONE, ReconciliationInput
 from chuchuang.domain.reconciliation import run_workflow_id as reconciliation_workflow_id
@@ -59,6 +62,7 @@ COMMISSION_SCHEDULE_ID = "settlement-commission-monthly"
 SWEEP_SCHEDULE_ID = "withdrawals-sweep"
 CHANNELS_RECONCILE_SCHEDULE_ID = "channels-reconcile"
 RECONCILIATION_SCHEDULE_ID = "reconciliation-daily"
+MESSAGES_DRAIN_SCHEDULE_ID = "messages-drain"
 log = structlog.get_logger()
 
 
@@ -132,6 +136,12 @@ def schedules(settings: Settings) -> dict[str, Schedule]:
             spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=settings.channels_reconcile_every)]),
             policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
             state=ScheduleState(note="pull window stats and product status/stock from the Channels shop")),
+        MESSAGES_DRAIN_SCHEDULE_ID: Schedule(
+            action=ScheduleActionStartWorkflow(MessageDrainWorkflow.run, id=DRAIN_WORKFLOW_ID,
+                                               task_queue=settings.task_queue),
+            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=settings.messages_drain_every)]),
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+            state=ScheduleState(note="send the notification outbox as WeChat subscribe messages")),
     }
 
 

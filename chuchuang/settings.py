@@ -181,6 +181,9 @@ class Settings(BaseSettings):
     message_template_general: str = Field(default="", description="every other notification; empty: not sent")
     message_resend_after: timedelta = Field(
         default=timedelta(minutes=10), description="a message claimed by a drain that crashed is tried again after this")
+    messages_drain_every: timedelta = Field(
+        default=timedelta(minutes=1), description="how often the outbox is sent as subscribe messages "
+                                                  "(schedule `messages-drain`)")
 
     # --- risk flags (never blocks; flags for support review) --------------------------------
     risk_window: timedelta = Field(default=timedelta(days=30), description="how far back shared devices, "
@@ -230,7 +233,8 @@ class Settings(BaseSettings):
         "assessment_refresh_every", "revival_refresh_every", "risk_window", "withdrawal_poll_every",
         "withdrawal_confirm_timeout", "withdrawal_sweep_every", "withdrawal_stranded_after", "settlement_catchup_window", "profit_sharing_poll_every",
         "level_period", "reconciliation_bill_retry_every", "reconciliation_bill_wait_at_most",
-        "presale_balance_starts_after", "presale_balance_window", "message_resend_after", mode="before")
+        "presale_balance_starts_after", "presale_balance_window", "message_resend_after", "messages_drain_every",
+        mode="before")
     @classmethod
     def _plain_seconds(cls, v):
         if isinstance(v, str) and v.strip().isdigit():

@@ -36,6 +36,7 @@ from chuchuang.integrations.messages import MessagesClient
 from chuchuang.integrations.wechatpay import WeChatPayClient, WeChatPayConfig
 from chuchuang.settings import Settings
 from chuchuang.workflows.channels_sync import ChannelsSyncWorkflow
+from chuchuang.workflows.messages import MessageDrainWorkflow
 from chuchuang.workflows.order import OrderWorkflow
 from chuchuang.workflows.payouts import PayoutWorkflow
 from chuchuang.workflows.product import ProductReviewWorkflow
@@ -54,7 +55,7 @@ from chuchuang.workflows.withdrawal import WithdrawalWorkflow
 WORKFLOWS = [OrderWorkflow, RefundWorkflow, PromoterLifecycleWorkflow, RevivalWorkflow, SupplierOnboardingWorkflow,
              ProductReviewWorkflow, ChannelsSyncWorkflow, WithdrawalWorkflow, PayoutWorkflow,
              SupplierSettlementWorkflow, CommissionSettlementWorkflow, CommissionStatementBatchesWorkflow,
-             ReconciliationWorkflow]
+             ReconciliationWorkflow, MessageDrainWorkflow]
 log = structlog.get_logger()
 
 

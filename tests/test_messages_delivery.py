@@ -3,7 +3,11 @@ the shipment of a Channels shop order sent to the shop (checked at the sandbox's
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
+
 from sqlalchemy import select
+from temporalio.client import ScheduleOverlapPolicy
 
 from chuchuang.activities.catalog import notify
 from chuchuang.activities.channels_delivery import ChannelsDeliveryActivities
@@ -14,7 +18,19 @@ from chuchuang.domain.order_status import OrderStatus
 from chuchuang.domain.orders import ShipmentInput
 from chuchuang.integrations.channels import ChannelsClient, ProductDraft, Sku
 from chuchuang.integrations.messages import MessagesClient
-from tests.helpers import assert_books_balance, pay, place, run_to_end, ship_and_deliver, wait_status
+from chuchuang.schedules import MESSAGES_DRAIN_SCHEDULE_ID, schedules
+from chuchuang.settings import Settings
+from chuchuang.workflows.messages import MessageDrainWorkflow
+from tests.helpers import (
+    assert_books_balance,
+    keep_run_history,
+    pay,
+    place,
+    result_skipping_time,
+    run_to_end,
+    ship_and_deliver,
+    wait_status,
+)
 
 
 def _messages(settings, sessions) -> MessageActivities:
@@ -93,6 +109,39 @@ async def test_no_openid_refused_or_role_only_notifications_are_skipped(api, san
     got = [m for m in (await sandbox.get("/sandbox/messages", params={"touser": demo.buyer_openid})).json()
            if m["data"].get("character_string1", {}).get("value") == "RFTEST03"]
     assert len(got) == 1 and got[0]["template_id"] == settings.message_template_refund
+
+
+async def test_the_drain_sends_what_a_process_other_than_an_order_wrote(
+        api, sandbox, demo, temporal_env, sessions, settings):
+    """No order drains the outbox here: the `messages-drain` schedule's workflow sends it."""
+    await sandbox.post("/sandbox/messages/subscriptions", json={
+        "openid": demo.buyer_openid, "template_id": settings.message_template_refund, "count": 1})
+    with sessions.begin() as s:   # as RefundActivities.complete_refund writes it
+        notify(s, user_id=demo.buyer_user_id, kind="refund_succeeded", subject_type="refund", subject_id="RFDRAIN01",
+               message="退款 3.00 元已原路退回", key="test:drain")
+    wf_id = f"messages-drain-{uuid.uuid4().hex[:6]}"
+    await temporal_env.client.start_workflow(MessageDrainWorkflow.run, id=wf_id, task_queue=settings.task_queue)
+    assert await result_skipping_time(temporal_env, wf_id, int) == 1
+    with sessions() as s:
+        row = s.scalar(select(Notification).where(Notification.idempotency_key == "test:drain"))
+        assert (row.delivery_status, row.sent_at is not None) == ("sent", True)
+    got = [m for m in (await sandbox.get("/sandbox/messages", params={"touser": demo.buyer_openid})).json()
+           if m["data"].get("character_string1", {}).get("value") == "RFDRAIN01"]
+    assert len(got) == 1 and got[0]["template_id"] == settings.message_template_refund
+    assert row.delivery_note == f"msgid {got[0]['msgid']}"
+    await keep_run_history(temporal_env, wf_id, None, "messages_drain")
+    again = f"messages-drain-{uuid.uuid4().hex[:6]}"  # a second run sends nothing twice
+    await temporal_env.client.start_workflow(MessageDrainWorkflow.run, id=again, task_queue=settings.task_queue)
+    assert await result_skipping_time(temporal_env, again, int) == 0
+
+
+def test_the_drain_schedule_runs_every_messages_drain_every(settings):
+    drain = schedules(settings.model_copy(update={"messages_drain_every": timedelta(seconds=20)}))[
+        MESSAGES_DRAIN_SCHEDULE_ID]
+    assert [i.every for i in drain.spec.intervals] == [timedelta(seconds=20)]
+    assert drain.policy.overlap == ScheduleOverlapPolicy.SKIP
+    assert drain.action.workflow == "MessageDrainWorkflow" and drain.action.task_queue == settings.task_queue
+    assert Settings.model_fields["messages_drain_every"].default == timedelta(minutes=1)
 
 
 async def test_a_channels_order_is_shipped_through_the_channels_shop(

@@ -24,7 +24,7 @@ from chuchuang.activities.catalog import CatalogActivities, notify
 from chuchuang.activities.errors import business_error
 from chuchuang.activities.payments import as_activity_error
 from chuchuang.db.catalog_models import ProfitSharingReceiver, SupplierProfile
-from chuchuang.db.models import LedgerAccount, LedgerEntry, LedgerTransaction, Order, OrderLine, Payment, Supplier
+from chuchuang.db.models import LedgerAccount, LedgerEntry, LedgerTransaction, Order, OrderLine, Payment
 from chuchuang.db.order_models import Refund, RefundLine
 from chuchuang.db.settlement_models import (
     CommissionStatement,

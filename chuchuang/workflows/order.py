@@ -25,11 +25,11 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
-from chuchuang.workflows.options import DB_STEP, PARTNER_CALL
+from chuchuang.workflows.options import DB_STEP, MESSAGE_SEND, PARTNER_CALL
 from chuchuang.workflows.refund import RefundWorkflow
 from chuchuang.workflows.refund import workflow_id as refund_workflow_id
 
@@ -71,9 +71,6 @@ ORDER_NO = SearchAttributeKey.for_keyword("OrderNo")
 PROMOTER_ID = SearchAttributeKey.for_keyword("PromoterId")
 SUPPLIER_ID = SearchAttributeKey.for_keyword_list("SupplierId")
 BUSINESS_STATUS = SearchAttributeKey.for_keyword("BusinessStatus")
-# Subscribe messages never hold an order up: a few tries, then the next drain sends them.
-MESSAGE_SEND = dict(start_to_close_timeout=timedelta(seconds=60),
-                    retry_policy=RetryPolicy(maximum_attempts=3, maximum_interval=timedelta(seconds=10)))
 MESSAGES_PATCH = "order-subscribe-messages"
 
 
