@@ -8,6 +8,7 @@ Ledger postings (see domain/ledger.py for the accounts):
     regional bonus   Dr orders:held        Cr promoter:{agent}:pending    `order:{no}:regional:{agent}` (tier 0)
       released       Dr promoter:pending   Cr promoter:available          `order:{no}:regional:{agent}:release`
     team bonus       Dr platform:revenue   Cr promoter:{id}:available     `team_bonus:{YYYY-MM}:{id}`
+      refunded after Dr promoter:available Cr platform:revenue            in `refund:{refund_no}`
     frozen, then confirmed as fake
                      Dr promoter:pending   Cr platform:revenue (completed) or orders:held (not yet)
                                                                           `order:{no}:commission:forfeit`
@@ -36,6 +37,7 @@ from chuchuang.db.bonus_models import (
     OrderLevel,
     RegionalAgent,
     TeamBonus,
+    TeamBonusSale,
     WindowClosure,
 )
 from chuchuang.db.models import (
@@ -59,6 +61,7 @@ from chuchuang.domain.bonuses import (
     line_extras,
     order_region_keys,
     team_bonus,
+    team_bonus_taken_back,
     validate,
 )
 from chuchuang.domain.order_status import OrderStatus
@@ -121,23 +124,38 @@ def _frozen_clause():
                           RiskFlag.status.in_(FREEZING))
 
 
-def sales_gmv(s: Session, promoter_ids: list[int] | None, start: datetime, end: datetime) -> dict[int, int]:
-    """promoter id → GMV of the completed orders sold through their window, completed in
-    [start, end): what was paid less what was refunded. Their own purchases and orders under
-    a risk flag not cleared do not count: only real sales do."""
+def _sales(key, start: datetime, end: datetime):
+    """`key` and the GMV of each order counted as a sale: completed in [start, end) through a
+    promoter's window, what was paid less what was refunded. The promoter's own purchases and
+    orders under a risk flag not cleared do not count: only real sales do."""
     refunded = (select(Refund.order_no, func.sum(Refund.amount_fen).label("fen"))
                 .where(Refund.status == RefundStatus.REFUNDED).group_by(Refund.order_no).subquery())
-    query = (select(Order.promoter_id, func.sum(Order.total_fen - func.coalesce(refunded.c.fen, 0)))
-             .join(Promoter, Promoter.id == Order.promoter_id)
-             .outerjoin(refunded, refunded.c.order_no == Order.order_no)
-             .where(Order.status == OrderStatus.COMPLETED, Order.completed_at >= start, Order.completed_at < end,
-                    Order.buyer_user_id != Promoter.user_id, ~_frozen_clause())
-             .group_by(Order.promoter_id))
+    gmv = Order.total_fen - func.coalesce(refunded.c.fen, 0)
+    return (select(key, gmv.label("gmv"))
+            .join(Promoter, Promoter.id == Order.promoter_id)
+            .outerjoin(refunded, refunded.c.order_no == Order.order_no)
+            .where(Order.status == OrderStatus.COMPLETED, Order.completed_at >= start, Order.completed_at < end,
+                   Order.buyer_user_id != Promoter.user_id, ~_frozen_clause()))
+
+
+def sales_gmv(s: Session, promoter_ids: list[int] | None, start: datetime, end: datetime) -> dict[int, int]:
+    """promoter id → GMV of their sales completed in [start, end) (see `_sales`)."""
+    if promoter_ids is not None and not promoter_ids:
+        return {}
+    sales = _sales(Order.promoter_id, start, end)
     if promoter_ids is not None:
-        if not promoter_ids:
-            return {}
-        query = query.where(Order.promoter_id.in_(promoter_ids))
+        sales = sales.where(Order.promoter_id.in_(promoter_ids))
+    sales = sales.subquery()
+    query = select(sales.c.promoter_id, func.sum(sales.c.gmv)).group_by(sales.c.promoter_id)
     return {int(pid): int(gmv) for pid, gmv in s.execute(query).all() if gmv}
+
+
+def order_sales(s: Session, promoter_ids: list[int], start: datetime, end: datetime) -> dict[str, int]:
+    """order no → GMV of the sales of these promoters completed in [start, end)."""
+    if not promoter_ids:
+        return {}
+    query = _sales(Order.order_no, start, end).where(Order.promoter_id.in_(promoter_ids))
+    return {no: int(gmv) for no, gmv in s.execute(query).all() if gmv > 0}
 
 
 def promoter_level(s: Session, promoter_id: int, at: datetime, period: timedelta,
@@ -157,6 +175,22 @@ def downline(s: Session, promoter_id: int, depth: int) -> list[int]:
         level = list(s.scalars(select(Promoter.id).where(Promoter.referrer_id.in_(level)))) if level else []
         found += level
     return found
+
+
+def team_bonus_reversals(s: Session, order_no: str, refund_fen: int) -> list[rules.Posting]:
+    """A refund reaching an order that team bonuses were already paid on takes each earner's
+    share of it back (from `available`; a negative balance is carried like any reversal) to the
+    platform that paid it. Refunds before the month's bonus was posted need nothing: its GMV
+    was already net of them. Goes into the refund's own ledger transaction."""
+    postings: list[rules.Posting] = []
+    for sale in s.scalars(select(TeamBonusSale).where(TeamBonusSale.order_no == order_no)
+                          .order_by(TeamBonusSale.month, TeamBonusSale.promoter_id).with_for_update()):
+        refunded, back = team_bonus_taken_back(bps=sale.team_bonus_bps, gmv_fen=sale.gmv_fen,
+                                               refunded_before_fen=sale.refunded_fen, refund_fen=refund_fen)
+        sale.refunded_fen += refunded
+        postings += rules.transfer(rules.promoter_available(sale.promoter_id), rules.PLATFORM_REVENUE, back,
+                                   rule=f"team_bonus_reversal:{sale.month}")
+    return postings
 
 
 # --- at payment ------------------------------------------------------------------------------
@@ -399,16 +433,16 @@ class BonusActivities:
                 reached = level_for(policy, own[pid])
                 if reached is None:
                     continue
-                team = downline(s, pid, policy.team_bonus_depth - 1)
-                gmv = sum(sales_gmv(s, team, start, end).values())
+                sales = order_sales(s, downline(s, pid, policy.team_bonus_depth - 1), start, end)
+                gmv = sum(sales.values())
                 amount = team_bonus(gmv, reached[1])
                 if amount > 0:
-                    plan.append((pid, reached[1], own[pid], gmv, amount))
+                    plan.append((pid, reached[1], own[pid], gmv, amount, sales))
             if not plan:
                 return 0
             ledger.lock_accounts(s, {rules.PLATFORM_REVENUE} | {rules.promoter_available(p[0]) for p in plan})
             total = 0
-            for pid, lv, own_gmv, gmv, amount in plan:
+            for pid, lv, own_gmv, gmv, amount, sales in plan:
                 if ledger.post(s, f"team_bonus:{month}:{pid}", "team_bonus",
                                rules.transfer(rules.PLATFORM_REVENUE, rules.promoter_available(pid), amount,
                                               rule=f"team_bonus:{lv.name}:{lv.team_bonus_bps}bps:b{version}"),
@@ -417,6 +451,8 @@ class BonusActivities:
                     s.add(TeamBonus(month=month, promoter_id=pid, bonus_version=version, level_name=lv.name,
                                     team_bonus_bps=lv.team_bonus_bps, own_gmv_fen=own_gmv, downline_gmv_fen=gmv,
                                     amount_fen=amount))
+                    s.add_all(TeamBonusSale(month=month, promoter_id=pid, order_no=no, team_bonus_bps=lv.team_bonus_bps,
+                                            gmv_fen=fen, refunded_fen=0) for no, fen in sales.items())
                     total += amount
             return total
 

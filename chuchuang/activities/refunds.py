@@ -373,6 +373,7 @@ class RefundActivities:
             else:
                 postings.append(rules.Posting(rules.ORDERS_HELD, rl.amount_fen - reversed_commission,
                                               order_line_id=line.id, rule="held_refund"))
+        postings += bonuses.team_bonus_reversals(s, order.order_no, refund.amount_fen)
         return [p for p in postings + clearing if p.amount_fen != 0]
 
 

@@ -77,6 +77,23 @@ class TeamBonus(Base):
     created_at: Mapped[datetime] = created_at_column()
 
 
+class TeamBonusSale(Base):
+    """One completed order a team bonus was paid on, and how much of it was refunded since: a
+    refund after the bonus was posted takes back the bonus's share of it from the earner."""
+
+    __tablename__ = "team_bonus_sales"
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    promoter_id: Mapped[int] = mapped_column(ForeignKey("promoters.id"), primary_key=True)
+    order_no: Mapped[str] = mapped_column(ForeignKey("orders.order_no"), primary_key=True, index=True)
+    team_bonus_bps: Mapped[int] = mapped_column(Integer)
+    gmv_fen: Mapped[int] = mapped_column(BigInteger)
+    refunded_fen: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+
+    __table_args__ = (
+        CheckConstraint("refunded_fen >= 0 AND refunded_fen <= gmv_fen", name="ck_team_bonus_sales_refunded"),
+    )
+
+
 class FakeTradeFinding(Base):
     """Support's finding that a promoter faked trades; confirmed findings count toward closing
     the promoter's window."""

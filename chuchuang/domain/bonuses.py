@@ -139,6 +139,16 @@ def team_bonus(gmv_fen: int, level: Level | None) -> int:
     return apply_bps(gmv_fen, level.team_bonus_bps)
 
 
+def team_bonus_taken_back(*, bps: int, gmv_fen: int, refunded_before_fen: int, refund_fen: int) -> tuple[int, int]:
+    """(fen of the order newly refunded, bonus taken back for it) when a refund reaches an order a
+    team bonus was paid on. Taken back cumulatively per order, rounded down like the bonus, so
+    all an order's refunds together never take back more than its share of the bonus."""
+    refunded = min(refund_fen, gmv_fen - refunded_before_fen)
+    if refunded <= 0 or bps <= 0:
+        return 0, 0
+    return refunded, apply_bps(refunded_before_fen + refunded, bps) - apply_bps(refunded_before_fen, bps)
+
+
 def region_of(address: dict | None) -> dict[str, str]:
     """The order's region names as stored with its shipping address (province, city, district)."""
     if not address:
