@@ -62,6 +62,7 @@ async def result_skipping_time(env, wf_id: str, result_type, budget: float = 120
 
     handle = env.client.get_workflow_handle(wf_id, result_type=result_type)
     deadline = asyncio.get_running_loop().time() + budget
+    seen = -1
     while True:
         try:
             async with env.time_skipping_unlocked():
@@ -69,6 +70,7 @@ async def result_skipping_time(env, wf_id: str, result_type, budget: float = 120
         except (RuntimeError, RPCError) as err:
             if "No completion event found" not in str(err) and "Timeout expired" not in str(err):
                 raise
+            seen = await _release_leaked_time_lock(env, handle, seen)
             if asyncio.get_running_loop().time() > deadline:
                 described = await handle.describe()
                 pending = [(a.activity_type, a.attempt, a.last_failure.message if a.last_failure else None)
@@ -79,6 +81,37 @@ async def result_skipping_time(env, wf_id: str, result_type, budget: float = 120
                     state = query_err
                 raise AssertionError(f"{wf_id} did not finish: {state}, pending activities "
                                      f"{pending}, history length {described.raw_description.workflow_execution_info.history_length}") from err
+
+
+async def _release_leaked_time_lock(env, handle, seen: int) -> int:
+    """The test server sometimes keeps a time-skipping lock an earlier workflow took (see
+    end_workflows) and then never skips again: a workflow with nothing in flight sits on a
+    timer through a whole unlocked result poll. Give that lock back (one unlock; the server
+    tolerates one too many). Returns the history length seen, for the next poll's check."""
+    from temporalio.api.testservice.v1 import UnlockTimeSkippingRequest
+    from temporalio.client import WorkflowExecutionStatus
+
+    described = await handle.describe()
+    raw = described.raw_description
+    length = raw.workflow_execution_info.history_length
+    idle = (described.status == WorkflowExecutionStatus.RUNNING and not raw.pending_activities
+            and not raw.pending_children and not raw.HasField("pending_workflow_task"))
+    if idle and length == seen and await _waits_on_a_timer(handle):
+        print(f"{handle.id}: the test server held a leaked time-skipping lock; released")  # noqa: T201
+        await env.client.test_service.unlock_time_skipping(UnlockTimeSkippingRequest())
+    return length
+
+
+async def _waits_on_a_timer(handle) -> bool:
+    started, ended = set(), set()
+    async for event in handle.fetch_history_events():
+        if event.HasField("timer_started_event_attributes"):
+            started.add(event.timer_started_event_attributes.timer_id)
+        elif event.HasField("timer_fired_event_attributes"):
+            ended.add(event.timer_fired_event_attributes.timer_id)
+        elif event.HasField("timer_canceled_event_attributes"):
+            ended.add(event.timer_canceled_event_attributes.timer_id)
+    return bool(started - ended)
 
 
 async def end_workflows(client, wf_ids, why: str = "test finished") -> None:
