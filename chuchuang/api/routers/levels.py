@@ -15,7 +15,7 @@ from temporalio.service import RPCError
 
 from chuchuang.activities import bonuses
 from chuchuang.activities.promoters import set_status
-from chuchuang.api.auth import Principal, require_roles
+from chuchuang.api.auth import PLATFORM_STAFF, Principal, require_roles
 from chuchuang.api.deps import sessions_of, temporal_of
 from chuchuang.api.errors import ApiError, not_found
 from chuchuang.db.bonus_models import BonusPolicyRow, FakeTradeFinding, RegionalAgent, WindowClosure
@@ -292,7 +292,7 @@ def record_finding(promoter_id: int, body: FindingBody, request: Request,
 @findings_router.get("/promoters/{promoter_id}/fake-trade-findings", response_model=list[FindingOut],
                      summary="A promoter's fake-trade findings")
 def list_findings(promoter_id: int, request: Request,
-                  _: Principal = Depends(require_roles("support", "operator"))) -> list[FindingOut]:
+                  _: Principal = Depends(require_roles(*PLATFORM_STAFF))) -> list[FindingOut]:
     with sessions_of(request)() as s:
         rows = s.scalars(select(FakeTradeFinding).where(FakeTradeFinding.promoter_id == promoter_id)
                          .order_by(FakeTradeFinding.id)).all()

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 from sqlalchemy import false, or_, select
 
-from chuchuang.api.auth import Principal, current_principal
+from chuchuang.api.auth import PLATFORM_STAFF, Principal, current_principal
 from chuchuang.api.deps import sessions_of
 from chuchuang.db.catalog_models import Notification
 
@@ -29,7 +29,7 @@ def my_notifications(request: Request, kind: str | None = None, limit: int = 50,
     with sessions_of(request)() as s:
         query = select(Notification).where(or_(
             Notification.recipient_user_id == principal.user_id,
-            (Notification.recipient_role == principal.role) if principal.role in ("support", "operator") else false()))
+            (Notification.recipient_role == principal.role) if principal.role in PLATFORM_STAFF else false()))
         if kind:
             query = query.where(Notification.kind == kind)
         rows = s.scalars(query.order_by(Notification.id.desc()).limit(min(limit, 200))).all()

@@ -22,7 +22,7 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from chuchuang.api.auth import Principal, current_principal, require_roles
+from chuchuang.api.auth import PLATFORM_STAFF, Principal, current_principal, require_roles
 from chuchuang.api.deps import client_ip, run_update, sessions_of, temporal_of
 from chuchuang.api.errors import ApiError, not_found
 from chuchuang.db.models import (
@@ -233,7 +233,7 @@ async def place_order(body: PlaceOrderBody, request: Request,
 
 # --- reading -------------------------------------------------------------------------------
 def _visible_to(s, principal: Principal, order: Order) -> bool:
-    if principal.role in ("support", "operator"):
+    if principal.role in PLATFORM_STAFF:
         return True
     if principal.role == "buyer":
         return order.buyer_user_id == principal.user_id
@@ -294,7 +294,7 @@ def list_orders(request: Request, status: OrderStatus | None = None, limit: int 
             supplier_id = _supplier_id_of(s, principal)
             query = query.where(Order.order_no.in_(
                 select(OrderLine.order_no).where(OrderLine.supplier_id == supplier_id)))
-        elif principal.role not in ("support", "operator"):
+        elif principal.role not in PLATFORM_STAFF:
             return []
         if status:
             query = query.where(Order.status == status)

@@ -171,7 +171,7 @@ def get_product(product_id: int, request: Request,
             own = s.scalar(select(Supplier.id).where(Supplier.owner_user_id == principal.user_id))
             if product.supplier_id != own:
                 raise not_found(f"product {product_id}")
-        elif principal.role not in ("support", "operator") and product.status != "listed":
+        elif principal.role not in PLATFORM_STAFF and product.status != "listed":
             raise not_found(f"product {product_id}")
         return _my_out(s, product)
 

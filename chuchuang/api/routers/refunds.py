@@ -14,7 +14,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from chuchuang.activities.refunds import open_refund
-from chuchuang.api.auth import Principal, current_principal, require_roles
+from chuchuang.api.auth import PLATFORM_STAFF, Principal, current_principal, require_roles
 from chuchuang.api.deps import run_update, sessions_of, temporal_of
 from chuchuang.api.errors import ApiError, not_found
 from chuchuang.db.models import OrderLine, Supplier
@@ -140,7 +140,7 @@ def _load(request: Request, principal: Principal, refund_no: str) -> RefundOut:
 
 
 def _visible(s, principal: Principal, refund: Refund) -> bool:
-    if principal.role in ("support", "operator"):
+    if principal.role in PLATFORM_STAFF:
         return True
     if principal.role == "supplier":
         return principal.user_id in _supplier_owners(s, refund.refund_no)
@@ -169,7 +169,7 @@ def list_refunds(request: Request, status: RefundStatus | None = None, order_no:
                 select(RefundLine.refund_no).join(OrderLine, OrderLine.id == RefundLine.order_line_id)
                 .join(Supplier, Supplier.id == OrderLine.supplier_id)
                 .where(Supplier.owner_user_id == principal.user_id)))
-        elif principal.role not in ("support", "operator"):
+        elif principal.role not in PLATFORM_STAFF:
             query = query.where(Refund.buyer_user_id == principal.user_id)
         if status:
             query = query.where(Refund.status == status)
@@ -186,7 +186,7 @@ async def _update(request: Request, refund_no: str, update, arg) -> RefundProgre
 @router.post("/refunds/{refund_no}/review", response_model=RefundProgress,
              summary="Support approves or rejects a flagged refund")
 async def review(refund_no: str, body: ReviewBody, request: Request,
-                 principal: Principal = Depends(require_roles("support", "operator"))) -> RefundProgress:
+                 principal: Principal = Depends(require_roles(*PLATFORM_STAFF))) -> RefundProgress:
     await run_in_threadpool(_load, request, principal, refund_no)
     decision = RefundDecision(approve=body.approve, note=body.note, reviewer_user_id=principal.user_id)
     return await _update(request, refund_no, RefundWorkflow.review, decision)
@@ -195,7 +195,7 @@ async def review(refund_no: str, body: ReviewBody, request: Request,
 @router.post("/refunds/{refund_no}/resolve", response_model=RefundProgress,
              summary="Support confirms an abnormal refund was settled another way")
 async def resolve(refund_no: str, body: ReviewBody, request: Request,
-                  principal: Principal = Depends(require_roles("support", "operator"))) -> RefundProgress:
+                  principal: Principal = Depends(require_roles(*PLATFORM_STAFF))) -> RefundProgress:
     await run_in_threadpool(_load, request, principal, refund_no)
     decision = RefundDecision(approve=body.approve, note=body.note, reviewer_user_id=principal.user_id)
     return await _update(request, refund_no, RefundWorkflow.resolve_abnormal, decision)

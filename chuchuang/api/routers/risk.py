@@ -11,14 +11,14 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from chuchuang.activities import bonuses
-from chuchuang.api.auth import Principal, require_roles
+from chuchuang.api.auth import PLATFORM_STAFF, Principal, require_roles
 from chuchuang.api.deps import sessions_of
 from chuchuang.api.errors import ApiError, not_found
 from chuchuang.db.risk_models import RiskFlag
 from chuchuang.domain.risk import RiskKind, RiskStatus
 
 router = APIRouter(prefix="/risk", tags=["risk"])
-staff = require_roles("support", "operator")
+staff = require_roles(*PLATFORM_STAFF)
 
 
 class RiskFlagOut(BaseModel):

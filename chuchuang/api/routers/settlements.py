@@ -38,7 +38,6 @@ from chuchuang.schedules import start_run
 from chuchuang.workflows.settlement import CommissionSettlementWorkflow, SupplierSettlementWorkflow
 
 router = APIRouter(prefix="/settlements", tags=["settlements"])
-STAFF = PLATFORM_STAFF
 
 
 class RunBody(BaseModel):
@@ -94,7 +93,7 @@ async def start(body: RunBody, request: Request, response: Response,
 
 @router.get("/runs/{kind}/{period}", response_model=RunOut, summary="A run's progress")
 async def get_run(kind: Literal["supplier", "commission"], period: str, request: Request,
-                  _: Principal = Depends(require_roles(*STAFF))) -> RunOut:
+                  _: Principal = Depends(require_roles(*PLATFORM_STAFF))) -> RunOut:
     period = _period(kind, period, request.app.state.settings, started=False)
     handle = (await temporal_of(request)).get_workflow_handle(run_workflow_id(kind, period))
     try:
@@ -138,7 +137,7 @@ async def review(run_id: str, promoter_id: int, body: ReviewBody, request: Reque
 def statements(request: Request, month: str, status: StatementStatus | None = None,
                promoter_id: int | None = None, limit: int = Query(default=100, ge=1, le=1000),
                offset: int = Query(default=0, ge=0),
-               principal: Principal = Depends(require_roles("promoter", *STAFF))) -> list[StatementView]:
+               principal: Principal = Depends(require_roles("promoter", *PLATFORM_STAFF))) -> list[StatementView]:
     month = _period("commission", month, request.app.state.settings, started=False)
     with sessions_of(request)() as s:
         query = select(CommissionStatement).where(CommissionStatement.month == month)
@@ -180,7 +179,7 @@ MONEY = [c for c in BILL_COLUMNS if c.endswith("_fen")]
             summary="Supplier bills of a settlement day (a supplier sees only its own); format=csv to export")
 def supplier_bills(request: Request, date_: str = Query(alias="date", description="YYYY-MM-DD"),
                    format: str = Query(default="json", pattern="^(json|csv)$"),
-                   principal: Principal = Depends(require_roles("supplier", *STAFF))):
+                   principal: Principal = Depends(require_roles("supplier", *PLATFORM_STAFF))):
     try:
         day = parse_day(date_)
     except PeriodError as err:
@@ -208,7 +207,7 @@ def supplier_bills(request: Request, date_: str = Query(alias="date", descriptio
 @router.get("/runs", summary="Runs recorded in the database (operators, support)")
 def runs(request: Request, kind: Literal["supplier", "commission"] | None = None,
          limit: int = Query(default=50, ge=1, le=500),
-         _: Principal = Depends(require_roles(*STAFF))) -> list[dict]:
+         _: Principal = Depends(require_roles(*PLATFORM_STAFF))) -> list[dict]:
     with sessions_of(request)() as s:
         query = select(SettlementRun)
         if kind:

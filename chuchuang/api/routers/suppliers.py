@@ -50,7 +50,6 @@ from chuchuang.workflows.supplier import (
 )
 
 router = APIRouter(prefix="/suppliers", tags=["suppliers"])
-STAFF = PLATFORM_STAFF
 
 
 class SupplierAccount(BaseModel):
@@ -262,7 +261,7 @@ async def resubmit(body: SupplierApplication, request: Request,
 
 @router.get("", response_model=list[SupplierOut], summary="Suppliers by status (support, operators)")
 def list_suppliers(request: Request, status: str | None = None, limit: int = 50, offset: int = 0,
-                   _: Principal = Depends(require_roles(*STAFF))) -> list[SupplierOut]:
+                   _: Principal = Depends(require_roles(*PLATFORM_STAFF))) -> list[SupplierOut]:
     with sessions_of(request)() as s:
         query = select(Supplier, SupplierProfile).outerjoin(SupplierProfile, SupplierProfile.supplier_id == Supplier.id)
         if status:
@@ -272,7 +271,7 @@ def list_suppliers(request: Request, status: str | None = None, limit: int = 50,
 
 
 @router.get("/{supplier_id}", response_model=SupplierOut, summary="One supplier (support, operators)")
-def get_supplier(supplier_id: int, request: Request, _: Principal = Depends(require_roles(*STAFF))) -> SupplierOut:
+def get_supplier(supplier_id: int, request: Request, _: Principal = Depends(require_roles(*PLATFORM_STAFF))) -> SupplierOut:
     with sessions_of(request)() as s:
         supplier = s.get(Supplier, supplier_id)
         if supplier is None:
@@ -325,7 +324,7 @@ class SuspensionOut(BaseModel):
 @router.post("/{supplier_id}/suspend", response_model=SuspensionOut,
              summary="Suspend for violations: delist every product and take it out of every window")
 def suspend(supplier_id: int, body: SuspendBody, request: Request,
-            principal: Principal = Depends(require_roles(*STAFF))) -> SuspensionOut:
+            principal: Principal = Depends(require_roles(*PLATFORM_STAFF))) -> SuspensionOut:
     with sessions_of(request).begin() as s:
         supplier = s.get(Supplier, supplier_id, with_for_update=True)
         if supplier is None:
@@ -339,7 +338,7 @@ def suspend(supplier_id: int, body: SuspendBody, request: Request,
 @router.post("/{supplier_id}/reinstate", response_model=SuspensionOut,
              summary="Lift a suspension: products back on sale, back in the windows they left")
 def reinstate(supplier_id: int, request: Request,
-              principal: Principal = Depends(require_roles(*STAFF))) -> SuspensionOut:
+              principal: Principal = Depends(require_roles(*PLATFORM_STAFF))) -> SuspensionOut:
     with sessions_of(request).begin() as s:
         supplier = s.get(Supplier, supplier_id, with_for_update=True)
         if supplier is None:

@@ -42,7 +42,6 @@ from chuchuang.workflows.withdrawal import BUSINESS_STATUS, PROMOTER_ID, Withdra
 
 router = APIRouter(prefix="/withdrawals", tags=["withdrawals"])
 log = structlog.get_logger()
-STAFF = PLATFORM_STAFF
 
 
 class WithdrawalBody(BaseModel):
@@ -169,7 +168,7 @@ async def request_withdrawal(body: WithdrawalBody, request: Request, response: R
             summary="My withdrawals, newest first (support and operators: everyone's, e.g. status=REVIEWING)")
 def list_withdrawals(request: Request, status: WithdrawalStatus | None = None,
                      limit: int = Query(default=20, ge=1, le=100), offset: int = Query(default=0, ge=0),
-                     principal: Principal = Depends(require_roles("promoter", *STAFF))) -> list[WithdrawalOut]:
+                     principal: Principal = Depends(require_roles("promoter", *PLATFORM_STAFF))) -> list[WithdrawalOut]:
     with sessions_of(request)() as s:
         query = select(Withdrawal)
         if principal.role == "promoter":
@@ -210,7 +209,7 @@ def _load(request: Request, principal: Principal, withdrawal_id: int) -> Withdra
         if w is not None and principal.role == "promoter":
             promoter_id = s.scalar(select(Promoter.id).where(Promoter.user_id == principal.user_id))
             owner = w.promoter_id == promoter_id
-        if w is None or not (owner or principal.role in STAFF):
+        if w is None or not (owner or principal.role in PLATFORM_STAFF):
             raise not_found(f"withdrawal {withdrawal_id}")
         return _out(request, w, owner=owner)
 
@@ -218,14 +217,14 @@ def _load(request: Request, principal: Principal, withdrawal_id: int) -> Withdra
 @router.get("/{withdrawal_id}", response_model=WithdrawalOut,
             summary="A withdrawal; while WAIT_USER_CONFIRM it carries the wx.requestMerchantTransfer parameters")
 def get_withdrawal(withdrawal_id: int, request: Request,
-                   principal: Principal = Depends(require_roles("promoter", *STAFF))) -> WithdrawalOut:
+                   principal: Principal = Depends(require_roles("promoter", *PLATFORM_STAFF))) -> WithdrawalOut:
     return _load(request, principal, withdrawal_id)
 
 
 @router.post("/{withdrawal_id}/review", response_model=WithdrawalProgress,
              summary="Support approves or rejects (with a note) a withdrawal above the review threshold")
 async def review(withdrawal_id: int, body: ReviewBody, request: Request,
-                 principal: Principal = Depends(require_roles(*STAFF))) -> WithdrawalProgress:
+                 principal: Principal = Depends(require_roles(*PLATFORM_STAFF))) -> WithdrawalProgress:
     await run_in_threadpool(_load, request, principal, withdrawal_id)
     decision = WithdrawalDecision(approve=body.approve, note=body.note, reviewer_user_id=principal.user_id)
     return await run_update(request, workflow_id(withdrawal_id), WithdrawalWorkflow.review, decision)
