@@ -133,6 +133,19 @@ async def shop_products_with(shop: ChannelsClient, out_id: str) -> list[str]:
         key = page.next_key
 
 
+async def mount(api, token, p: dict, product_id: int) -> None:
+    """The promoter `p` mounts the product into their window through the API."""
+    r = await api.post("/windows/me/products", json={"product_id": product_id}, headers=token(p["user_id"], "promoter"))
+    assert r.status_code == 201, r.text
+
+
+async def wait_shop_status(shop, sessions, product_id: int, status, what: str) -> None:
+    async def shop_status():
+        return (await shop.get_product(shop_id(sessions, product_id))).status
+
+    await eventually(lambda: _equals(shop_status, status), what=what)
+
+
 async def test_mount_hide_remove_follow_in_the_promoters_channels_window(api, world, sessions, token, shop,
                                                                           monkeypatch):
     from chuchuang.activities import channels_outbox
@@ -170,8 +183,7 @@ async def test_last_unit_sold_leaves_every_window_at_the_shop_and_promoters_are_
     a = promoter(sessions, "阿橙", f"sph_a{world['block']}")
     b = promoter(sessions, "小柚", f"sph_b{world['block']}")
     for p in (a, b):
-        r = await api.post("/windows/me/products", json={"product_id": pid}, headers=token(p["user_id"], "promoter"))
-        assert r.status_code == 201, r.text
+        await mount(api, token, p, pid)
     for p in (a, b):
         await wait_in_window(shop, sessions, pid, p["finder"])
 
@@ -195,8 +207,7 @@ async def test_supplier_suspension_delists_at_the_shop_and_reinstatement_relists
         api, world, sessions, token, shop):
     pid, _ = listed(sessions, world["supplier_id"], "正山小种 250g")
     a = promoter(sessions, "阿橙", f"sph_a{world['block']}")
-    assert (await api.post("/windows/me/products", json={"product_id": pid},
-                           headers=token(a["user_id"], "promoter"))).status_code == 201
+    await mount(api, token, a, pid)
     await wait_in_window(shop, sessions, pid, a["finder"])
 
     suspended = await api.post(f"/suppliers/{world['supplier_id']}/suspend", json={"reason": "销售假冒商品"},
@@ -204,15 +215,12 @@ async def test_supplier_suspension_delists_at_the_shop_and_reinstatement_relists
     assert suspended.status_code == 200, suspended.text
     await wait_not_in_window(shop, sessions, pid, a["finder"])
 
-    async def shop_status():
-        return (await shop.get_product(shop_id(sessions, pid))).status
-
-    await eventually(lambda: _equals(shop_status, ProductStatus.DELISTED), what="delisted at the shop")
+    await wait_shop_status(shop, sessions, pid, ProductStatus.DELISTED, "delisted at the shop")
     assert any("正山小种 250g" in n.message for n in notifications(sessions, "window_product_off_sale"))
 
     reinstated = await api.post(f"/suppliers/{world['supplier_id']}/reinstate", headers=token(2, "support"))
     assert reinstated.status_code == 200, reinstated.text
-    await eventually(lambda: _equals(shop_status, ProductStatus.ON_SALE), what="relisted at the shop")
+    await wait_shop_status(shop, sessions, pid, ProductStatus.ON_SALE, "relisted at the shop")
     await wait_in_window(shop, sessions, pid, a["finder"])
     assert await window_ids(shop, a["finder"]) == [shop_id(sessions, pid)]
 
@@ -221,18 +229,14 @@ async def test_product_suspension_delists_at_the_shop_and_survives_the_suppliers
         api, world, sessions, token, shop):
     pid, _ = listed(sessions, world["supplier_id"], "金骏眉 100g")
     a = promoter(sessions, "阿金", f"sph_j{world['block']}")
-    assert (await api.post("/windows/me/products", json={"product_id": pid},
-                           headers=token(a["user_id"], "promoter"))).status_code == 201
+    await mount(api, token, a, pid)
     await wait_in_window(shop, sessions, pid, a["finder"])
-
-    async def shop_status():
-        return (await shop.get_product(shop_id(sessions, pid))).status
 
     suspended = await api.post(f"/products/{pid}/suspend", json={"reason": "标签与实物不符"},
                                headers=token(2, "support"))
     assert suspended.status_code == 200, suspended.text
     await wait_not_in_window(shop, sessions, pid, a["finder"])
-    await eventually(lambda: _equals(shop_status, ProductStatus.DELISTED), what="delisted at the shop")
+    await wait_shop_status(shop, sessions, pid, ProductStatus.DELISTED, "delisted at the shop")
 
     # The supplier's own suspension and reinstatement in between do not bring it back.
     operator = token(1, "operator")
@@ -243,7 +247,7 @@ async def test_product_suspension_delists_at_the_shop_and_survives_the_suppliers
         assert s.get(Product, pid).status == "product_suspended"
 
     assert (await api.post(f"/products/{pid}/reinstate", headers=operator)).status_code == 200
-    await eventually(lambda: _equals(shop_status, ProductStatus.ON_SALE), what="relisted at the shop")
+    await wait_shop_status(shop, sessions, pid, ProductStatus.ON_SALE, "relisted at the shop")
     await wait_in_window(shop, sessions, pid, a["finder"])
 
 
@@ -263,9 +267,7 @@ async def test_channels_faults_converge_to_one_window_entry_per_product_and_prom
     try:
         for p in promoters:
             for pid in products:
-                r = await api.post("/windows/me/products", json={"product_id": pid},
-                                   headers=token(p["user_id"], "promoter"))
-                assert r.status_code == 201, r.text
+                await mount(api, token, p, pid)
             # mounting twice is one entry, here and at the shop
             again = await api.post("/windows/me/products", json={"product_id": products[0]},
                                    headers=token(p["user_id"], "promoter"))
@@ -315,8 +317,7 @@ async def test_a_lost_answer_to_the_product_add_never_lists_twice(api, world, se
     assert (await shop.get_product(shop_id(sessions, pid))).status == ProductStatus.ON_SALE
 
     a = promoter(sessions, "阿橙", f"sph_a{world['block']}")  # and it mounts like any other
-    assert (await api.post("/windows/me/products", json={"product_id": pid},
-                           headers=token(a["user_id"], "promoter"))).status_code == 201
+    await mount(api, token, a, pid)
     await wait_in_window(shop, sessions, pid, a["finder"])
     assert await shop_products_with(shop, f"cc-product-{pid}") == [shop_id(sessions, pid)]
 
@@ -327,8 +328,7 @@ async def test_reconcile_pulls_window_stats_and_a_violation_leaves_every_window(
     a = promoter(sessions, "阿橙", f"sph_a{world['block']}")
     b = promoter(sessions, "小柚", f"sph_b{world['block']}")
     for p in (a, b):
-        assert (await api.post("/windows/me/products", json={"product_id": pid},
-                               headers=token(p["user_id"], "promoter"))).status_code == 201
+        await mount(api, token, p, pid)
     for p in (a, b):
         await wait_in_window(shop, sessions, pid, p["finder"])
     sid = shop_id(sessions, pid)
