@@ -9,7 +9,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
-COPY chuchuang ./chuchuang
+COPY worker.py settings.py ./
+COPY workflows ./workflows
+COPY activities ./activities
+COPY api ./api
+COPY domain ./domain
+COPY db ./db
+COPY integrations ./integrations
+COPY sandbox ./sandbox
+COPY cli ./cli
 RUN pip install . \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin chuchuang \
     && mkdir -p /data \

@@ -27,21 +27,21 @@ from temporalio.worker import Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chuchuang.api.app import create_app as create_api  # noqa: E402
-from chuchuang.api.auth import issue_token  # noqa: E402
-from chuchuang.db.embedded import start_embedded_postgres  # noqa: E402
-from chuchuang.db.migrate import upgrade  # noqa: E402
-from chuchuang.db.models import Sku  # noqa: E402
-from chuchuang.db.session import get_engine  # noqa: E402
-from chuchuang.domain.order_status import OrderStatus  # noqa: E402
-from chuchuang.integrations.http import route_to_app  # noqa: E402
-from chuchuang.sandbox.app import create_app as create_sandbox  # noqa: E402
-from chuchuang.sandbox.credentials import load_or_create  # noqa: E402
-from chuchuang.seed import seed_demo  # noqa: E402
-from chuchuang.settings import Settings  # noqa: E402
-from chuchuang.temporal import SEARCH_ATTRIBUTES, ensure_search_attributes  # noqa: E402
-from chuchuang.worker import build_worker  # noqa: E402
-from chuchuang.workflows.order import OrderWorkflow, workflow_id  # noqa: E402
+from api.app import create_app as create_api  # noqa: E402
+from api.auth import issue_token  # noqa: E402
+from db.embedded import start_embedded_postgres  # noqa: E402
+from db.migrate import upgrade  # noqa: E402
+from db.models import Sku  # noqa: E402
+from db.session import get_engine  # noqa: E402
+from domain.order_status import OrderStatus  # noqa: E402
+from integrations.http import make_client, route_to_app  # noqa: E402
+from sandbox.app import create_app as create_sandbox  # noqa: E402
+from sandbox.credentials import load_or_create  # noqa: E402
+from cli.seed import seed_demo  # noqa: E402
+from settings import Settings  # noqa: E402
+from integrations.temporal import SEARCH_ATTRIBUTES, ensure_search_attributes  # noqa: E402
+from worker import build_worker  # noqa: E402
+from workflows.order import OrderWorkflow, workflow_id  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bare_workflow import BareWorkflow, noop  # noqa: E402
@@ -73,7 +73,8 @@ async def one_order(api: httpx.AsyncClient, sandbox: httpx.AsyncClient, client, 
 
 
 async def run_pipeline(env, settings, sessions, n: int, concurrency: int) -> float:
-    sandbox_app = create_sandbox(load_or_create(settings.sandbox_dir), notify_retry_scale=0.001)
+    sandbox_app = create_sandbox(load_or_create(settings.sandbox_dir), notify_retry_scale=0.001,
+                                 callback_client=lambda: make_client(timeout=5.0))
     route_to_app(settings.resolved_sandbox_url, sandbox_app)
     api_app = create_api(settings, sessions=sessions, temporal_client=env.client)
     route_to_app(settings.resolved_public_base_url, api_app)

@@ -46,20 +46,20 @@ from temporalio.testing import WorkflowEnvironment
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chuchuang.activities.ledger import GENESIS  # noqa: E402
-from chuchuang.db.embedded import start_embedded_postgres  # noqa: E402
-from chuchuang.db.migrate import upgrade  # noqa: E402
-from chuchuang.db.session import get_engine  # noqa: E402
-from chuchuang.domain import ledger as rules  # noqa: E402
-from chuchuang.domain.ledger import entry_hash  # noqa: E402
-from chuchuang.domain.money import apply_bps  # noqa: E402
-from chuchuang.domain.refunds import share_of  # noqa: E402
-from chuchuang.domain.settlement import CommissionRunProgress, month_bounds, run_workflow_id  # noqa: E402
-from chuchuang.schedules import commission_run_input  # noqa: E402
-from chuchuang.settings import Settings  # noqa: E402
-from chuchuang.temporal import ensure_search_attributes  # noqa: E402
-from chuchuang.worker import build_worker  # noqa: E402
-from chuchuang.workflows.settlement import CommissionSettlementWorkflow  # noqa: E402
+from activities.ledger import GENESIS  # noqa: E402
+from db.embedded import start_embedded_postgres  # noqa: E402
+from db.migrate import upgrade  # noqa: E402
+from db.session import get_engine  # noqa: E402
+from domain import ledger as rules  # noqa: E402
+from domain.ledger import entry_hash  # noqa: E402
+from domain.money import apply_bps  # noqa: E402
+from domain.refunds import share_of  # noqa: E402
+from domain.settlement import CommissionRunProgress, month_bounds, run_workflow_id  # noqa: E402
+from workflows.schedules import commission_run_input  # noqa: E402
+from settings import Settings  # noqa: E402
+from integrations.temporal import ensure_search_attributes  # noqa: E402
+from worker import build_worker  # noqa: E402
+from workflows.settlement import CommissionSettlementWorkflow  # noqa: E402
 
 TZ = "Asia/Shanghai"
 PRICES = (5_000, 9_900, 19_900, 29_900)        # fen; commission ≥ 500 fen, so every unit's part is > 0
@@ -436,7 +436,7 @@ async def let_payouts_finish(env, month: str) -> None:
     """A final run starts the month's automatic payouts (none here): let that end before the
     worker goes."""
     try:
-        from chuchuang.workflows.payouts import payouts_workflow_id
+        from workflows.payouts import payouts_workflow_id
     except ImportError:
         return
     from temporalio.service import RPCError

@@ -6,8 +6,8 @@ import asyncio
 
 from sqlalchemy import select
 
-from chuchuang.db.catalog_models import Notification
-from chuchuang.domain.suppliers import uscc_check_char
+from db.catalog_models import Notification
+from domain.suppliers import uscc_check_char
 from tests.helpers import end_workflows, keep_run_history
 
 IMG = "https://img.example.com/p.jpg"
@@ -73,8 +73,8 @@ async def stop_running(env, *wf_ids: str) -> None:
 
 def active_supplier(sessions, n: int, categories=("food", "general"), fee_bps: int = 300) -> tuple[int, int]:
     """An onboarded supplier (as SupplierOnboardingWorkflow leaves it): (user id, supplier id)."""
-    from chuchuang.db.catalog_models import SupplierProfile
-    from chuchuang.db.models import Supplier, User
+    from db.catalog_models import SupplierProfile
+    from db.models import Supplier, User
 
     with sessions.begin() as s:
         user = User(role="supplier", username=f"shop{n}", display_name=f"shop{n}")

@@ -20,11 +20,11 @@ from sqlalchemy.orm import sessionmaker
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from chuchuang.api.auth import issue_token
-from chuchuang.db.migrate import upgrade
-from chuchuang.db.all_models import Base
-from chuchuang.integrations.http import clear_routes, route_to_app
-from chuchuang.settings import Settings
+from api.auth import issue_token
+from db.migrate import upgrade
+from db.all_models import Base
+from integrations.http import clear_routes, make_client, route_to_app
+from settings import Settings
 from tests.helpers import end_workflows
 
 SANDBOX_URL = "http://sandbox.test"
@@ -46,7 +46,7 @@ def database_url(tmp_path_factory) -> str:
             c.execute(sa.text(f'CREATE DATABASE "{name}"'))
         url = sa.engine.make_url(base).set(database=name).render_as_string(hide_password=False)
     else:
-        from chuchuang.db.embedded import start_embedded_postgres
+        from db.embedded import start_embedded_postgres
 
         url = start_embedded_postgres(tmp_path_factory.mktemp("pg") / "data", "chuchuang_test")
     upgrade(url)
@@ -101,7 +101,7 @@ async def temporal_env():
     again on it. A fresh server per module keeps such a leak from stalling unrelated tests."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=_test_server_binary(), data_converter=pydantic_data_converter)
-    from chuchuang.temporal import ensure_search_attributes
+    from integrations.temporal import ensure_search_attributes
 
     await ensure_search_attributes(env.client)
     yield env
@@ -110,10 +110,11 @@ async def temporal_env():
 
 @pytest.fixture(scope="session")
 def sandbox_app(settings):
-    from chuchuang.sandbox.app import create_app
-    from chuchuang.sandbox.credentials import load_or_create
+    from sandbox.app import create_app
+    from sandbox.credentials import load_or_create
 
-    app = create_app(load_or_create(settings.sandbox_dir), notify_retry_scale=0.001, settle_delay=0.3)
+    app = create_app(load_or_create(settings.sandbox_dir), notify_retry_scale=0.001, settle_delay=0.3,
+                     callback_client=lambda: make_client(timeout=5.0))
     route_to_app(SANDBOX_URL, app)
     return app
 
@@ -121,8 +122,8 @@ def sandbox_app(settings):
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def stack(settings, sessions, temporal_env, sandbox_app):
     """API + worker + sandbox wired together; yields the API app."""
-    from chuchuang.api.app import create_app
-    from chuchuang.worker import build_worker
+    from api.app import create_app
+    from worker import build_worker
 
     api_app = create_app(settings, sessions=sessions, temporal_client=temporal_env.client)
     route_to_app(API_URL, api_app)
@@ -147,11 +148,11 @@ async def _stop_order_workflows(client, sessions) -> None:
     """Processes a test left running would wake up in a later test (time skipping is shared by
     the whole module) and find their rows truncated, and make every later skip slower: end
     them with the test."""
-    from chuchuang.db.models import Order, Product, Promoter, Supplier
-    from chuchuang.db.order_models import Refund
-    from chuchuang.db.withdrawal_models import Withdrawal
-    from chuchuang.db.settlement_models import SettlementRun
-    from chuchuang.db.reconciliation_models import ReconciliationRun
+    from db.models import Order, Product, Promoter, Supplier
+    from db.order_models import Refund
+    from db.withdrawal_models import Withdrawal
+    from db.settlement_models import SettlementRun
+    from db.reconciliation_models import ReconciliationRun
 
     with sessions() as s:
         ids = [f"order-{n}" for n in s.scalars(sa.select(Order.order_no))]
@@ -174,7 +175,7 @@ async def sandbox(sandbox_app):
 
 @pytest.fixture
 def demo(sessions, clean_db):
-    from chuchuang.seed import seed_demo
+    from cli.seed import seed_demo
 
     with sessions.begin() as s:
         return seed_demo(s)

@@ -9,7 +9,7 @@ import time
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from chuchuang.sandbox.signing import SCHEMA, aes_gcm_encrypt, platform_headers, rsa_sign
+from sandbox.signing import SCHEMA, aes_gcm_encrypt, platform_headers, rsa_sign
 
 
 def _body(creds, order_no: str, amount_fen: int) -> str:

@@ -8,10 +8,17 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from chuchuang.db.models import LedgerAccount
-from chuchuang.domain import ledger as rules
-from chuchuang.domain.order_status import OrderStatus
-from chuchuang.workflows.order import OrderWorkflow, workflow_id
+from db.models import LedgerAccount
+from integrations.http import make_client
+from domain import ledger as rules
+from domain.order_status import OrderStatus
+from workflows.order import OrderWorkflow, workflow_id
+
+
+def routed_client():
+    """The sandbox's callback client in tests: notifications reach the in-process receivers."""
+    return make_client(timeout=5.0)
+
 
 ADDRESS = {"receiver": "王小明", "phone": "13800138000", "province": "上海", "city": "上海",
            "district": "浦东新区", "detail": "世纪大道 100 号"}
@@ -38,7 +45,7 @@ async def wait_status(client, order_no: str, status: OrderStatus, timeout: float
 def assert_books_balance(session) -> None:
     """Every transaction balances, every chain verifies, and what all parties are owed equals
     what WeChat Pay collected (payments − refunds)."""
-    from chuchuang.activities.ledger import verify
+    from activities.ledger import verify
 
     assert verify(session) == []
     owed = session.scalar(select(func.coalesce(func.sum(LedgerAccount.balance_fen), 0))
@@ -49,7 +56,7 @@ def assert_books_balance(session) -> None:
 
 async def run_to_end(env, order_no: str):
     """Let Temporal's test server skip time until the order's workflow finishes."""
-    from chuchuang.domain.orders import OrderProgress
+    from domain.orders import OrderProgress
 
     return await result_skipping_time(env, workflow_id(order_no), OrderProgress)
 
@@ -174,7 +181,7 @@ async def ship_and_deliver(api, sandbox, client, headers, order_no: str, waybill
 
 
 def make_user(sessions, role: str, name: str) -> int:
-    from chuchuang.db.models import User
+    from db.models import User
 
     with sessions.begin() as s:
         user = User(role=role, username=name, display_name=name)
@@ -184,8 +191,8 @@ def make_user(sessions, role: str, name: str) -> int:
 
 
 async def wait_refund(client, refund_no: str, status, timeout: float = 15.0):
-    from chuchuang.workflows.refund import RefundWorkflow
-    from chuchuang.workflows.refund import workflow_id as refund_workflow_id
+    from workflows.refund import RefundWorkflow
+    from workflows.refund import workflow_id as refund_workflow_id
 
     handle = client.get_workflow_handle(refund_workflow_id(refund_no))
     deadline = asyncio.get_running_loop().time() + timeout
@@ -204,7 +211,7 @@ async def wait_refund(client, refund_no: str, status, timeout: float = 15.0):
 async def return_one_unit(api, client, buyer, supplier, order_no: str, line_id: int, waybill_no: str) -> str:
     """A quality return of one unit of a line, shipped back and received: returns the refund
     number once it is REFUNDED."""
-    from chuchuang.domain.refunds import RefundStatus
+    from domain.refunds import RefundStatus
 
     asked = await api.post(f"/orders/{order_no}/refunds", headers=buyer,
                            json={"kind": "quality_return", "lines": [{"line_id": line_id, "quantity": 1}],

@@ -11,10 +11,10 @@ import pytest_asyncio
 from sqlalchemy import select, text
 from temporalio.service import RPCError
 
-from chuchuang.db.models import Order, Promoter, User
-from chuchuang.db.promoter_models import Revival
-from chuchuang.domain.promoters import id_check_char
-from chuchuang.workflows import promoter_lifecycle, revival
+from db.models import Order, Promoter, User
+from db.promoter_models import Revival
+from domain.promoters import id_check_char
+from workflows import promoter_lifecycle, revival
 from tests.helpers import ADDRESS, end_workflows, keep_run_history  # noqa: F401 - re-exported for the promoter tests
 
 

@@ -8,13 +8,14 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from chuchuang.activities import ledger
-from chuchuang.db.models import Promoter, User
-from chuchuang.db.promoter_models import AssessmentCycle, PromoterNotification, Revival
-from chuchuang.domain import ledger as rules
-from chuchuang.workflows.promoter_lifecycle import BUSINESS_STATUS, PromoterLifecycleWorkflow, workflow_id
-from chuchuang.workflows.revival import RevivalWorkflow
-from chuchuang.workflows.revival import workflow_id as revival_id
+from activities import ledger
+from db.models import Promoter, User
+from db.promoter_models import AssessmentCycle, PromoterNotification, Revival
+from domain import ledger as rules
+from domain.search_attributes import BUSINESS_STATUS
+from workflows.promoter_lifecycle import PromoterLifecycleWorkflow, workflow_id
+from workflows.revival import RevivalWorkflow
+from workflows.revival import workflow_id as revival_id
 from tests.promoter_helpers import (
     become_promoter,
     completed_orders,

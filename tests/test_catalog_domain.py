@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chuchuang.domain.catalog import effective_commission_bps, max_commission_fen, prohibited_words_in
-from chuchuang.domain.suppliers import (
+from domain.catalog import effective_commission_bps, max_commission_fen, prohibited_words_in
+from domain.suppliers import (
     LicenceError,
     ReviewDecision,
     decision_problem,

@@ -10,15 +10,15 @@ import itertools
 import pytest
 from sqlalchemy import select, text
 
-from chuchuang.activities.channels_outbox import SYNC_WORKFLOW_ID, sync_input
-from chuchuang.db.catalog_models import ChannelsListing, ProductDetail
-from chuchuang.db.channels_models import ChannelsOutbox, ChannelsWindowItem
-from chuchuang.db.models import Product, Promoter, Sku, User, Window, WindowProduct
-from chuchuang.integrations.channels import ChannelsClient, ProductStatus
-from chuchuang.integrations.errors import PartnerRejected
-from chuchuang.workflows.channels_sync import ChannelsSyncWorkflow
-from chuchuang.domain.catalog import ProductStatus as ReviewStatus
-from chuchuang.workflows.product import ProductReviewWorkflow
+from workflows.channels_sync import WORKFLOW_ID as SYNC_WORKFLOW_ID
+from db.catalog_models import ChannelsListing, ProductDetail
+from db.channels_models import ChannelsOutbox, ChannelsWindowItem
+from db.models import Product, Promoter, Sku, User, Window, WindowProduct
+from integrations.channels import ChannelsClient, ProductStatus
+from integrations.errors import PartnerRejected
+from workflows.channels_sync import ChannelsSyncWorkflow
+from domain.catalog import ProductStatus as ReviewStatus
+from workflows.product import ProductReviewWorkflow
 from tests.catalog_helpers import active_supplier, notifications, wait_progress
 from tests.catalog_helpers import product as product_body
 from tests.helpers import ADDRESS, assert_books_balance, end_workflows, keep_run_history
@@ -148,7 +148,7 @@ async def wait_shop_status(shop, sessions, product_id: int, status, what: str) -
 
 async def test_mount_hide_remove_follow_in_the_promoters_channels_window(api, world, sessions, token, shop,
                                                                           monkeypatch):
-    from chuchuang.activities import channels_outbox
+    from activities import channels_outbox
 
     pid, _ = listed(sessions, world["supplier_id"], "凤庆滇红 一级")
     a = promoter(sessions, "阿橙", f"sph_a{world['block']}")
@@ -341,7 +341,7 @@ async def test_reconcile_pulls_window_stats_and_a_violation_leaves_every_window(
         s.add(WindowProduct(window_id=c["window_id"], product_id=pid))
 
     first = await temporal_env.client.execute_workflow(
-        ChannelsSyncWorkflow.run, sync_input(settings, "reconcile"), id=f"channels-reconcile-{world['block']}",
+        ChannelsSyncWorkflow.run, settings.channels_sync_input("reconcile"), id=f"channels-reconcile-{world['block']}",
         task_queue=settings.task_queue)
     assert first.reconciles == 1
     with sessions() as s:
@@ -356,7 +356,7 @@ async def test_reconcile_pulls_window_stats_and_a_violation_leaves_every_window(
     punished = await sandbox.post(f"/sandbox/channels/products/{sid}/punish")
     assert punished.json()["status"] == ProductStatus.PUNISHED
     run = await temporal_env.client.start_workflow(
-        ChannelsSyncWorkflow.run, sync_input(settings, "reconcile"), id=f"channels-reconcile-{world['block']}-2",
+        ChannelsSyncWorkflow.run, settings.channels_sync_input("reconcile"), id=f"channels-reconcile-{world['block']}-2",
         task_queue=settings.task_queue)
     await run.result()
     with sessions() as s:
@@ -378,7 +378,7 @@ async def test_reconcile_pulls_window_stats_and_a_violation_leaves_every_window(
 async def test_the_sync_continues_as_new_and_keeps_its_totals(api, world, sessions, temporal_env, settings):
     from temporalio.client import WorkflowExecutionStatus
 
-    from chuchuang.domain.channels import ChannelsSyncInput
+    from domain.channels import ChannelsSyncInput
 
     wf_id = f"channels-sync-can-{world['block']}"
     handle = await temporal_env.client.start_workflow(

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
-from chuchuang.activities.ledger import balance
-from chuchuang.db.models import Promoter, User
-from chuchuang.db.promoter_models import OrderCommissionPolicy
-from chuchuang.domain import ledger as rules
-from chuchuang.domain.order_status import OrderStatus
+from activities.ledger import balance
+from db.models import Promoter, User
+from db.promoter_models import OrderCommissionPolicy
+from domain import ledger as rules
+from domain.order_status import OrderStatus
 from tests.helpers import assert_books_balance, place, wait_status
 
 POOL = 2 * 19_900 * 1_500 // 10_000  # SKU 0, quantity 2, 15% commission
@@ -146,7 +146,7 @@ async def test_three_tiers_pay_a_four_level_chain_down_to_tier_three_and_a_refun
         assert all(balance(s, rules.promoter_pending(p)) == 0 for p in shares)
 
     with sessions() as s:
-        from chuchuang.db.models import OrderLine
+        from db.models import OrderLine
 
         line = s.scalar(select(OrderLine.id).where(OrderLine.order_no == order_no))
     await return_one_unit(api, temporal_env.client, buyer, supplier, order_no, line, "YTBACK000007")

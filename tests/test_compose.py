@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from chuchuang import devstack
-from chuchuang.settings import Settings
+from cli import devstack
+from settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -80,7 +80,7 @@ def test_our_services_are_configured_only_through_settings_fields(ours: dict) ->
     fields = {name.upper() for name in Settings.model_fields}
     for name, service in ours.items():
         unknown = set(env_of(service)) - fields
-        assert not unknown, f"{name}: {sorted(unknown)} are not chuchuang.settings.Settings fields"
+        assert not unknown, f"{name}: {sorted(unknown)} are not settings.Settings fields"
         assert "env_file" not in service, f"{name}: keep configuration visible in environment:"
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from chuchuang import devstack
-from chuchuang.settings import Settings
+from cli import devstack
+from settings import Settings
 
 SEARCH_ATTRIBUTE_NAMES = {"OrderNo", "PromoterId", "SupplierId", "BusinessStatus"}
 
@@ -68,7 +68,7 @@ def test_children_get_database_and_temporal_and_inherit_the_rest(tmp_path: Path,
     assert env["TEMPORAL_ADDRESS"] == "127.0.0.1:7233"
     assert env["DATA_DIR"] == str(tmp_path.resolve())
     assert env["CHUCHUANG_DEVSTACK_PROBE"] == "inherited" and env["PATH"] == os.environ["PATH"]
-    assert devstack.chuchuang_command("worker") == [sys.executable, "-m", "chuchuang", "worker"]
+    assert devstack.chuchuang_command("worker") == [sys.executable, "-m", "cli", "worker"]
     wide = devstack.child_env(Settings(data_dir=tmp_path), "x", "y", columns=131)
     assert wide["COLUMNS"] == str(131 - devstack.PREFIX_WIDTH)
 
@@ -137,7 +137,7 @@ def test_stop_kills_what_ignores_sigterm_and_stops_temporal_last(tmp_path: Path)
 
 SUPERVISED = """
     import sys, time
-    from chuchuang import devstack
+    from cli import devstack
     def bring_up(stack):
         child = stack.start("child", [sys.executable, "-c", "import time; time.sleep(60)"])
         print(child.process.pid, flush=True)
@@ -166,7 +166,7 @@ async def test_temporal_dev_server_starts_with_our_search_attributes(tmp_path: P
     from temporalio.api.enums.v1 import IndexedValueType
     from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 
-    from chuchuang.temporal import SEARCH_ATTRIBUTES
+    from integrations.temporal import SEARCH_ATTRIBUTES
 
     settings = Settings(data_dir=tmp_path, temporal_port=free_port(), temporal_ui_port=free_port())
     stack = quiet_stack()

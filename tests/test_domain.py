@@ -6,17 +6,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chuchuang.domain import ledger as rules
-from chuchuang.domain.commission import (
+from domain import ledger as rules
+from domain.commission import (
     CommissionPolicy,
     PolicyRefused,
     SkuCommission,
     line_commission_pool,
     split_by_tier,
 )
-from chuchuang.domain.money import apply_bps, yuan
-from chuchuang.domain.order_status import OrderStatus, can_move
-from chuchuang.settings import Settings
+from domain.money import apply_bps, yuan
+from domain.order_status import OrderStatus, can_move
+from settings import Settings
 
 
 def test_apply_bps_rounds_down():

@@ -14,17 +14,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from chuchuang.activities.ledger import balance
-from chuchuang.db.bonus_models import BonusPolicyRow, OrderLevel, TeamBonus
-from chuchuang.db.models import LedgerAccount, LedgerEntry, LedgerTransaction, OrderLine, Promoter, User, Window
-from chuchuang.db.settlement_models import CommissionStatement
-from chuchuang.domain import ledger as rules
-from chuchuang.domain.bonuses import REGION_LEVELS, Level, level_for, line_extras, team_bonus, validate
-from chuchuang.domain.commission import PolicyRefused
-from chuchuang.domain.money import BPS_WHOLE, apply_bps
-from chuchuang.domain.order_status import OrderStatus
-from chuchuang.domain.refunds import remaining_share, share_of
-from chuchuang.domain.settlement import CommissionRunProgress
+from activities.ledger import balance
+from db.bonus_models import BonusPolicyRow, OrderLevel, TeamBonus
+from db.models import LedgerAccount, LedgerEntry, LedgerTransaction, OrderLine, Promoter, User, Window
+from db.settlement_models import CommissionStatement
+from domain import ledger as rules
+from domain.bonuses import REGION_LEVELS, Level, level_for, line_extras, team_bonus, validate
+from domain.commission import PolicyRefused
+from domain.money import BPS_WHOLE, apply_bps
+from domain.order_status import OrderStatus
+from domain.refunds import remaining_share, share_of
+from domain.settlement import CommissionRunProgress
 from tests.helpers import (
     assert_books_balance,
     keep_run_history,
@@ -134,7 +134,7 @@ async def complete(api, sandbox, env, buyer, supplier, demo, waybill: str, **ext
 
 
 def commission_of(s, order_no: str, account: str) -> int:
-    from chuchuang.db.models import LedgerAccount, LedgerEntry
+    from db.models import LedgerAccount, LedgerEntry
 
     return -(s.scalar(select(func.coalesce(func.sum(LedgerEntry.amount_fen), 0))
                       .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)

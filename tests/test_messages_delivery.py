@@ -9,18 +9,18 @@ from datetime import timedelta
 from sqlalchemy import select
 from temporalio.client import ScheduleOverlapPolicy
 
-from chuchuang.activities.catalog import notify
-from chuchuang.activities.channels_delivery import ChannelsDeliveryActivities
-from chuchuang.activities.messages import MessageActivities
-from chuchuang.db.catalog_models import ChannelsListing, Notification
-from chuchuang.domain.messages import MessageTemplates
-from chuchuang.domain.order_status import OrderStatus
-from chuchuang.domain.orders import ShipmentInput
-from chuchuang.integrations.channels import ChannelsClient, ProductDraft, Sku
-from chuchuang.integrations.messages import MessagesClient
-from chuchuang.schedules import MESSAGES_DRAIN_SCHEDULE_ID, schedules
-from chuchuang.settings import Settings
-from chuchuang.workflows.messages import MessageDrainWorkflow
+from activities.catalog import notify
+from activities.channels_delivery import ChannelsDeliveryActivities
+from activities.messages import MessageActivities
+from db.catalog_models import ChannelsListing, Notification
+from domain.messages import MessageTemplates
+from domain.order_status import OrderStatus
+from domain.orders import ShipmentInput
+from integrations.channels import ChannelsClient, ProductDraft, Sku
+from integrations.messages import MessagesClient
+from workflows.schedules import MESSAGES_DRAIN_SCHEDULE_ID, schedules
+from settings import Settings
+from workflows.messages import MessageDrainWorkflow
 from tests.helpers import (
     assert_books_balance,
     keep_run_history,

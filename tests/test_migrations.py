@@ -6,7 +6,7 @@ from __future__ import annotations
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from chuchuang.db.all_models import Base
+from db.all_models import Base
 
 
 def test_migrated_schema_matches_the_models(engine):

@@ -8,8 +8,8 @@ import asyncio
 
 from sqlalchemy import func, select
 
-from chuchuang.db.models import LedgerTransaction, Order, Payment, User
-from chuchuang.domain.order_status import OrderStatus
+from db.models import LedgerTransaction, Order, Payment, User
+from domain.order_status import OrderStatus
 from tests.helpers import assert_books_balance, place, wait_status
 
 FAULTS = {
@@ -68,10 +68,10 @@ async def test_refunds_converge_with_one_refund_each_under_partner_faults(api, s
                                                                           sessions, stack):
     from datetime import timedelta
 
-    from chuchuang.activities.ledger import balance
-    from chuchuang.db.order_models import Refund
-    from chuchuang.domain import ledger as rules
-    from chuchuang.domain.refunds import RefundStatus
+    from activities.ledger import balance
+    from db.order_models import Refund
+    from domain import ledger as rules
+    from domain.refunds import RefundStatus
     from tests.helpers import pay, wait_refund
 
     with sessions.begin() as s:

@@ -8,11 +8,12 @@ from sqlalchemy import func, select
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from chuchuang.activities.ledger import balance
-from chuchuang.db.models import LedgerTransaction, OrderEvent, Sku
-from chuchuang.domain import ledger as rules
-from chuchuang.domain.order_status import OrderStatus
-from chuchuang.workflows.order import BUSINESS_STATUS, ORDER_NO, PROMOTER_ID, OrderWorkflow, workflow_id
+from activities.ledger import balance
+from db.models import LedgerTransaction, OrderEvent, Sku
+from domain import ledger as rules
+from domain.order_status import OrderStatus
+from domain.search_attributes import BUSINESS_STATUS, ORDER_NO, PROMOTER_ID
+from workflows.order import OrderWorkflow, workflow_id
 from tests.helpers import assert_books_balance, keep_history, place, run_to_end, wait_status
 
 
@@ -128,7 +129,7 @@ async def test_unpaid_order_is_closed_and_its_stock_released(api, demo, token, t
 
 
 async def test_lost_notification_is_recovered_by_querying_wechat_pay(api, sandbox, demo, token, temporal_env, sessions):
-    from chuchuang.integrations import http
+    from integrations import http
 
     order_no = (await place(api, token(demo.buyer_user_id, "buyer"), demo)).json()["order_no"]
     api_route = http._routes.pop("http://api.test")

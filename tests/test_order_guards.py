@@ -7,8 +7,8 @@ import asyncio
 
 from sqlalchemy import func, select, update
 
-from chuchuang.db.models import LedgerTransaction, Order, Sku, User
-from chuchuang.domain.order_status import OrderStatus
+from db.models import LedgerTransaction, Order, Sku, User
+from domain.order_status import OrderStatus
 from tests.helpers import ADDRESS, assert_books_balance, place, wait_status
 
 
@@ -30,7 +30,7 @@ async def test_stock_never_goes_below_zero_under_concurrent_orders(api, demo, to
 
 
 async def test_forged_payment_notification_is_refused(api, demo, token, temporal_env, sessions, settings):
-    from chuchuang.sandbox.credentials import load_or_create
+    from sandbox.credentials import load_or_create
     from tests.forgery import forged_notification
 
     order_no = (await place(api, token(demo.buyer_user_id, "buyer"), demo)).json()["order_no"]

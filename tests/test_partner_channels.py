@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 from fastapi import FastAPI, Request, Response
 
-from chuchuang.integrations import wxcrypt
-from chuchuang.integrations.channels import (
+from integrations import wxcrypt
+from integrations.channels import (
     ChannelsClient,
     Delivery,
     OrderStatus,
@@ -18,13 +18,14 @@ from chuchuang.integrations.channels import (
     ProductStatus,
     Sku,
 )
-from chuchuang.integrations.errors import PartnerRejected, PartnerUnavailable
-from chuchuang.integrations import http as http_module
-from chuchuang.integrations.http import clear_routes, make_client, route_to_app
-from chuchuang.integrations.messages import MessagesClient
-from chuchuang.sandbox.app import create_app
-from chuchuang.sandbox.credentials import SandboxCredentials, load_or_create
-from chuchuang.settings import Settings
+from integrations.errors import PartnerRejected, PartnerUnavailable
+from integrations import http as http_module
+from integrations.http import clear_routes, make_client, route_to_app
+from integrations.messages import MessagesClient
+from sandbox.app import create_app
+from tests.helpers import routed_client
+from sandbox.credentials import SandboxCredentials, load_or_create
+from settings import Settings
 
 SANDBOX = "http://sandbox.test"
 API = "http://api.test"
@@ -70,7 +71,7 @@ async def control(method: str, path: str, **kwargs):
 
 @pytest.fixture
 async def env(creds, settings):
-    app = create_app(creds, settle_delay=None)
+    app = create_app(creds, callback_client=routed_client, settle_delay=None)
     pushes = PushReceiver()
     route_to_app(SANDBOX, app)
     route_to_app(API, pushes.app)

@@ -17,21 +17,22 @@ from fastapi import FastAPI, Request, Response
 from wechatpayv3.async_ import AsyncWeChatPay, WeChatPayType
 from wechatpayv3.utils import build_authorization, load_private_key
 
-from chuchuang.integrations.errors import PartnerRejected, PartnerUnavailable
-from chuchuang.integrations import http as http_module
-from chuchuang.integrations.http import clear_routes, make_client, route_to_app
-from chuchuang.integrations.wechatpay import (
+from integrations.errors import PartnerRejected, PartnerUnavailable
+from integrations import http as http_module
+from integrations.http import clear_routes, make_client, route_to_app
+from integrations.wechatpay import (
     Refund,
     SplitReceiver,
     Transaction,
     TransferBill,
     WeChatPayClient,
 )
-from chuchuang.sandbox.app import create_app
-from chuchuang.sandbox.credentials import SandboxCredentials, load_or_create
-from chuchuang.sandbox.faults import FaultConfig
-from chuchuang.sandbox.signing import rsa_verify
-from chuchuang.settings import Settings
+from sandbox.app import create_app
+from tests.helpers import routed_client
+from sandbox.credentials import SandboxCredentials, load_or_create
+from sandbox.faults import FaultConfig
+from sandbox.signing import rsa_verify
+from settings import Settings
 
 SANDBOX = "http://sandbox.test"
 API = "http://api.test"
@@ -76,7 +77,7 @@ def creds(settings) -> SandboxCredentials:
 def start(creds, settings, **app_kwargs):
     app_kwargs.setdefault("settle_delay", None)
     app_kwargs.setdefault("notify_retry_scale", 0.001)
-    app = create_app(creds, **app_kwargs)
+    app = create_app(creds, callback_client=routed_client, **app_kwargs)
     receiver = Receiver()
     route_to_app(SANDBOX, app)
     route_to_app(API, receiver.app)
@@ -587,7 +588,7 @@ async def test_unacknowledged_refund_notification_survives_a_restart(tmp_path, c
         return Response(status_code=503)
 
     try:
-        first = create_app(creds, state_path=state, settle_delay=None, notify_retry_scale=1000)
+        first = create_app(creds, callback_client=routed_client, state_path=state, settle_delay=None, notify_retry_scale=1000)
         route_to_app(SANDBOX, first)
         route_to_app(API, down)
         async with WeChatPayClient.from_settings(settings) as client:
@@ -599,7 +600,7 @@ async def test_unacknowledged_refund_notification_survives_a_restart(tmp_path, c
 
         receiver = Receiver()
         route_to_app(API, receiver.app)
-        restarted = create_app(creds, state_path=state, settle_delay=None, notify_retry_scale=0.001)
+        restarted = create_app(creds, callback_client=routed_client, state_path=state, settle_delay=None, notify_retry_scale=0.001)
         async with restarted.router.lifespan_context(restarted):
             await wait_for(lambda: "REFUND.SUCCESS" in receiver.events())
             record = [n for n in restarted.state.sandbox.store.all("wechatpay.notification")

@@ -13,12 +13,12 @@ import itertools
 import pytest
 from sqlalchemy import select, text, update
 
-from chuchuang.activities.withdrawals import open_withdrawal
-from chuchuang.db.models import User
-from chuchuang.db.promoter_models import PromoterNotification
-from chuchuang.db.withdrawal_models import Withdrawal
-from chuchuang.domain.settlement import CommissionRunInput, CommissionRunProgress, StatementReview, run_workflow_id
-from chuchuang.domain.withdrawals import (
+from activities.withdrawals import open_withdrawal
+from db.models import User
+from db.promoter_models import PromoterNotification
+from db.withdrawal_models import Withdrawal
+from domain.settlement import CommissionRunInput, CommissionRunProgress, StatementReview, run_workflow_id
+from domain.withdrawals import (
     REAL_NAME_REQUIRED_FROM_FEN,
     PayoutRunInput,
     PayoutRunProgress,
@@ -27,10 +27,10 @@ from chuchuang.domain.withdrawals import (
     WithdrawalStatus,
     auto_payout_amount,
 )
-from chuchuang.sandbox.transfers import BILL
-from chuchuang.workflows.payouts import PayoutWorkflow, payouts_workflow_id
-from chuchuang.workflows.settlement import CommissionSettlementWorkflow
-from chuchuang.workflows.withdrawal import workflow_id
+from sandbox.transfers import BILL
+from workflows.payouts import PayoutWorkflow, payouts_workflow_id
+from workflows.settlement import CommissionSettlementWorkflow
+from workflows.withdrawal import workflow_id
 from tests.helpers import assert_books_balance, keep_run_history, make_user, result_skipping_time
 from tests.test_settlement import TZ, earn, make_promoters, rerun, this_month, wait_run
 from tests.test_withdrawals import balances

@@ -8,12 +8,12 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from chuchuang.activities.ledger import balance
-from chuchuang.db.catalog_models import Notification
-from chuchuang.db.models import OrderLine, Sku
-from chuchuang.db.order_models import Coupon, PickupCode
-from chuchuang.domain import ledger as rules
-from chuchuang.domain.order_status import OrderStatus
+from activities.ledger import balance
+from db.catalog_models import Notification
+from db.models import OrderLine, Sku
+from db.order_models import Coupon, PickupCode
+from domain import ledger as rules
+from domain.order_status import OrderStatus
 from tests.helpers import assert_books_balance, keep_history, make_user, pay, place, run_to_end, wait_status
 
 PRICE = 19_900

@@ -10,16 +10,17 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from chuchuang.activities.ledger import balance
-from chuchuang.db.catalog_models import Notification
-from chuchuang.db.models import LedgerTransaction, Order, Payment, Sku
-from chuchuang.db.order_models import Refund
-from chuchuang.db.presale_models import PresaleOrder, RefundPayment
-from chuchuang.domain import ledger as rules
-from chuchuang.domain.order_status import OrderStatus
-from chuchuang.domain.presale import lapse_refund_no
-from chuchuang.domain.refunds import RefundStatus, late_payment_refund_no
-from chuchuang.workflows.order import BUSINESS_STATUS, OrderWorkflow, workflow_id
+from activities.ledger import balance
+from db.catalog_models import Notification
+from db.models import LedgerTransaction, Order, Payment, Sku
+from db.order_models import Refund
+from db.presale_models import PresaleOrder, RefundPayment
+from domain import ledger as rules
+from domain.order_status import OrderStatus
+from domain.presale import lapse_refund_no
+from domain.refunds import RefundStatus, late_payment_refund_no
+from domain.search_attributes import BUSINESS_STATUS
+from workflows.order import OrderWorkflow, workflow_id
 from tests.helpers import (
     assert_books_balance,
     keep_history,
@@ -172,7 +173,7 @@ async def test_balance_never_paid_closes_the_order_and_refunds_the_deposit(
 
 async def test_a_lost_balance_notification_is_found_by_querying_wechat_pay(
         api, sandbox, demo, token, temporal_env, sessions):
-    from chuchuang.integrations import http
+    from integrations import http
 
     order_no, buyer, _ = await _deposit_paid(api, sandbox, temporal_env, demo, token, quantity=1)
     await _window_open(temporal_env, order_no)
@@ -256,7 +257,7 @@ async def test_an_unpaid_deposit_closes_the_order_and_a_late_deposit_is_refunded
 
 
 def test_refund_parts_take_the_balance_first_and_add_up():
-    from chuchuang.domain.presale import combined_refund_status, refund_parts, split_deposit
+    from domain.presale import combined_refund_status, refund_parts, split_deposit
 
     assert refund_parts(19_900, balance_left=33_800, deposit_left=6_000) == [("B", 19_900)]
     assert refund_parts(39_800, balance_left=33_800, deposit_left=6_000) == [("B", 33_800), ("D", 6_000)]
@@ -267,7 +268,7 @@ def test_refund_parts_take_the_balance_first_and_add_up():
     with pytest.raises(ValueError):
         refund_parts(39_801, balance_left=33_800, deposit_left=6_000)
     assert split_deposit(39_800, 3_000, 2) == (6_000, 33_800)
-    from chuchuang.domain.presale import PresaleRefused
+    from domain.presale import PresaleRefused
 
     with pytest.raises(PresaleRefused):
         split_deposit(6_000, 3_000, 2)  # a coupon that leaves nothing after the deposit
@@ -282,9 +283,9 @@ async def test_supplier_settlement_of_a_pre_sale_order_splits_the_balance_and_re
     """Both payments were frozen for profit sharing: the split is made on the balance's
     transaction, within what WeChat Pay allows on it, and the deposit's is unfrozen too
     (`SU{no}D`), so no money of the merchant stays frozen."""
-    from chuchuang.db.settlement_models import SupplierSettlement
-    from chuchuang.domain.settlement import SupplierRunInput, SupplierRunProgress, run_workflow_id
-    from chuchuang.workflows.settlement import SupplierSettlementWorkflow
+    from db.settlement_models import SupplierSettlement
+    from domain.settlement import SupplierRunInput, SupplierRunProgress, run_workflow_id
+    from workflows.settlement import SupplierSettlementWorkflow
     from tests.helpers import result_skipping_time
     from tests.test_settlement import TZ, give_demo_supplier_a_wechatpay_account, split_orders_at_wechat, today
 

@@ -6,16 +6,16 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from chuchuang.db.catalog_models import ChannelsListing, ProductDetail
-from chuchuang.db.models import Product, Sku
-from chuchuang.domain.catalog import (
+from db.catalog_models import ChannelsListing, ProductDetail
+from db.models import Product, Sku
+from domain.catalog import (
     ProductProgress,
     ProductReviewInput,
     ProductStatus,
     ProductSubmission,
     product_problems,
 )
-from chuchuang.workflows.product import ProductReviewWorkflow, workflow_id
+from workflows.product import ProductReviewWorkflow, workflow_id
 from tests.catalog_helpers import (
     active_supplier,
     keep_workflow_history,
@@ -57,7 +57,7 @@ async def test_product_is_reviewed_and_listed(api, temporal_env, sessions, token
     assert approved.status_code == 200, approved.text
     assert approved.json()["status"] == "LISTED"
     assert approved.json()["channels"] == "LISTED"
-    from chuchuang.integrations.channels import ChannelsClient
+    from integrations.channels import ChannelsClient
 
     with sessions() as s:
         channels_id = s.get(ChannelsListing, pid).channels_product_id
@@ -105,7 +105,7 @@ async def test_bad_products_are_refused_and_nothing_is_written(api, sessions, to
     assert (await submit(api, token(1, "promoter"))).status_code == 403
     stranger, _ = active_supplier(sessions, 3)
     with sessions.begin() as s:
-        from chuchuang.db.models import Supplier
+        from db.models import Supplier
         s.scalar(select(Supplier).where(Supplier.owner_user_id == stranger)).status = "pending_review"
     pending_supplier = await submit(api, token(stranger, "supplier"))
     assert (pending_supplier.status_code, pending_supplier.json()["code"]) == (409, "SUPPLIER_NOT_ACTIVE")

@@ -6,9 +6,10 @@ import asyncio
 
 from sqlalchemy import func, select, update
 
-from chuchuang.db.models import Promoter, User, Window
-from chuchuang.db.promoter_models import PromoterProfile, ReferralBinding
-from chuchuang.workflows.promoter_lifecycle import BUSINESS_STATUS, PROMOTER_ID, workflow_id
+from db.models import Promoter, User, Window
+from db.promoter_models import PromoterProfile, ReferralBinding
+from domain.search_attributes import BUSINESS_STATUS, PROMOTER_ID
+from workflows.promoter_lifecycle import workflow_id
 from tests.promoter_helpers import (
     become_promoter,
     cycle_progress,

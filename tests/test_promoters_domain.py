@@ -6,9 +6,9 @@ from datetime import date, timedelta
 
 import pytest
 
-from chuchuang.domain.assessment import assess, progress_text
-from chuchuang.domain.commission import PolicyRefused, policy_from_rates
-from chuchuang.domain.promoters import (
+from domain.assessment import assess, progress_text
+from domain.commission import PolicyRefused, policy_from_rates
+from domain.promoters import (
     BindingRefused,
     InvalidIdentity,
     PromoterStatus,

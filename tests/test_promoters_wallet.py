@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import select, text
 
-from chuchuang.activities import ledger
-from chuchuang.db.models import LedgerEntry
-from chuchuang.domain import ledger as rules
+from activities import ledger
+from db.models import LedgerEntry
+from domain import ledger as rules
 
 
 def _post(sessions, key: str, kind: str, postings, order_no: str | None = None) -> bool:
@@ -82,7 +82,7 @@ def test_concurrent_postings_and_reversals_end_exact(sessions, clean_db):
 def test_ledger_verify_command(sessions, clean_db, settings, monkeypatch):
     from typer.testing import CliRunner
 
-    from chuchuang import cli
+    from cli import main as cli
 
     _earn(sessions, 7, 1, 500)
     monkeypatch.setattr(cli, "get_settings", lambda: settings)

@@ -20,14 +20,15 @@ import structlog
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
-from chuchuang.db.catalog_models import Notification
-from chuchuang.db.reconciliation_models import ReconciliationBillRow, ReconciliationRun
-from chuchuang.domain.order_status import OrderStatus
-from chuchuang.domain.reconciliation import ReconciliationProgress, day_to_reconcile_at, run_workflow_id
-from chuchuang.domain.refunds import RefundStatus
-from chuchuang.integrations.errors import PartnerRejected, PartnerUnavailable
-from chuchuang.integrations.http import route_to_app
-from chuchuang.workflows.reconciliation import BUSINESS_STATUS, ReconciliationWorkflow
+from db.catalog_models import Notification
+from db.reconciliation_models import ReconciliationBillRow, ReconciliationRun
+from domain.order_status import OrderStatus
+from domain.reconciliation import ReconciliationProgress, day_to_reconcile_at, run_workflow_id
+from domain.refunds import RefundStatus
+from integrations.errors import PartnerRejected, PartnerUnavailable
+from integrations.http import make_client, route_to_app
+from domain.search_attributes import BUSINESS_STATUS
+from workflows.reconciliation import ReconciliationWorkflow
 from tests.conftest import SANDBOX_URL
 from tests.helpers import (
     assert_books_balance,
@@ -56,10 +57,11 @@ def days_ago(n: int) -> str:
 async def sandbox(api, settings):
     """A sandbox of this test's own: the session's sandbox keeps every payment other test
     modules made today (their rows are truncated from the database, their bills would not be)."""
-    from chuchuang.sandbox.app import create_app
-    from chuchuang.sandbox.credentials import load_or_create
+    from sandbox.app import create_app
+    from sandbox.credentials import load_or_create
 
-    app = create_app(load_or_create(settings.sandbox_dir), notify_retry_scale=0.001, settle_delay=0.3)
+    app = create_app(load_or_create(settings.sandbox_dir), notify_retry_scale=0.001, settle_delay=0.3,
+                     callback_client=lambda: make_client(timeout=5.0))
     route_to_app(SANDBOX_URL, app)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=SANDBOX_URL) as client:
         yield client
@@ -295,7 +297,8 @@ async def test_cli_reconcile_follows_the_run_and_prints_the_report(api, sandbox,
                                                                    monkeypatch):
     from rich.console import Console
 
-    from chuchuang import reconciliation_cli, temporal
+    from cli import reconcile as reconciliation_cli
+    from integrations import temporal
 
     async def test_server(_settings):
         return temporal_env.client
@@ -314,7 +317,7 @@ async def test_cli_reconcile_follows_the_run_and_prints_the_report(api, sandbox,
 
 
 async def test_a_scheduled_start_reconciles_yesterday_under_that_days_id(api, sandbox, temporal_env, settings):
-    from chuchuang.domain.reconciliation import ReconciliationInput
+    from domain.reconciliation import ReconciliationInput
 
     await publish_now(sandbox)
     launcher = await temporal_env.client.start_workflow(
@@ -333,11 +336,11 @@ async def test_the_daily_schedule_exists_at_10_30_and_reconciles_yesterday(tmp_p
 
     from temporalio.client import WorkflowExecutionStatus
 
-    from chuchuang import devstack
-    from chuchuang.integrations.wechatpay import WeChatPayClient, WeChatPayConfig
-    from chuchuang.schedules import RECONCILIATION_SCHEDULE_ID, ensure_schedules
-    from chuchuang.temporal import connect
-    from chuchuang.worker import build_worker
+    from cli import devstack
+    from integrations.wechatpay import WeChatPayClient, WeChatPayConfig
+    from workflows.schedules import RECONCILIATION_SCHEDULE_ID, ensure_schedules
+    from integrations.temporal import connect
+    from worker import build_worker
     from tests.test_settlement import free_port, quiet_stack
 
     await publish_now(sandbox)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from chuchuang.domain.reconciliation import (
+from domain.reconciliation import (
     BillFormatError,
     DifferenceKind,
     OurPayment,

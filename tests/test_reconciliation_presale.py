@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from chuchuang.db.reconciliation_models import ReconciliationBillRow
-from chuchuang.domain.order_status import OrderStatus
-from chuchuang.domain.refunds import RefundStatus
+from db.reconciliation_models import ReconciliationBillRow
+from domain.order_status import OrderStatus
+from domain.refunds import RefundStatus
 from tests.helpers import assert_books_balance, make_user, pay, wait_refund, wait_status
 from tests.test_presale import _deposit_paid, _window_open
 from tests.test_reconciliation import publish_now, run_day, sandbox, today  # noqa: F401 - sandbox: fixture

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chuchuang.domain.coupons import CouponRefused, discount_for, spread
-from chuchuang.domain.order_status import OrderStatus
-from chuchuang.domain.pickup import code_hash, normalise_code, pickup_code, qr_payload
-from chuchuang.domain.refunds import RefundKind, RefundRefused, RefundRules, plan_refund, remaining_share, share_of
+from domain.coupons import CouponRefused, discount_for, spread
+from domain.order_status import OrderStatus
+from domain.pickup import code_hash, normalise_code, pickup_code, qr_payload
+from domain.refunds import RefundKind, RefundRefused, RefundRules, plan_refund, remaining_share, share_of
 
 RULES = RefundRules(return_window=timedelta(days=7), quality_claim_window=timedelta(days=30),
                     review_above_fen=50_000, frequent_returns=3, frequent_returns_window=timedelta(days=30))

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from chuchuang.activities.ledger import balance
-from chuchuang.db.models import LedgerTransaction, Order, OrderLine, Sku
-from chuchuang.db.order_models import Refund
-from chuchuang.domain import ledger as rules
-from chuchuang.domain.order_status import OrderStatus
-from chuchuang.domain.refunds import RefundStatus, late_payment_refund_no
+from activities.ledger import balance
+from db.models import LedgerTransaction, Order, OrderLine, Sku
+from db.order_models import Refund
+from domain import ledger as rules
+from domain.order_status import OrderStatus
+from domain.refunds import RefundStatus, late_payment_refund_no
 from tests.helpers import (
     assert_books_balance,
     keep_history,

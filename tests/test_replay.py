@@ -9,7 +9,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from chuchuang.worker import WORKFLOWS
+from worker import WORKFLOWS
 from tests.helpers import HISTORIES
 
 RECORDED = sorted(HISTORIES.glob("*.json"))

@@ -7,11 +7,11 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from chuchuang.db.models import Order, User
-from chuchuang.db.order_models import Refund
-from chuchuang.db.risk_models import OrderFingerprint, RiskFlag
-from chuchuang.domain.order_status import OrderStatus
-from chuchuang.domain.risk import RiskKind, RiskRules, address_key, findings, fingerprint
+from db.models import Order, User
+from db.order_models import Refund
+from db.risk_models import OrderFingerprint, RiskFlag
+from domain.order_status import OrderStatus
+from domain.risk import RiskKind, RiskRules, address_key, findings, fingerprint
 from tests.helpers import ADDRESS, make_user, pay, place, wait_status
 
 

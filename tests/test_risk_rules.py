@@ -10,16 +10,16 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from chuchuang.activities.ledger import balance
-from chuchuang.db.bonus_models import WindowClosure
-from chuchuang.db.models import OrderEvent, OrderLine, User, WindowProduct
-from chuchuang.db.promoter_models import PromoterNotification
-from chuchuang.db.risk_models import RiskFlag
-from chuchuang.domain import ledger as rules
-from chuchuang.domain.money import apply_bps
-from chuchuang.domain.order_status import OrderStatus
-from chuchuang.domain.refunds import share_of
-from chuchuang.domain.settlement import CommissionRunProgress
+from activities.ledger import balance
+from db.bonus_models import WindowClosure
+from db.models import OrderEvent, OrderLine, User, WindowProduct
+from db.promoter_models import PromoterNotification
+from db.risk_models import RiskFlag
+from domain import ledger as rules
+from domain.money import apply_bps
+from domain.order_status import OrderStatus
+from domain.refunds import share_of
+from domain.settlement import CommissionRunProgress
 from tests.helpers import (
     assert_books_balance,
     make_user,

@@ -8,12 +8,13 @@ import json
 import pytest
 from fastapi import FastAPI, Request
 
-from chuchuang.integrations import logistics, oauth
-from chuchuang.integrations.errors import PartnerRejected
-from chuchuang.integrations.http import clear_routes, make_client, route_to_app
-from chuchuang.sandbox.app import create_app
-from chuchuang.sandbox.credentials import SandboxCredentials, load_or_create
-from chuchuang.settings import Settings
+from integrations import logistics, oauth
+from integrations.errors import PartnerRejected
+from integrations.http import clear_routes, make_client, route_to_app
+from sandbox.app import create_app
+from tests.helpers import routed_client
+from sandbox.credentials import SandboxCredentials, load_or_create
+from settings import Settings
 
 SANDBOX = "http://sandbox.test"
 API = "http://api.test"
@@ -41,7 +42,7 @@ def creds(settings) -> SandboxCredentials:
 
 @pytest.fixture
 def sandbox(creds):
-    route_to_app(SANDBOX, create_app(creds))
+    route_to_app(SANDBOX, create_app(creds, callback_client=routed_client))
     yield
     clear_routes()
 

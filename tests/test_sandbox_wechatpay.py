@@ -19,13 +19,14 @@ from fastapi import FastAPI, Request, Response
 from wechatpayv3.async_ import AsyncWeChatPay, WeChatPayType
 from wechatpayv3.utils import build_authorization, load_private_key
 
-from chuchuang.integrations.errors import PartnerRejected, PartnerUnavailable
-from chuchuang.integrations.http import clear_routes, make_client, route_to_app
-from chuchuang.integrations.wechatpay import Transaction, WeChatPayClient, WeChatPayConfig
-from chuchuang.sandbox.app import create_app
-from chuchuang.sandbox.credentials import SandboxCredentials, load_or_create
-from chuchuang.sandbox.signing import rsa_sign
-from chuchuang.settings import Settings
+from integrations.errors import PartnerRejected, PartnerUnavailable
+from integrations.http import clear_routes, make_client, route_to_app
+from integrations.wechatpay import Transaction, WeChatPayClient, WeChatPayConfig
+from sandbox.app import create_app
+from tests.helpers import routed_client
+from sandbox.credentials import SandboxCredentials, load_or_create
+from sandbox.signing import rsa_sign
+from settings import Settings
 
 SANDBOX = "http://sandbox.test"
 API = "http://api.test"
@@ -76,7 +77,7 @@ def receiver() -> Receiver:
 
 @pytest.fixture
 async def client(creds, settings, receiver):
-    route_to_app(SANDBOX, create_app(creds))
+    route_to_app(SANDBOX, create_app(creds, callback_client=routed_client))
     async with WeChatPayClient.from_settings(settings) as client:
         yield client
     clear_routes()
@@ -257,7 +258,7 @@ async def test_tampered_or_stale_notifications_are_refused(client, receiver, cre
 async def test_notification_is_retried_until_acknowledged(creds, settings):
     receiver = Receiver(statuses=[500, 503])
     route_to_app(API, receiver.app)
-    route_to_app(SANDBOX, create_app(creds, notify_retry_scale=0.001))
+    route_to_app(SANDBOX, create_app(creds, callback_client=routed_client, notify_retry_scale=0.001))
     try:
         async with WeChatPayClient.from_settings(settings) as client:
             await client.create_jsapi("CC20240006", "goods", 100, "oPayer")
@@ -361,10 +362,10 @@ async def test_partner_outage_is_retryable(client):
 async def test_orders_survive_a_sandbox_restart(tmp_path, creds, settings):
     state = tmp_path / "sandbox.sqlite3"
     try:
-        route_to_app(SANDBOX, create_app(creds, state_path=state))
+        route_to_app(SANDBOX, create_app(creds, callback_client=routed_client, state_path=state))
         async with WeChatPayClient.from_settings(settings) as client:
             created = await client.create_jsapi("CC20240011", "goods", 100, "o")
-        route_to_app(SANDBOX, create_app(creds, state_path=state))
+        route_to_app(SANDBOX, create_app(creds, callback_client=routed_client, state_path=state))
         async with WeChatPayClient.from_settings(settings) as client:
             assert (await client.create_jsapi("CC20240011", "goods", 100, "o")).prepay_id == created.prepay_id
             assert (await client.query("CC20240011")).trade_state == "NOTPAY"
@@ -376,7 +377,7 @@ async def test_unacknowledged_notification_is_resumed_after_restart(tmp_path, cr
     state = tmp_path / "sandbox.sqlite3"
     try:
         route_to_app(API, Receiver(statuses=[500]).app)
-        first = create_app(creds, state_path=state, notify_retry_scale=1000)  # next retry: hours away
+        first = create_app(creds, callback_client=routed_client, state_path=state, notify_retry_scale=1000)  # next retry: hours away
         route_to_app(SANDBOX, first)
         async with WeChatPayClient.from_settings(settings) as client:
             await client.create_jsapi("CC20240012", "goods", 100, "o")
@@ -385,7 +386,7 @@ async def test_unacknowledged_notification_is_resumed_after_restart(tmp_path, cr
 
         receiver = Receiver()
         route_to_app(API, receiver.app)
-        restarted = create_app(creds, state_path=state, notify_retry_scale=0.001)
+        restarted = create_app(creds, callback_client=routed_client, state_path=state, notify_retry_scale=0.001)
         async with restarted.router.lifespan_context(restarted):
             for _ in range(200):
                 if receiver.received:

@@ -20,17 +20,17 @@ from sqlalchemy import func, select, text
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import WorkflowIDReusePolicy
 
-from chuchuang.activities import ledger
-from chuchuang.activities.ledger import balance
-from chuchuang.db.catalog_models import Notification, ProfitSharingReceiver, SupplierProfile
-from chuchuang.db.models import LedgerEntry, LedgerTransaction, OrderLine, Product, Promoter, Sku, Supplier, User
-from chuchuang.db.models import WindowProduct
-from chuchuang.db.settlement_models import CommissionStatement, SupplierBill, SupplierSettlement
-from chuchuang.db.settlement_models import SupplierSettlementLine
-from chuchuang.domain import ledger as rules
-from chuchuang.domain.order_status import OrderStatus
-from chuchuang.domain.refunds import RefundStatus
-from chuchuang.domain.settlement import (
+from activities import ledger
+from activities.ledger import balance
+from db.catalog_models import Notification, ProfitSharingReceiver, SupplierProfile
+from db.models import LedgerEntry, LedgerTransaction, OrderLine, Product, Promoter, Sku, Supplier, User
+from db.models import WindowProduct
+from db.settlement_models import CommissionStatement, SupplierBill, SupplierSettlement
+from db.settlement_models import SupplierSettlementLine
+from domain import ledger as rules
+from domain.order_status import OrderStatus
+from domain.refunds import RefundStatus
+from domain.settlement import (
     CommissionRunInput,
     CommissionRunProgress,
     SupplierRunInput,
@@ -41,7 +41,7 @@ from chuchuang.domain.settlement import (
     supplier_period_at,
     unfreeze_out_order_no,
 )
-from chuchuang.workflows.settlement import CommissionSettlementWorkflow, SupplierSettlementWorkflow
+from workflows.settlement import CommissionSettlementWorkflow, SupplierSettlementWorkflow
 from tests.helpers import (
     assert_books_balance,
     end_workflows,
@@ -136,7 +136,7 @@ def split_orders_at_wechat(sandbox_app, transaction_ids: set[str]) -> dict[str, 
 
 
 def transaction_ids(sessions, order_nos) -> dict[str, str]:
-    from chuchuang.db.models import Order
+    from db.models import Order
 
     with sessions() as s:
         return dict(s.execute(select(Order.order_no, Order.transaction_id).where(Order.order_no.in_(order_nos))).all())
@@ -313,7 +313,7 @@ async def test_supplier_settlement_splits_once_per_payment_and_bills_equal_the_l
 
 async def test_a_refund_after_the_split_takes_the_share_back_from_the_supplier_once(
         api, sandbox, sandbox_app, demo, token, temporal_env, sessions, settings):
-    from chuchuang.activities.settlement import splits_of_order
+    from activities.settlement import splits_of_order
 
     give_demo_supplier_a_wechatpay_account(sessions, demo)
     buyer, supplier = token(demo.buyer_user_id, "buyer"), token(demo.supplier_user_id, "supplier")
@@ -645,7 +645,7 @@ async def test_a_commission_run_over_100000_promoters_completes(api, temporal_en
               f"run history {len(history.events)} events")
     finally:
         # so the fixture's clean-up does not look for 100,000 promoter workflows
-        from chuchuang.db.all_models import Base
+        from db.all_models import Base
 
         with engine.begin() as c:
             c.execute(text(f"TRUNCATE {', '.join(t.name for t in Base.metadata.sorted_tables)} RESTART IDENTITY CASCADE"))
@@ -656,9 +656,9 @@ def seed_many_promoters(engine, n: int) -> None:
     computed as `ledger.post` computes them, so the ledger stays verifiable)."""
     from sqlalchemy import insert
 
-    from chuchuang.activities.ledger import GENESIS
-    from chuchuang.db.models import LedgerAccount
-    from chuchuang.domain.ledger import entry_hash
+    from activities.ledger import GENESIS
+    from db.models import LedgerAccount
+    from domain.ledger import entry_hash
 
     with engine.begin() as c:
         users = c.execute(text(
@@ -707,7 +707,7 @@ def free_port() -> int:
 def quiet_stack():
     from rich.console import Console
 
-    from chuchuang import devstack
+    from cli import devstack
 
     return devstack.Stack(console=Console(file=open(os.devnull, "w")))  # noqa: SIM115
 
@@ -720,17 +720,17 @@ async def test_schedules_are_created_once_and_start_the_right_period(
     one start a run with a worker of ours attached."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from chuchuang import devstack
-    from chuchuang.schedules import (
+    from cli import devstack
+    from workflows.schedules import (
         COMMISSION_SCHEDULE_ID,
         SUPPLIER_SCHEDULE_ID,
         SWEEP_SCHEDULE_ID,
         ensure_schedules,
         schedules,
     )
-    from chuchuang.temporal import connect
-    from chuchuang.integrations.wechatpay import WeChatPayClient, WeChatPayConfig
-    from chuchuang.worker import build_worker
+    from integrations.temporal import connect
+    from integrations.wechatpay import WeChatPayClient, WeChatPayConfig
+    from worker import build_worker
 
     dev = settings.model_copy(update={"data_dir": tmp_path, "temporal_port": free_port(),
                                       "temporal_ui_port": free_port(), "task_queue": f"sched-{uuid.uuid4().hex[:6]}"})
@@ -784,7 +784,10 @@ async def test_cli_settle_follows_a_run_and_report_prints_the_figures(
     from rich.console import Console
     from typer.testing import CliRunner
 
-    from chuchuang import cli, schedules, settlement_cli, temporal
+    from cli import main as cli
+    from cli import settle as settlement_cli
+    from integrations import temporal
+    from workflows import schedules
 
     async def test_server(_settings):
         return temporal_env.client

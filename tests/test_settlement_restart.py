@@ -14,12 +14,12 @@ from datetime import datetime
 from sqlalchemy import func, select, text
 from temporalio.worker import Worker
 
-from chuchuang.activities.ledger import balance
-from chuchuang.db.models import LedgerTransaction
-from chuchuang.db.settlement_models import CommissionStatement, SupplierBill, SupplierSettlement
-from chuchuang.db.settlement_models import SupplierSettlementLine
-from chuchuang.domain import ledger as rules
-from chuchuang.domain.settlement import (
+from activities.ledger import balance
+from db.models import LedgerTransaction
+from db.settlement_models import CommissionStatement, SupplierBill, SupplierSettlement
+from db.settlement_models import SupplierSettlementLine
+from domain import ledger as rules
+from domain.settlement import (
     CommissionRunInput,
     CommissionRunProgress,
     SupplierRunInput,
@@ -28,8 +28,8 @@ from chuchuang.domain.settlement import (
     split_out_order_no,
     unfreeze_out_order_no,
 )
-from chuchuang.worker import WORKFLOWS, activities
-from chuchuang.workflows.settlement import CommissionSettlementWorkflow, SupplierSettlementWorkflow
+from worker import WORKFLOWS, activities
+from workflows.settlement import CommissionSettlementWorkflow, SupplierSettlementWorkflow
 from tests.helpers import assert_books_balance, result_skipping_time
 from tests.test_settlement import (
     PROFIT_SHARING_FAULTS,
@@ -100,7 +100,7 @@ async def let_payouts_finish(env, month: str) -> None:
     """A final commission run starts the month's automatic payouts (when the code has them):
     let that run end on our worker before the worker goes."""
     try:
-        from chuchuang.workflows.payouts import payouts_workflow_id
+        from workflows.payouts import payouts_workflow_id
     except ImportError:
         return
     from temporalio.service import RPCError

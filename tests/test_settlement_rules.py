@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings as hyp_settings
 from hypothesis import strategies as st
 
-from chuchuang.domain.refunds import remaining_share, share_of
-from chuchuang.domain.settlement import (
+from domain.refunds import remaining_share, share_of
+from domain.settlement import (
     LedgerSums,
     PeriodError,
     SupplierShare,
@@ -228,8 +228,8 @@ def test_schedules_follow_the_settings(tmp_path):
     tests/test_settlement.py."""
     from temporalio.client import ScheduleOverlapPolicy
 
-    from chuchuang.schedules import COMMISSION_SCHEDULE_ID, SUPPLIER_SCHEDULE_ID, schedules
-    from chuchuang.settings import Settings
+    from workflows.schedules import COMMISSION_SCHEDULE_ID, SUPPLIER_SCHEDULE_ID, schedules
+    from settings import Settings
 
     built = schedules(Settings(_env_file=None, data_dir=tmp_path, task_queue="q"))
     supplier, commission = built[SUPPLIER_SCHEDULE_ID], built[COMMISSION_SCHEDULE_ID]
@@ -254,7 +254,7 @@ def test_schedules_follow_the_settings(tmp_path):
 def test_settlement_settings_are_checked(tmp_path):
     from pydantic import ValidationError
 
-    from chuchuang.settings import Settings
+    from settings import Settings
 
     for bad in ({"commission_settlement_day": 31}, {"profit_sharing_max_ratio_bps": 10_001},
                 {"settlement_batch_size": 0}):

@@ -8,10 +8,11 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from temporalio.api.enums.v1 import EventType
 
-from chuchuang.db.catalog_models import ProfitSharingReceiver, SupplierProfile
-from chuchuang.db.models import Supplier, User
-from chuchuang.domain.suppliers import OnboardingProgress, OnboardingStatus
-from chuchuang.workflows.supplier import BUSINESS_STATUS, SUPPLIER_ID, SupplierOnboardingWorkflow, workflow_id
+from db.catalog_models import ProfitSharingReceiver, SupplierProfile
+from db.models import Supplier, User
+from domain.suppliers import OnboardingProgress, OnboardingStatus
+from domain.search_attributes import BUSINESS_STATUS, SUPPLIER_ID
+from workflows.supplier import SupplierOnboardingWorkflow, workflow_id
 from tests.catalog_helpers import (
     application,
     keep_workflow_history,
@@ -222,8 +223,8 @@ async def test_automatic_checks_reject_a_licence_taken_in_the_meantime(api, temp
                                   documents=[{"kind": "business_licence", "url": "https://x.cn/a.jpg"}])
         s.add(profile)
         other_id = other.id
-    from chuchuang.workflows.supplier import SupplierOnboardingInput
-    from chuchuang.domain.suppliers import ReviewTimings
+    from workflows.supplier import SupplierOnboardingInput
+    from domain.suppliers import ReviewTimings
 
     handle = await temporal_env.client.start_workflow(
         SupplierOnboardingWorkflow.run,

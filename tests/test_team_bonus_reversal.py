@@ -7,13 +7,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from chuchuang.activities.ledger import balance
-from chuchuang.db.bonus_models import TeamBonus, TeamBonusSale
-from chuchuang.db.models import Promoter
-from chuchuang.domain import ledger as rules
-from chuchuang.domain.bonuses import team_bonus_taken_back
-from chuchuang.domain.money import apply_bps
-from chuchuang.domain.settlement import CommissionRunProgress
+from activities.ledger import balance
+from db.bonus_models import TeamBonus, TeamBonusSale
+from db.models import Promoter
+from domain import ledger as rules
+from domain.bonuses import team_bonus_taken_back
+from domain.money import apply_bps
+from domain.settlement import CommissionRunProgress
 from tests.helpers import assert_books_balance, make_user, result_skipping_time, return_one_unit
 from tests.promoter_helpers import completed_orders
 from tests.test_levels_bonuses import PRICE, complete, promoter_with_window, set_bonus_policy

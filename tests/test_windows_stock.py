@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from chuchuang.db.catalog_models import ProductDetail
-from chuchuang.db.models import Product, Promoter, Sku, User, Window, WindowProduct
+from db.catalog_models import ProductDetail
+from db.models import Product, Promoter, Sku, User, Window, WindowProduct
 from tests.catalog_helpers import active_supplier, notifications
 from tests.helpers import ADDRESS, wait_status
-from chuchuang.domain.order_status import OrderStatus
+from domain.order_status import OrderStatus
 
 
 def listed_product(sessions, supplier_id: int, title: str, *, category="general", stock=(10,), price=10_000,
@@ -100,7 +100,7 @@ async def test_selection_centre_filters_and_window_management(api, demo, session
 async def test_stock_updates_low_stock_alert_and_sold_out_leaves_every_window(api, demo, sessions, token, sandbox,
                                                                               temporal_env, stack, sandbox_app):
     # Some partner tests call clear_routes(); put the session's sandbox and API routes back.
-    from chuchuang.integrations.http import route_to_app
+    from integrations.http import route_to_app
     from tests.conftest import API_URL, SANDBOX_URL
 
     route_to_app(SANDBOX_URL, sandbox_app)

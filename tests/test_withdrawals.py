@@ -17,13 +17,13 @@ import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import func, select, text
 
-from chuchuang.activities import ledger
-from chuchuang.db.models import LedgerEntry, LedgerTransaction, Promoter, User
-from chuchuang.db.catalog_models import Notification
-from chuchuang.db.promoter_models import PromoterNotification
-from chuchuang.db.withdrawal_models import Withdrawal
-from chuchuang.domain import ledger as rules
-from chuchuang.domain.withdrawals import (
+from activities import ledger
+from db.models import LedgerEntry, LedgerTransaction, Promoter, User
+from db.catalog_models import Notification
+from db.promoter_models import PromoterNotification
+from db.withdrawal_models import Withdrawal
+from domain import ledger as rules
+from domain.withdrawals import (
     WithdrawalProgress,
     WithdrawalRefused,
     WithdrawalRules,
@@ -34,10 +34,10 @@ from chuchuang.domain.withdrawals import (
     status_for_bill,
     withdrawal_id_of,
 )
-from chuchuang.sandbox.notify import OUTBOX
-from chuchuang.sandbox.signing import aes_gcm_encrypt, platform_headers
-from chuchuang.sandbox.transfers import BILL
-from chuchuang.workflows.withdrawal import WithdrawalWorkflow, workflow_id
+from sandbox.notify import OUTBOX
+from sandbox.signing import aes_gcm_encrypt, platform_headers
+from sandbox.transfers import BILL
+from workflows.withdrawal import WithdrawalWorkflow, workflow_id
 from tests.helpers import assert_books_balance, keep_run_history, make_user, result_skipping_time
 from tests.promoter_helpers import become_promoter
 

@@ -6,8 +6,8 @@ import socket
 
 import httpx
 
-from chuchuang.settings import Settings
-from chuchuang.worker import serve_metrics
+from settings import Settings
+from worker import serve_metrics
 
 
 def free_port() -> int:

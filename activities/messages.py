@@ -1,0 +1,125 @@
+"""The notification outbox, sent as WeChat subscribe messages (订阅消息).
+
+Every stored notification (`notify`, chuchuang/activities/catalog.py, written in the same
+database transaction as the change it reports) starts `pending`. `deliver_messages` claims
+pending rows (row locks, SKIP LOCKED: two drains never take the same row), sends each through
+`MessagesClient` (`/cgi-bin/message/subscribe/send`) and marks it `sent` (with WeChat's msgid)
+or `skipped` (no single recipient, no openid, no template for its kind, the user refused /
+has no consent left). A row is claimed (`sending`) before the call, so a retried activity never
+sends it again; only a row left `sending` by a crash for `resend_after` is tried once more.
+WeChat's send has no idempotency key of its own: that crash window is the one place a message
+could go out twice. A partner outage puts the row back to `pending` for the next drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.catalog import notify
+from db.catalog_models import Notification
+from db.models import Order, User
+from domain.messages import MessageTemplates, order_change, subscribe_message
+from integrations.errors import PartnerRejected, PartnerUnavailable
+from integrations.messages import USER_REFUSED, MessagesClient
+
+INVALID_OPENID = "40003"
+
+
+def tell_buyer_of_order_change(s: Session, order_no: str, status: str, key: str) -> None:
+    """Called by record_event for each new order event: a state change the buyer follows is
+    put in the outbox, once per event."""
+    change = order_change(order_no, status, key)
+    if change is None:
+        return
+    buyer = s.scalar(select(Order.buyer_user_id).where(Order.order_no == order_no))
+    if buyer is not None:
+        notify(s, user_id=buyer, kind=f"order_{change.value.lower()}", subject_type="order", subject_id=order_no,
+               message=f"订单{order_no[-6:]}：{change.label}", key=f"msg:{key}")
+
+
+@dataclass
+class _Claimed:
+    id: int
+    openid: str
+    template_id: str
+    data: dict[str, str]
+
+
+class MessageActivities:
+    def __init__(self, sessions: sessionmaker[Session], client: MessagesClient | None, templates: MessageTemplates,
+                 *, batch: int = 50, resend_after: timedelta = timedelta(minutes=10), tz: str = "Asia/Shanghai"):
+        self.sessions = sessions
+        self.client = client
+        self.templates = templates
+        self.batch = batch
+        self.resend_after = resend_after
+        self.tz = tz
+
+    @activity.defn
+    async def deliver_messages(self) -> int:
+        """Send what the outbox holds (a batch at a time); how many were sent."""
+        sent = 0
+        for _ in range(20):  # a bounded drain; what is left waits for the next one
+            claimed = await asyncio.to_thread(self._claim)
+            if not claimed:
+                break
+            outage: Exception | None = None
+            for row in claimed:
+                if outage is not None:
+                    await asyncio.to_thread(self._finish, row.id, "pending", None)
+                    continue
+                try:
+                    answer = await self.client.send_subscribe(row.openid, row.template_id, row.data)
+                except PartnerRejected as err:
+                    note = {USER_REFUSED: "user refused or has no consent left",
+                            INVALID_OPENID: "invalid openid"}.get(err.code, f"rejected {err.code}")
+                    await asyncio.to_thread(self._finish, row.id, "skipped", note)
+                    continue
+                except PartnerUnavailable as err:
+                    outage = err
+                    await asyncio.to_thread(self._finish, row.id, "pending", None)
+                    continue
+                await asyncio.to_thread(self._finish, row.id, "sent", f"msgid {answer.msgid}")
+                sent += 1
+            if outage is not None:
+                raise ApplicationError(f"messages unavailable: {outage}", type="MESSAGES_UNAVAILABLE")
+        return sent
+
+    def _claim(self) -> list[_Claimed]:
+        now = datetime.now(UTC)
+        with self.sessions.begin() as s:
+            rows = s.scalars(
+                select(Notification).where(or_(
+                    Notification.delivery_status == "pending",
+                    (Notification.delivery_status == "sending") & (Notification.sent_at < now - self.resend_after)))
+                .order_by(Notification.id).limit(self.batch).with_for_update(skip_locked=True)).all()
+            claimed: list[_Claimed] = []
+            for n in rows:
+                openid = (s.scalar(select(User.openid).where(User.id == n.recipient_user_id))
+                          if n.recipient_user_id is not None else None)
+                message = subscribe_message(n.kind, n.subject_id, n.message, n.created_at, self.templates, self.tz)
+                skip = ("no single recipient (role notification)" if n.recipient_user_id is None
+                        else "user has no openid" if not openid
+                        else f"no template for {n.kind}" if message is None
+                        else "no messages client" if self.client is None else None)
+                if skip:
+                    n.delivery_status, n.delivery_note = "skipped", skip
+                    continue
+                n.delivery_status, n.sent_at = "sending", now
+                claimed.append(_Claimed(n.id, openid, message[0], message[1]))
+            return claimed
+
+    def _finish(self, notification_id: int, status: str, note: str | None) -> None:
+        with self.sessions.begin() as s:
+            n = s.get(Notification, notification_id, with_for_update=True)
+            if n.delivery_status != "sending":
+                return
+            n.delivery_status, n.delivery_note = status, note
+            n.sent_at = datetime.now(UTC) if status == "sent" else None

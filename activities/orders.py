@@ -1,0 +1,402 @@
+"""Order side effects on our database. Each activity is idempotent: a retry after a crash
+finds its own earlier work (by order_no, event key or ledger key) and does nothing twice."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+
+from activities import bonuses, commission_policy, coupons, ledger, risk
+from activities.catalog import notify, stock_changed
+from activities.errors import business_error
+from activities.order_events import record_event
+from db.models import (
+    LedgerAccount,
+    LedgerEntry,
+    Order,
+    OrderLine,
+    Payment,
+    Product,
+    Promoter,
+    Shipment,
+    Sku,
+    Supplier,
+    User,
+    Window,
+)
+from db.order_models import Outlet
+from db.promoter_models import OrderCommissionPolicy
+from db.referrals import referral_chain
+from domain import ledger as rules
+from domain.commission import (
+    CommissionPolicy,
+    PolicyVersion,
+    SkuCommission,
+    line_commission_pool,
+    split_by_tier,
+)
+from domain.money import apply_bps
+from domain.order_status import OrderStatus
+from domain.orders import (
+    PaymentNotice,
+    PlacedLine,
+    PlacedOrder,
+    PlaceOrderInput,
+    ShipmentInput,
+    TrackingUpdate,
+)
+from domain.refunds import remaining_share
+from domain.risk import RiskRules
+
+
+def restock(s: Session, sku_id: int, quantity: int) -> None:
+    """Give units back to a SKU; windows follow it back into stock."""
+    restored = s.execute(update(Sku).where(Sku.id == sku_id)
+                         .values(stock=Sku.stock + quantity).returning(Sku.stock)).scalar()
+    stock_changed(s, sku_id, restored - quantity, restored)
+
+
+class OrderActivities:
+    def __init__(self, sessions: sessionmaker[Session], policy: CommissionPolicy,
+                 risk_rules: RiskRules | None = None, level_period: timedelta | None = None):
+        self.sessions = sessions
+        self.policy = policy
+        self.risk_rules = risk_rules or RiskRules()
+        self.level_period = level_period  # own sales over this period set the seller's level
+
+    # --- placement -----------------------------------------------------------------------
+    @activity.defn
+    def place_order(self, inp: PlaceOrderInput) -> PlacedOrder:
+        with self.sessions.begin() as s:
+            existing = s.get(Order, inp.order_no)
+            if existing is not None:
+                return self._placed(s, existing)
+            promoter_id = self._attributed_promoter(s, inp)
+            lines: list[OrderLine] = []
+            fees_bps: list[int] = []
+            rules_: list[SkuCommission] = []
+            for req in inp.lines:
+                sku, product, supplier = self._sellable(s, req.sku_id)
+                # The conditional decrement is the reservation: it never takes stock below zero,
+                # however many buyers race for the last units.
+                reserved = s.execute(
+                    update(Sku).where(Sku.id == sku.id, Sku.stock >= req.quantity)
+                    .values(stock=Sku.stock - req.quantity).returning(Sku.stock)
+                ).scalar()
+                if reserved is None:
+                    raise business_error("OUT_OF_STOCK", f"SKU {sku.id} has fewer than {req.quantity} left")
+                stock_changed(s, sku.id, reserved + req.quantity, reserved)  # low stock, sold out
+                listed = sku.price_fen * req.quantity
+                lines.append(OrderLine(order_no=inp.order_no, sku_id=sku.id, product_id=product.id,
+                                       supplier_id=supplier.id, title=f"{product.title} {sku.spec}".strip(),
+                                       unit_price_fen=sku.price_fen, quantity=req.quantity, list_fen=listed))
+                fees_bps.append(supplier.service_fee_bps)
+                rules_.append(SkuCommission(sku.commission_bps, sku.commission_fixed_fen))
+            if inp.fulfilment == "pickup":
+                self._check_outlet(s, inp.outlet_id, {ln.supplier_id for ln in lines})
+            discounts = (coupons.redeem(s, inp.coupon_code, inp.buyer_user_id,
+                                        [(ln.supplier_id, ln.list_fen) for ln in lines])
+                         if inp.coupon_code else [0] * len(lines))
+            for line, discount, bps, rule in zip(lines, discounts, fees_bps, rules_, strict=True):
+                # Fee and commission are on what is really paid, after the discount; commission
+                # can never eat into the platform's fee.
+                line.paid_fen = line.list_fen - discount
+                line.service_fee_fen = apply_bps(line.paid_fen, bps)
+                line.commission_fen = min(line_commission_pool(line.paid_fen, line.quantity, rule),
+                                          line.paid_fen - line.service_fee_fen)
+            order = Order(order_no=inp.order_no, buyer_user_id=inp.buyer_user_id,
+                          window_id=inp.window_id, promoter_id=promoter_id, source=inp.source,
+                          status=OrderStatus.PENDING_PAYMENT, total_fen=sum(ln.paid_fen for ln in lines),
+                          discount_fen=sum(discounts), fulfilment=inp.fulfilment, outlet_id=inp.outlet_id,
+                          shipping_address=inp.address.model_dump() if inp.address else None,
+                          channels_order_id=inp.channels_order_id)
+            s.add(order)
+            s.flush()
+            s.add_all(lines)
+            from activities.presale import (
+                on_placed,  # pre-sale SKUs: deposit now, balance later
+            )
+
+            on_placed(s, order, lines)
+            if inp.coupon_code:
+                coupons.record_redemption(s, inp.coupon_code, order.order_no, inp.buyer_user_id, sum(discounts))
+            record_event(s, order.order_no, OrderStatus.PENDING_PAYMENT, "order placed, stock reserved",
+                         f"order:{order.order_no}:placed")
+            risk.check_order(s, order_no=order.order_no, buyer_user_id=inp.buyer_user_id, device_fp=inp.device_fp,
+                             ip_fp=inp.ip_fp, address_fp=inp.address_fp, rules=self.risk_rules)
+            s.flush()
+            return self._placed(s, order)
+
+    def _attributed_promoter(self, s: Session, inp: PlaceOrderInput) -> int | None:
+        if inp.window_id is None:
+            return None
+        window = s.get(Window, inp.window_id)
+        if window is None:
+            raise business_error("WINDOW_NOT_FOUND", f"window {inp.window_id} does not exist")
+        if bonuses.window_closed(s, window.id):
+            raise business_error("WINDOW_CLOSED", f"window {inp.window_id} was closed")
+        return window.promoter_id
+
+    def _check_outlet(self, s: Session, outlet_id: int | None, suppliers: set[int]) -> None:
+        outlet = s.get(Outlet, outlet_id) if outlet_id else None
+        if outlet is None or not outlet.active:
+            raise business_error("OUTLET_NOT_FOUND", f"outlet {outlet_id} is not open for pickup")
+        if suppliers != {outlet.supplier_id}:
+            raise business_error("OUTLET_MISMATCH", "pickup orders hold goods of the outlet's own supplier only")
+
+    def _sellable(self, s: Session, sku_id: int) -> tuple[Sku, Product, Supplier]:
+        row = s.execute(
+            select(Sku, Product, Supplier).join(Product, Sku.product_id == Product.id)
+            .join(Supplier, Product.supplier_id == Supplier.id).where(Sku.id == sku_id)
+        ).first()
+        if row is None:
+            raise business_error("SKU_NOT_FOUND", f"SKU {sku_id} does not exist")
+        sku, product, supplier = row
+        if product.status != "listed" or supplier.status != "active":
+            raise business_error("NOT_ON_SALE", f"SKU {sku_id} is not on sale")
+        return sku, product, supplier
+
+    def _placed(self, s: Session, order: Order) -> PlacedOrder:
+        lines = s.scalars(select(OrderLine).where(OrderLine.order_no == order.order_no)
+                          .order_by(OrderLine.id)).all()
+        openid = s.scalar(select(User.openid).where(User.id == order.buyer_user_id)) or ""
+        from activities.presale import presale_info
+
+        return PlacedOrder(
+            order_no=order.order_no, total_fen=order.total_fen,
+            description=(lines[0].title if len(lines) == 1 else f"{lines[0].title} 等{len(lines)}件")[:120],
+            buyer_openid=openid, promoter_id=order.promoter_id,
+            supplier_ids=sorted({ln.supplier_id for ln in lines}),
+            lines=[PlacedLine(line_id=ln.id, sku_id=ln.sku_id, supplier_id=ln.supplier_id,
+                              paid_fen=ln.paid_fen, commission_pool_fen=ln.commission_fen,
+                              service_fee_fen=ln.service_fee_fen) for ln in lines],
+            presale=presale_info(s, order.order_no),
+        )
+
+    @activity.defn
+    def cancel_unpaid(self, order_no: str, reason: str) -> None:
+        """Cancel an order that was never paid and give its stock back, once."""
+        with self.sessions.begin() as s:
+            order = s.get(Order, order_no, with_for_update=True)
+            if order is None or order.status == OrderStatus.CANCELLED:
+                return
+            if order.status != OrderStatus.PENDING_PAYMENT:
+                raise business_error("ALREADY_PAID", f"order {order_no} is {order.status}")
+            for line in s.scalars(select(OrderLine).where(OrderLine.order_no == order_no)):
+                restock(s, line.sku_id, line.quantity)
+            coupons.release(s, order_no)
+            order.status = OrderStatus.CANCELLED
+            s.execute(update(Payment).where(Payment.order_no == order_no).values(status="CLOSED"))
+            from db.presale_models import (
+                PresaleOrder,  # a pre-sale order whose deposit never came
+            )
+
+            s.execute(update(PresaleOrder).where(PresaleOrder.order_no == order_no).values(status="CANCELLED"))
+            record_event(s, order_no, OrderStatus.CANCELLED, reason, f"order:{order_no}:cancelled")
+
+    # --- payment -------------------------------------------------------------------------
+    @activity.defn
+    def record_payment(self, notice: PaymentNotice) -> None:
+        """Write the payment and the pending commission, once, in one database transaction."""
+        with self.sessions.begin() as s:
+            order = s.get(Order, notice.out_trade_no, with_for_update=True)
+            if order is None:
+                raise business_error("ORDER_NOT_FOUND", notice.out_trade_no)
+            if notice.amount_fen != order.total_fen:
+                raise business_error(
+                    "AMOUNT_MISMATCH", f"paid {notice.amount_fen} for an order of {order.total_fen}")
+            if order.status != OrderStatus.PENDING_PAYMENT:
+                return
+            now = datetime.now(UTC)
+            order.status, order.paid_at, order.transaction_id = OrderStatus.PAID, now, notice.transaction_id
+            s.execute(update(Payment).where(Payment.order_no == order.order_no).values(
+                status="SUCCESS", transaction_id=notice.transaction_id, paid_at=now))
+            no = order.order_no
+            self.book_payment(s, order, f"order:{no}:payment", order.total_fen, f"WeChat Pay {notice.transaction_id}")
+            record_event(s, no, OrderStatus.PAID, f"paid, WeChat Pay {notice.transaction_id}",
+                         f"order:{no}:paid")
+
+    def book_payment(self, s: Session, order: Order, payment_key: str, amount_fen: int, memo: str) -> None:
+        """Book a paid order: the money in (under `payment_key`), and the commission of the policy
+        in force now (recorded with the order), the seller's level uplift and the regional
+        agents' bonus, pending until the order completes."""
+        no = order.order_no
+        version = commission_policy.current_policy(s, self.policy)
+        self_purchase = self._is_self_purchase(s, order)
+        s.add(OrderCommissionPolicy(order_no=no, policy_version=version.version, self_purchase=self_purchase))
+        earns = not self_purchase or version.policy.self_purchase_commission
+        commission = list(self._commission_postings(s, order, version)) if earns else []
+        # the seller's level uplift (tier 1) and regional agents' bonus; off by default
+        commission, regional = bonuses.extras_at_payment(s, order, commission, earns=earns,
+                                                         level_period=self.level_period)
+        ledger.lock_accounts(s, {rules.CLEARING, rules.ORDERS_HELD}
+                             | {p.account for _, _, postings in commission + regional for p in postings})
+        ledger.post(s, payment_key, "payment", rules.transfer(rules.CLEARING, rules.ORDERS_HELD, amount_fen),
+                    order_no=no, memo=memo)
+        for tier, promoter_id, postings in commission:
+            ledger.post(s, f"order:{no}:commission:tier{tier}", "commission_pending", postings,
+                        order_no=no, memo=f"tier {tier} commission for promoter {promoter_id}")
+        for _, agent_id, postings in regional:
+            ledger.post(s, f"order:{no}:regional:{agent_id}", "commission_pending", postings,
+                        order_no=no, memo=f"regional bonus for agent {agent_id}")
+
+    def _is_self_purchase(self, s: Session, order: Order) -> bool:
+        if order.promoter_id is None:
+            return False
+        seller_user = s.scalar(select(Promoter.user_id).where(Promoter.id == order.promoter_id))
+        return seller_user == order.buyer_user_id
+
+    def _commission_chain(self, s: Session, promoter_id: int | None,
+                          policy: CommissionPolicy | None = None) -> list[int]:
+        """The seller first, then who referred them, as deep as the policy pays.
+        Only active promoters earn; a missing or paused tier's share stays with the platform."""
+        policy = policy or self.policy
+        return [p.id if p.status == "active" else None
+                for p in referral_chain(s, promoter_id, policy.tiers)]
+
+    def _commission_postings(self, s: Session, order: Order, version: PolicyVersion):
+        policy = version.policy
+        chain = self._commission_chain(s, order.promoter_id, policy)
+        lines = s.scalars(select(OrderLine).where(OrderLine.order_no == order.order_no)).all()
+        per_tier: dict[int, list[rules.Posting]] = {}
+        for line in lines:
+            for index, share in enumerate(split_by_tier(line.commission_fen, policy, len(chain))):
+                tier, promoter_id = index + 1, chain[index]
+                if promoter_id is None:
+                    continue
+                per_tier.setdefault(tier, []).extend(rules.transfer(
+                    rules.ORDERS_HELD, rules.promoter_pending(promoter_id), share,
+                    order_line_id=line.id, tier=tier, rule=self._rule_name(line, version)))
+        for tier, postings in sorted(per_tier.items()):
+            if postings:
+                yield tier, chain[tier - 1], postings
+
+    def _rule_name(self, line: OrderLine, version: PolicyVersion) -> str:
+        return f"sku:{line.sku_id}:policy:v{version.version}:{version.policy.tiers}t"
+
+    # --- fulfilment ----------------------------------------------------------------------
+    @activity.defn
+    def record_shipment(self, order_no: str, shipment: ShipmentInput) -> None:
+        with self.sessions.begin() as s:
+            order = s.get(Order, order_no, with_for_update=True)
+            s.execute(insert(Shipment).values(
+                order_no=order_no, supplier_id=shipment.supplier_id, carrier=shipment.carrier,
+                waybill_no=shipment.waybill_no).on_conflict_do_nothing())
+            if order.status == OrderStatus.PAID:
+                order.status = OrderStatus.SHIPPED
+            record_event(s, order_no, OrderStatus.SHIPPED,
+                         f"supplier {shipment.supplier_id} shipped {shipment.carrier} {shipment.waybill_no}",
+                         f"order:{order_no}:shipped:{shipment.supplier_id}")
+
+    @activity.defn
+    def record_tracking(self, order_no: str, update_: TrackingUpdate) -> None:
+        with self.sessions.begin() as s:
+            shipment = s.scalar(select(Shipment).where(
+                Shipment.carrier == update_.carrier, Shipment.waybill_no == update_.waybill_no))
+            if shipment is None:
+                return
+            shipment.tracking_state = update_.state
+            if update_.delivered and shipment.delivered_at is None:
+                shipment.delivered_at = datetime.now(UTC)
+            all_delivered = all(
+                sh.delivered_at is not None
+                for sh in s.scalars(select(Shipment).where(Shipment.order_no == order_no)))
+            order = s.get(Order, order_no, with_for_update=True)
+            if all_delivered and order.status == OrderStatus.SHIPPED:
+                order.status = OrderStatus.DELIVERED
+                record_event(s, order_no, OrderStatus.DELIVERED, "delivered (carrier signed)",
+                             f"order:{order_no}:delivered")
+
+    @activity.defn
+    def mark_received(self, order_no: str, how: str) -> None:
+        with self.sessions.begin() as s:
+            order = s.get(Order, order_no, with_for_update=True)
+            if order.status in (OrderStatus.SHIPPED, OrderStatus.DELIVERED):
+                order.status = OrderStatus.RECEIVED
+            record_event(s, order_no, OrderStatus.RECEIVED, how, f"order:{order_no}:received")
+
+    @activity.defn
+    def complete_order(self, order_no: str) -> bool:
+        """The refund window has closed: commission becomes available, the rest is the
+        supplier's (less the service fee) and the platform's — for the units not refunded.
+        False (and nothing done) while a refund is open on the order."""
+        with self.sessions.begin() as s:
+            order = s.get(Order, order_no, with_for_update=True)
+            if order.status == OrderStatus.COMPLETED:
+                return True
+            if order.status == OrderStatus.REFUNDED or order.open_refunds:
+                return False
+            pending = _net_on_order(s, order_no, "promoter:%:pending")
+            held = sum(_net_on_order(s, order_no, rules.ORDERS_HELD).values())
+            lines = s.scalars(select(OrderLine).where(OrderLine.order_no == order_no)).all()
+            ledger.lock_accounts(
+                s, {rules.ORDERS_HELD, rules.PLATFORM_REVENUE}
+                | {rules.supplier_payable(line.supplier_id) for line in lines}
+                | {code(pid) for _, pid in pending for code in (rules.promoter_pending, rules.promoter_available)})
+            # pending → available, unless a risk flag on the order freezes it until support decides
+            if not bonuses.release_commission(s, order_no, pending):
+                record_event(s, order_no, order.status, "commission frozen: a risk flag awaits support review",
+                             f"order:{order_no}:commission:frozen")
+            postings: list[rules.Posting] = []
+            for line in lines:
+                # refunds (all closed by now) took their units' parts with cumulative rounding;
+                # what is left of each part belongs to the units that were kept
+                claimed = line.refund_claimed_quantity
+                share = (remaining_share(line.paid_fen, line.quantity, claimed)
+                         - remaining_share(line.service_fee_fen, line.quantity, claimed)
+                         - remaining_share(line.commission_fen, line.quantity, claimed))
+                held -= share
+                postings += [rules.Posting(rules.ORDERS_HELD, share, order_line_id=line.id, rule="supplier_share"),
+                             rules.Posting(rules.supplier_payable(line.supplier_id), -share,
+                                           order_line_id=line.id, rule="supplier_share")]
+            # what stays: the service fee and any commission no tier could take
+            postings += [rules.Posting(rules.ORDERS_HELD, held, rule="service_fee_and_unpaid_commission"),
+                         rules.Posting(rules.PLATFORM_REVENUE, -held, rule="service_fee_and_unpaid_commission")]
+            postings = [p for p in postings if p.amount_fen != 0]
+            if postings:
+                ledger.post(s, f"order:{order_no}:settle", "order_settlement", postings,
+                            order_no=order_no, memo="order completed")
+            order.status, order.completed_at = OrderStatus.COMPLETED, datetime.now(UTC)
+            record_event(s, order_no, OrderStatus.COMPLETED, "refund window closed, commission available",
+                         f"order:{order_no}:completed")
+            return True
+
+
+def _net_on_order(s: Session, order_no: str, account_pattern: str) -> dict[tuple[int, int | None], int]:
+    """(tier or 0, owner id) → what the order's entries left on the matching credit-normal
+    accounts (payment, commission, reversals)."""
+    rows = s.execute(
+        select(LedgerAccount.code, LedgerEntry.tier, func.sum(LedgerEntry.amount_fen))
+        .join(LedgerEntry, LedgerEntry.account_id == LedgerAccount.id)
+        .where(LedgerEntry.order_no == order_no, LedgerAccount.code.like(account_pattern))
+        .group_by(LedgerAccount.code, LedgerEntry.tier)).all()
+    totals: dict[tuple[int, int | None], int] = {}
+    for code, tier, amount in rows:
+        key = (tier or 0, rules.owner_of(code)[1])
+        totals[key] = totals.get(key, 0) - int(amount)  # credits are negative
+    return {k: v for k, v in totals.items() if v}
+
+
+class FulfilmentAlerts:
+    """Notices that do not move money: a supplier late to ship."""
+
+    def __init__(self, sessions: sessionmaker[Session]):
+        self.sessions = sessions
+
+    @activity.defn
+    def shipment_overdue(self, order_no: str, supplier_ids: list[int]) -> None:
+        with self.sessions.begin() as s:
+            for supplier_id in supplier_ids:
+                owner = s.scalar(select(Supplier.owner_user_id).where(Supplier.id == supplier_id))
+                notify(s, user_id=owner, kind="shipment_overdue", subject_type="order", subject_id=order_no,
+                       message=f"订单 {order_no} 已超过发货时限，请尽快发货",
+                       key=f"order:{order_no}:overdue:{supplier_id}")
+                notify(s, role="support", kind="shipment_overdue", subject_type="order", subject_id=order_no,
+                       message=f"订单 {order_no}：供应商 {supplier_id} 超时未发货",
+                       key=f"order:{order_no}:overdue:{supplier_id}:support")
+                record_event(s, order_no, OrderStatus.PAID, f"supplier {supplier_id} is late to ship",
+                             f"order:{order_no}:overdue:{supplier_id}")

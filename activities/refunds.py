@@ -1,0 +1,400 @@
+"""Refund side effects: claiming units at request, WeChat Pay refunds (out_refund_no = our
+refund_no, intent written first), and the ledger reversal per line — from pending commission
+and the order's held money before the order completed, from available commission (a negative
+balance is carried, never lost), the supplier's payable and platform revenue after."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+
+from activities import bonuses, ledger, risk
+from activities.catalog import notify
+from activities.errors import business_error
+from activities.order_events import record_event
+from activities.orders import restock
+from activities.payments import as_activity_error
+from activities.presale import order_of_trade, plan_refund_payments, refund_payments
+from db.models import (
+    LedgerAccount,
+    LedgerEntry,
+    LedgerTransaction,
+    Order,
+    OrderEvent,
+    OrderLine,
+    Payment,
+    Shipment,
+)
+from db.order_models import PickupCode, Refund, RefundLine
+from db.presale_models import RefundPayment
+from domain import ledger as rules
+from domain.order_status import OrderStatus
+from domain.orders import PaymentNotice
+from domain.presale import combined_refund_status
+from domain.refunds import (
+    RESTOCKED,
+    RefundKind,
+    RefundLineRequest,
+    RefundNotice,
+    RefundOutcome,
+    RefundPlan,
+    RefundRefused,
+    RefundRules,
+    RefundStatus,
+    ReturnParcel,
+    plan_refund,
+    share_of,
+)
+from domain.risk import RiskKind
+from integrations.wechatpay import WeChatPayClient
+
+
+def open_refund(s: Session, *, refund_no: str, order_no: str, buyer_user_id: int | None, kind: RefundKind,
+                lines: list[RefundLineRequest] | None, reason: str, rules_: RefundRules,
+                now: datetime | None = None) -> tuple[Refund, RefundPlan]:
+    """Claim the units and record the request in the caller's transaction, or raise
+    RefundRefused. Called again with the same refund_no it returns the refund already made.
+    `buyer_user_id` None means the platform asks (system refunds)."""
+    now = now or datetime.now(UTC)
+    order = s.get(Order, order_no, with_for_update=True)
+    if order is None or (buyer_user_id is not None and order.buyer_user_id != buyer_user_id):
+        raise RefundRefused("ORDER_NOT_FOUND", f"order {order_no} not found")
+    existing = s.get(Refund, refund_no)
+    if existing is not None:
+        if existing.order_no != order_no:
+            raise RefundRefused("IDEMPOTENCY_CONFLICT", "this request key was used for another order")
+        return existing, RefundPlan(existing.needs_return, [r for r in existing.review_reasons.split("; ") if r])
+    order_lines = {ln.id: ln for ln in s.scalars(
+        select(OrderLine).where(OrderLine.order_no == order_no).order_by(OrderLine.id).with_for_update())}
+    wanted = lines or [RefundLineRequest(line_id=ln.id, quantity=ln.quantity - ln.refund_claimed_quantity)
+                       for ln in order_lines.values() if ln.quantity > ln.refund_claimed_quantity]
+    if not wanted:
+        raise RefundRefused("NOTHING_TO_REFUND", "every unit of this order is already refunded or being refunded")
+    if len({w.line_id for w in wanted}) != len(wanted):
+        raise RefundRefused("DUPLICATE_LINE", "each line may appear once")
+    refund_lines: list[RefundLine] = []
+    for want in wanted:
+        line = order_lines.get(want.line_id)
+        if line is None:
+            raise RefundRefused("LINE_NOT_FOUND", f"line {want.line_id} is not part of order {order_no}")
+        left = line.quantity - line.refund_claimed_quantity
+        if want.quantity > left:
+            raise RefundRefused("QUANTITY_TOO_HIGH", f"line {line.id} has {left} unit(s) left to refund")
+        refund_lines.append(RefundLine(
+            refund_no=refund_no, order_line_id=line.id, quantity=want.quantity,
+            claimed_before=line.refund_claimed_quantity,
+            amount_fen=share_of(line.paid_fen, line.quantity, line.refund_claimed_quantity, want.quantity)))
+        line.refund_claimed_quantity += want.quantity
+    amount = sum(rl.amount_fen for rl in refund_lines)
+    if kind == RefundKind.PICKUP_EXPIRED or buyer_user_id is None:
+        plan = RefundPlan(needs_return=False)
+    else:
+        pickup = s.get(PickupCode, order_no)
+        recent = _recent_refunds(s, order.buyer_user_id, now, rules_)
+        plan = plan_refund(kind, status=OrderStatus(order.status), pickup=order.fulfilment == "pickup",
+                           picked_up=pickup is not None and pickup.status == "picked_up",
+                           received_at=_received_at(s, order_no), now=now, amount_fen=amount,
+                           recent_refunds=recent, rules=rules_)
+        if recent >= rules_.frequent_returns:
+            risk.raise_flag(s, RiskKind.FREQUENT_RETURNS, "refund", refund_no,
+                            f"buyer has {recent} refunds in {rules_.frequent_returns_window.days} days",
+                            buyer_user_id=order.buyer_user_id, order_no=order_no)
+    refund = Refund(refund_no=refund_no, order_no=order_no, buyer_user_id=order.buyer_user_id, kind=kind,
+                    reason=reason, amount_fen=amount, needs_return=plan.needs_return,
+                    review_reasons="; ".join(plan.review_reasons),
+                    status=RefundStatus.REVIEWING if plan.review_reasons else (
+                        RefundStatus.AWAITING_RETURN if plan.needs_return else RefundStatus.REFUNDING))
+    s.add(refund)
+    s.flush()
+    s.add_all(refund_lines)
+    plan_refund_payments(s, refund_no, order_no, amount)  # a pre-sale order: from balance, then deposit
+    order.open_refunds += 1
+    record_event(s, order_no, OrderStatus.AFTER_SALE, f"refund {refund_no} requested ({kind}): {amount} fen",
+                 f"refund:{refund_no}:opened")
+    s.flush()
+    return refund, plan
+
+
+def _received_at(s: Session, order_no: str) -> datetime | None:
+    received = s.scalar(select(func.min(OrderEvent.at)).where(
+        OrderEvent.order_no == order_no, OrderEvent.status == OrderStatus.RECEIVED))
+    if received is not None:
+        return received
+    return s.scalar(select(func.max(Shipment.delivered_at)).where(Shipment.order_no == order_no))
+
+
+def _recent_refunds(s: Session, buyer_user_id: int, now: datetime, rules_: RefundRules) -> int:
+    return s.scalar(select(func.count()).select_from(Refund).where(
+        Refund.buyer_user_id == buyer_user_id, Refund.created_at >= now - rules_.frequent_returns_window,
+        Refund.status != RefundStatus.REJECTED)) or 0
+
+
+def _units_left(s: Session, order_no: str) -> dict[int, int]:
+    """line id → units not refunded (refunds still open count as not refunded)."""
+    refunded = dict(s.execute(
+        select(RefundLine.order_line_id, func.sum(RefundLine.quantity))
+        .join(Refund, Refund.refund_no == RefundLine.refund_no)
+        .where(Refund.order_no == order_no, Refund.status == RefundStatus.REFUNDED)
+        .group_by(RefundLine.order_line_id)).all())
+    return {ln.id: ln.quantity - refunded.get(ln.id, 0)
+            for ln in s.scalars(select(OrderLine).where(OrderLine.order_no == order_no))}
+
+
+def _outcome(s: Session, refund: Refund) -> RefundOutcome:
+    left = _units_left(s, refund.order_no)
+    lines = {ln.id: ln.supplier_id for ln in s.scalars(select(OrderLine).where(OrderLine.order_no == refund.order_no))}
+    order = s.get(Order, refund.order_no)
+    return RefundOutcome(refund_no=refund.refund_no, status=RefundStatus(refund.status),
+                         order_fully_refunded=order.status == OrderStatus.REFUNDED,
+                         suppliers_with_units_left=sorted({lines[i] for i, n in left.items() if n > 0}))
+
+
+class RefundActivities:
+    def __init__(self, sessions: sessionmaker[Session], pay: WeChatPayClient, rules_: RefundRules):
+        self.sessions = sessions
+        self.pay = pay
+        self.rules = rules_
+
+    # --- opened by the platform ------------------------------------------------------------
+    @activity.defn
+    def open_system_refund(self, refund_no: str, order_no: str, kind: RefundKind, reason: str) -> int:
+        """A full refund of every unit still unclaimed (pickup code expired). Returns the amount."""
+        with self.sessions.begin() as s:
+            try:
+                refund, _ = open_refund(s, refund_no=refund_no, order_no=order_no, buyer_user_id=None,
+                                        kind=kind, lines=None, reason=reason, rules_=self.rules)
+            except RefundRefused as err:
+                raise business_error(err.code, err.message) from err
+            if kind == RefundKind.PICKUP_EXPIRED:
+                s.execute(update(PickupCode).where(PickupCode.order_no == order_no,
+                                                   PickupCode.status == "issued").values(status="expired"))
+            return refund.amount_fen
+
+    @activity.defn
+    def open_late_payment_refund(self, refund_no: str, notice: PaymentNotice) -> int:
+        """The buyer paid an order we had already cancelled: book the money in, then refund
+        all of it. Idempotent by refund_no."""
+        with self.sessions.begin() as s:
+            # a pre-sale order's deposit or balance has its own out_trade_no
+            order = s.get(Order, order_of_trade(s, notice.out_trade_no), with_for_update=True)
+            if order is None:
+                raise business_error("ORDER_NOT_FOUND", notice.out_trade_no)
+            if s.get(Refund, refund_no) is not None:
+                return notice.amount_fen
+            if order.status != OrderStatus.CANCELLED:
+                raise business_error("NOT_CANCELLED", f"order {order.order_no} is {order.status}")
+            part = notice.out_trade_no != order.order_no
+            s.execute(update(Payment).where(Payment.out_trade_no == notice.out_trade_no).values(
+                status="SUCCESS", transaction_id=notice.transaction_id, paid_at=datetime.now(UTC)))
+            ledger.lock_accounts(s, {rules.CLEARING, rules.ORDERS_HELD})
+            key = f"order:{order.order_no}:late_payment" + (f":{notice.out_trade_no}" if part else "")
+            ledger.post(s, key, "late_payment",
+                        rules.transfer(rules.CLEARING, rules.ORDERS_HELD, notice.amount_fen),
+                        order_no=order.order_no, memo=f"paid after close, WeChat Pay {notice.transaction_id}")
+            s.add(Refund(refund_no=refund_no, order_no=order.order_no, buyer_user_id=order.buyer_user_id,
+                         kind=RefundKind.LATE_PAYMENT, reason="paid after the order was closed",
+                         status=RefundStatus.REFUNDING, amount_fen=notice.amount_fen))
+            if part:
+                s.flush()
+                s.add(RefundPayment(out_refund_no=refund_no, refund_no=refund_no, out_trade_no=notice.out_trade_no,
+                                    amount_fen=notice.amount_fen))
+            order.open_refunds += 1
+            record_event(s, order.order_no, OrderStatus.CANCELLED,
+                         f"paid after close ({notice.transaction_id}): refunding {notice.amount_fen} fen",
+                         f"refund:{refund_no}:opened")
+            return notice.amount_fen
+
+    # --- steps -----------------------------------------------------------------------------
+    @activity.defn
+    def set_refund_status(self, refund_no: str, status: RefundStatus, note: str) -> None:
+        with self.sessions.begin() as s:
+            refund = s.get(Refund, refund_no, with_for_update=True)
+            if RefundStatus(refund.status).final:
+                return
+            refund.status = status
+            if note:
+                refund.review_note = note
+            record_event(s, refund.order_no, OrderStatus.AFTER_SALE, f"refund {refund_no}: {status} {note}".strip(),
+                         f"refund:{refund_no}:{status}")
+            if status == RefundStatus.ABNORMAL:
+                notify(s, role="support", kind="refund_abnormal", subject_type="refund", subject_id=refund_no,
+                       message=f"退款 {refund_no} 异常（如用户银行卡已注销），请线下处理后确认",
+                       key=f"refund:{refund_no}:abnormal")
+            if status == RefundStatus.REVIEWING:
+                notify(s, role="support", kind="refund_review", subject_type="refund", subject_id=refund_no,
+                       message=f"退款 {refund_no} 待审核：{refund.review_reasons}", key=f"refund:{refund_no}:review")
+
+    @activity.defn
+    def record_return_parcel(self, refund_no: str, parcel: ReturnParcel) -> None:
+        with self.sessions.begin() as s:
+            refund = s.get(Refund, refund_no, with_for_update=True)
+            refund.return_carrier, refund.return_waybill_no = parcel.carrier, parcel.waybill_no
+            refund.status = RefundStatus.RETURN_SHIPPED
+            record_event(s, refund.order_no, OrderStatus.AFTER_SALE,
+                         f"return for {refund_no} shipped: {parcel.carrier} {parcel.waybill_no}",
+                         f"refund:{refund_no}:return_shipped")
+
+    @activity.defn
+    def close_refund(self, refund_no: str, status: RefundStatus, note: str) -> RefundOutcome:
+        """Rejected or closed without money moving: the units are free to refund again."""
+        with self.sessions.begin() as s:
+            refund = s.get(Refund, refund_no, with_for_update=True)
+            order = s.get(Order, refund.order_no, with_for_update=True)
+            if not RefundStatus(refund.status).final:
+                for rl in s.scalars(select(RefundLine).where(RefundLine.refund_no == refund_no)):
+                    s.execute(update(OrderLine).where(OrderLine.id == rl.order_line_id).values(
+                        refund_claimed_quantity=OrderLine.refund_claimed_quantity - rl.quantity))
+                refund.status, refund.finished_at = status, datetime.now(UTC)
+                refund.review_note = note or refund.review_note
+                order.open_refunds -= 1
+                record_event(s, refund.order_no, order.status, f"refund {refund_no} {status.lower()}: {note}",
+                             f"refund:{refund_no}:closed")
+                notify(s, user_id=refund.buyer_user_id, kind="refund_closed", subject_type="refund",
+                       subject_id=refund_no, message=f"退款 {refund_no} 未通过：{note}", key=f"refund:{refund_no}:closed")
+            return _outcome(s, refund)
+
+    @activity.defn
+    async def request_refund(self, refund_no: str) -> RefundNotice:
+        refund, total = await asyncio.to_thread(self._mark_refunding, refund_no)
+        parts = await asyncio.to_thread(self._parts, refund_no)
+        if parts:  # several payments (pre-sale): one WeChat Pay refund each, by its own out_refund_no
+            try:
+                answers = [await self.pay.refund(out_refund_no, refund_fen=amount, total_fen=paid,
+                                                 out_trade_no=out_trade_no, reason=refund.kind)
+                           for out_refund_no, out_trade_no, amount, paid in parts]
+            except Exception as err:  # noqa: BLE001
+                raise as_activity_error(err) from err
+            return _combined(refund_no, answers)
+        try:
+            answer = await self.pay.refund(refund_no, refund_fen=refund.amount_fen, total_fen=total,
+                                           out_trade_no=refund.order_no, reason=refund.kind)
+        except Exception as err:  # noqa: BLE001 - mapped to retryable / non-retryable
+            raise as_activity_error(err) from err
+        return RefundNotice(refund_no=refund_no, status=answer.status, refund_id=answer.refund_id)
+
+    def _mark_refunding(self, refund_no: str) -> tuple[Refund, int]:
+        with self.sessions.begin() as s:
+            refund = s.get(Refund, refund_no, with_for_update=True)
+            if refund.status != RefundStatus.REFUNDED:
+                refund.status = RefundStatus.REFUNDING
+            total = s.scalar(select(Payment.amount_fen).where(Payment.order_no == refund.order_no))
+            return refund, total
+
+    def _parts(self, refund_no: str) -> list[tuple[str, str, int, int]]:
+        """(out_refund_no, out_trade_no, amount, that payment's total) of a multi-payment refund."""
+        with self.sessions() as s:
+            return [(p.out_refund_no, p.out_trade_no, p.amount_fen, s.get(Payment, p.out_trade_no).amount_fen)
+                    for p in refund_payments(s, refund_no)]
+
+    @activity.defn
+    async def query_refund(self, refund_no: str) -> RefundNotice:
+        parts = await asyncio.to_thread(self._parts, refund_no)
+        if parts:
+            try:
+                answers = [await self.pay.query_refund(out_refund_no) for out_refund_no, *_ in parts]
+            except Exception as err:  # noqa: BLE001
+                raise as_activity_error(err) from err
+            return _combined(refund_no, answers)
+        try:
+            answer = await self.pay.query_refund(refund_no)
+        except Exception as err:  # noqa: BLE001
+            raise as_activity_error(err) from err
+        return RefundNotice(refund_no=refund_no, status=answer.status, refund_id=answer.refund_id)
+
+    @activity.defn
+    def complete_refund(self, refund_no: str, wechat_refund_id: str, note: str) -> RefundOutcome:
+        """The money reached the buyer: reverse the order's books for these units, once."""
+        with self.sessions.begin() as s:
+            refund = s.get(Refund, refund_no, with_for_update=True)
+            order = s.get(Order, refund.order_no, with_for_update=True)
+            if refund.status == RefundStatus.REFUNDED:
+                return _outcome(s, refund)
+            postings = self._reversal(s, refund, order)
+            ledger.lock_accounts(s, {p.account for p in postings})
+            ledger.post(s, f"refund:{refund_no}", "refund", postings, order_no=order.order_no,
+                        memo=f"refund {refund_no} ({refund.kind}) {note}".strip())
+            if refund.kind in RESTOCKED:
+                for rl, line in s.execute(select(RefundLine, OrderLine).join(
+                        OrderLine, OrderLine.id == RefundLine.order_line_id).where(RefundLine.refund_no == refund_no)):
+                    restock(s, line.sku_id, rl.quantity)
+            refund.status, refund.finished_at = RefundStatus.REFUNDED, datetime.now(UTC)
+            parts = refund_payments(s, refund_no)
+            if parts:  # "id,id": one WeChat Pay refund id per part, in out_refund_no order
+                ids = (wechat_refund_id or "").split(",")
+                for p, rid in zip(parts, ids + [""] * len(parts)):
+                    p.status, p.wechat_refund_id = "SUCCESS", rid or p.wechat_refund_id
+                wechat_refund_id = ids[0]
+            refund.wechat_refund_id = wechat_refund_id or refund.wechat_refund_id
+            order.open_refunds -= 1
+            if refund.kind != RefundKind.LATE_PAYMENT and not any(_units_left(s, order.order_no).values()):
+                order.status = OrderStatus.REFUNDED
+            record_event(s, order.order_no, OrderStatus.REFUNDED if order.status == OrderStatus.REFUNDED
+                         else OrderStatus.AFTER_SALE, f"refund {refund_no}: {refund.amount_fen} fen refunded",
+                         f"refund:{refund_no}:refunded")
+            notify(s, user_id=refund.buyer_user_id, kind="refund_succeeded", subject_type="refund",
+                   subject_id=refund_no, message=f"退款 {refund.amount_fen / 100:.2f} 元已原路退回",
+                   key=f"refund:{refund_no}:refunded")
+            return _outcome(s, refund)
+
+    def _reversal(self, s: Session, refund: Refund, order: Order) -> list[rules.Posting]:
+        clearing = [rules.Posting(rules.CLEARING, -refund.amount_fen)]
+        if refund.kind in (RefundKind.LATE_PAYMENT, RefundKind.PRESALE_LAPSED):  # no goods, no commission yet
+            return [rules.Posting(rules.ORDERS_HELD, refund.amount_fen), *clearing]
+        settled = s.scalar(select(LedgerTransaction.id).where(
+            LedgerTransaction.idempotency_key == f"order:{order.order_no}:settle")) is not None
+        commission = _line_commission(s, order.order_no)
+        # released → from available; still pending (not completed, or frozen by a risk flag) →
+        # from pending; forfeited on a confirmed flag → the platform has it, nothing to take back
+        state = bonuses.commission_state(s, order.order_no)
+        postings: list[rules.Posting] = []
+        for rl, line in s.execute(select(RefundLine, OrderLine).join(
+                OrderLine, OrderLine.id == RefundLine.order_line_id).where(RefundLine.refund_no == refund.refund_no)):
+            def part(total: int) -> int:
+                return share_of(total, line.quantity, rl.claimed_before, rl.quantity)
+
+            reversed_commission = 0
+            for (tier, promoter_id), posted in sorted(commission.get(line.id, {}).items()):
+                account = state.account(tier or 0, promoter_id)
+                if account is None:
+                    continue
+                amount = part(posted)
+                reversed_commission += amount
+                postings.append(rules.Posting(account, amount, order_line_id=line.id, tier=tier,
+                                              rule="commission_reversal"))
+            if settled:
+                supplier = part(line.paid_fen) - part(line.service_fee_fen) - part(line.commission_fen)
+                postings.append(rules.Posting(rules.supplier_payable(line.supplier_id), supplier,
+                                              order_line_id=line.id, rule="supplier_share_reversal"))
+                postings.append(rules.Posting(rules.PLATFORM_REVENUE, rl.amount_fen - supplier - reversed_commission,
+                                              order_line_id=line.id, rule="platform_share_reversal"))
+            else:
+                postings.append(rules.Posting(rules.ORDERS_HELD, rl.amount_fen - reversed_commission,
+                                              order_line_id=line.id, rule="held_refund"))
+        postings += bonuses.team_bonus_reversals(s, order.order_no, refund.amount_fen)
+        return [p for p in postings + clearing if p.amount_fen != 0]
+
+
+def _combined(refund_no: str, answers) -> RefundNotice:
+    """One refund's notice from its WeChat Pay parts."""
+    return RefundNotice(refund_no=refund_no, status=combined_refund_status([a.status for a in answers]),
+                        refund_id=",".join(a.refund_id for a in answers if a.refund_id) or None)
+
+
+def _line_commission(s: Session, order_no: str) -> dict[int, dict[tuple[int, int], int]]:
+    """line id → (tier, promoter id) → commission posted at payment."""
+    rows = s.execute(
+        select(LedgerAccount.code, LedgerEntry.order_line_id, LedgerEntry.tier, LedgerEntry.amount_fen)
+        .join(LedgerEntry, LedgerEntry.account_id == LedgerAccount.id)
+        .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
+        .where(LedgerTransaction.order_no == order_no, LedgerTransaction.kind == "commission_pending",
+               LedgerAccount.code.like("promoter:%:pending"))).all()
+    out: dict[int, dict[tuple[int, int], int]] = {}
+    for code, line_id, tier, amount in rows:
+        per_line = out.setdefault(line_id, {})
+        key = (tier, rules.owner_of(code)[1])
+        per_line[key] = per_line.get(key, 0) - amount  # credits are negative
+    return out

@@ -1,0 +1,100 @@
+"""The HTTP API: FastAPI app factory. OpenAPI docs at /docs."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+
+from api import channels_wake, errors
+from api.routers import (
+    auth,
+    catalog,
+    coupons,
+    levels,
+    notifications,
+    ops,
+    orders,
+    pickup,
+    presale,
+    products,
+    promoters,
+    reconciliations,
+    refunds,
+    risk,
+    settlements,
+    suppliers,
+    wallet,
+    webhooks,
+    withdrawals,
+)
+from db.session import session_factory
+from integrations.temporal import connect
+from integrations.wechatpay import WeChatPayClient, WeChatPayConfig
+from settings import Settings, get_settings
+
+TAGS = [
+    {"name": "risk", "description": "Risk flags for support review (never blocks an order or refund)"},
+    {"name": "auth", "description": "WeChat OAuth login for buyers and promoters; passwords for staff"},
+    {"name": "catalog", "description": "Products and promoters' windows"},
+    {"name": "orders", "description": "Placing, paying, shipping and receiving orders"},
+    {"name": "promoters", "description": "Free promoter onboarding, referral, assessment, revival, commission policy"},
+    {"name": "wallet", "description": "Promoters' commission balances and ledger entries"},
+    {"name": "withdrawals", "description": "Promoters withdraw commission to WeChat change (商家转账)"},
+    {"name": "webhooks", "description": "Partner notifications (WeChat Pay, logistics)"},
+    {"name": "ops", "description": "Health and metrics"},
+    {"name": "suppliers", "description": "Supplier onboarding, review and suspension"},
+    {"name": "products", "description": "Product submission, review, SKUs and stock"},
+    {"name": "notifications", "description": "What each user should know"},
+    {"name": "settlements", "description": "Supplier profit sharing (T+1), monthly commission statements, bills"},
+    {"name": "reconciliations", "description": "Daily reconciliation with WeChat Pay's trade bills: reports and differences"},
+]
+
+
+class Temporal:
+    """Connects on first use, so the API starts even while Temporal is still coming up."""
+
+    def __init__(self, settings: Settings, client: Client | None = None):
+        self._settings, self._client, self._lock = settings, client, asyncio.Lock()
+
+    async def client(self) -> Client:
+        async with self._lock:
+            if self._client is None:
+                self._client = await connect(self._settings)
+            return self._client
+
+
+def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Session] | None = None,
+               temporal_client: Client | None = None, pay: WeChatPayClient | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+
+    app = FastAPI(title="Chuchuang 橱窗 API", version="0.1.0", lifespan=lifespan, openapi_tags=TAGS,
+                  description="Durable back-end for WeChat social commerce. Every long-running "
+                              "process is a Temporal workflow; see Temporal UI for histories.")
+    app.state.settings = settings
+    if sessions is None:
+        sessions = session_factory(settings)
+    app.state.sessions = sessions
+    app.state.temporal = Temporal(settings, temporal_client)
+    app.state.pay = pay or WeChatPayClient(WeChatPayConfig.from_settings(settings))
+    errors.install(app)
+    channels_wake.install(app)  # window/listing changes wake the Channels sync
+    for router in (auth.router, catalog.router, orders.router, wallet.router, webhooks.router, ops.router,
+                   suppliers.router, products.router, notifications.router,
+                   promoters.router, promoters.policy_router, refunds.router, pickup.router, coupons.router, risk.router):
+        app.include_router(router)
+    app.include_router(withdrawals.router)
+    app.include_router(settlements.router)
+    app.include_router(reconciliations.router)
+    app.include_router(presale.router)
+    for router in levels.routers:
+        app.include_router(router)
+    return app
+

@@ -1,0 +1,233 @@
+"""Refunds and after-sales: buyers ask, support reviews, buyers ship returns, suppliers
+confirm them. Each refund is a RefundWorkflow; decisions reach it as workflow updates."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from activities.refunds import open_refund
+from api.auth import PLATFORM_STAFF, Principal, current_principal, require_roles
+from api.deps import run_update, sessions_of, temporal_of
+from api.errors import ApiError, not_found
+from db.models import OrderLine, Supplier
+from db.order_models import Refund, RefundLine
+from domain.orders import ShipmentInput
+from domain.refunds import (
+    BUYER_KINDS,
+    RefundDecision,
+    RefundInput,
+    RefundKind,
+    RefundLineRequest,
+    RefundProgress,
+    RefundRefused,
+    RefundStatus,
+    ReturnParcel,
+    ReturnReceipt,
+    new_refund_no,
+)
+from domain.search_attributes import BUSINESS_STATUS, ORDER_NO
+from workflows.refund import RefundWorkflow, workflow_id
+
+router = APIRouter(tags=["refunds"])
+
+
+class RefundBody(BaseModel):
+    kind: RefundKind = Field(description="cancel (before shipment), return (7-day no reason), "
+                                         "quality_return or quality_refund (refund only, reviewed)")
+    lines: list[RefundLineRequest] | None = Field(
+        default=None, description="lines and quantities; empty: every unit not yet refunded")
+    reason: str = Field(default="", max_length=200)
+
+
+class RefundLineOut(BaseModel):
+    order_line_id: int
+    quantity: int
+    amount_fen: int
+
+
+class RefundOut(BaseModel):
+    refund_no: str
+    order_no: str
+    kind: str
+    status: RefundStatus
+    amount_fen: int
+    needs_return: bool
+    review_reasons: str
+    review_note: str
+    return_carrier: str | None
+    return_waybill_no: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    lines: list[RefundLineOut]
+
+
+class ReviewBody(BaseModel):
+    approve: bool
+    note: str = Field(default="", max_length=500)
+
+
+def _refund_no(user_id: int, idempotency_key: str | None) -> str:
+    if not idempotency_key:
+        return new_refund_no()
+    digest = hashlib.sha256(f"refund:{user_id}:{idempotency_key}".encode()).hexdigest()
+    return f"RF{digest[:16].upper()}"
+
+
+def _out(s, refund: Refund) -> RefundOut:
+    lines = s.scalars(select(RefundLine).where(RefundLine.refund_no == refund.refund_no).order_by(RefundLine.id))
+    return RefundOut(**{k: getattr(refund, k) for k in RefundOut.model_fields if k != "lines"},
+                     lines=[RefundLineOut.model_validate(ln, from_attributes=True) for ln in lines])
+
+
+@router.post("/orders/{order_no}/refunds", status_code=201, response_model=RefundOut,
+             summary="Ask for a refund: cancel, return, or a quality claim")
+async def request_refund(order_no: str, body: RefundBody, request: Request,
+                         principal: Principal = Depends(require_roles("buyer", "promoter")),
+                         idempotency_key: str | None = Header(default=None, max_length=64)) -> RefundOut:
+    if body.kind not in BUYER_KINDS:
+        raise ApiError(422, "INVALID_KIND", f"{body.kind} refunds are started by the platform")
+    settings = request.app.state.settings
+    refund_no = _refund_no(principal.user_id, idempotency_key)
+
+    def claim() -> tuple[RefundOut, RefundInput]:
+        with sessions_of(request).begin() as s:
+            try:
+                refund, plan = open_refund(s, refund_no=refund_no, order_no=order_no,
+                                           buyer_user_id=principal.user_id, kind=body.kind, lines=body.lines,
+                                           reason=body.reason, rules_=settings.refund_rules)
+            except RefundRefused as err:
+                status = 404 if err.code == "ORDER_NOT_FOUND" else 409 if err.code in (
+                    "NOTHING_TO_REFUND", "ALREADY_SHIPPED", "NOT_SHIPPED", "WINDOW_CLOSED",
+                    "NOT_REFUNDABLE", "IDEMPOTENCY_CONFLICT") else 422
+                raise ApiError(status, err.code, err.message) from err
+            suppliers = sorted(set(s.scalars(select(OrderLine.supplier_id).join(
+                RefundLine, RefundLine.order_line_id == OrderLine.id).where(RefundLine.refund_no == refund_no))))
+            inp = RefundInput(refund_no=refund_no, order_no=order_no, kind=refund.kind,
+                              amount_fen=refund.amount_fen, needs_return=plan.needs_return,
+                              review_reasons=plan.review_reasons, supplier_ids=suppliers,
+                              timings=settings.refund_timings())
+            return _out(s, refund), inp
+
+    out, inp = await run_in_threadpool(claim)
+    client = await temporal_of(request)
+    try:
+        # The claim is committed first; a retried request with the same Idempotency-Key finds
+        # it and starts the workflow if a crash came in between.
+        await client.start_workflow(
+            RefundWorkflow.run, inp, id=workflow_id(refund_no), task_queue=settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes([SearchAttributePair(ORDER_NO, order_no),
+                                                     SearchAttributePair(BUSINESS_STATUS, "REFUND_REQUESTED")]))
+    except WorkflowAlreadyStartedError:
+        pass
+    return out
+
+
+def _load(request: Request, principal: Principal, refund_no: str) -> RefundOut:
+    with sessions_of(request)() as s:
+        refund = s.get(Refund, refund_no)
+        if refund is None or not _visible(s, principal, refund):
+            raise not_found(f"refund {refund_no}")
+        return _out(s, refund)
+
+
+def _visible(s, principal: Principal, refund: Refund) -> bool:
+    if principal.role in PLATFORM_STAFF:
+        return True
+    if principal.role == "supplier":
+        return principal.user_id in _supplier_owners(s, refund.refund_no)
+    return refund.buyer_user_id == principal.user_id
+
+
+def _supplier_owners(s, refund_no: str) -> set[int]:
+    return set(s.scalars(select(Supplier.owner_user_id).join(OrderLine, OrderLine.supplier_id == Supplier.id)
+                         .join(RefundLine, RefundLine.order_line_id == OrderLine.id)
+                         .where(RefundLine.refund_no == refund_no)))
+
+
+@router.get("/refunds/{refund_no}", response_model=RefundOut, summary="A refund and its lines")
+def get_refund(refund_no: str, request: Request, principal: Principal = Depends(current_principal)) -> RefundOut:
+    return _load(request, principal, refund_no)
+
+
+@router.get("/refunds", response_model=list[RefundOut], summary="Refunds I may see, newest first")
+def list_refunds(request: Request, status: RefundStatus | None = None, order_no: str | None = None,
+                 limit: int = 20, offset: int = 0,
+                 principal: Principal = Depends(current_principal)) -> list[RefundOut]:
+    with sessions_of(request)() as s:
+        query = select(Refund)
+        if principal.role == "supplier":
+            query = query.where(Refund.refund_no.in_(
+                select(RefundLine.refund_no).join(OrderLine, OrderLine.id == RefundLine.order_line_id)
+                .join(Supplier, Supplier.id == OrderLine.supplier_id)
+                .where(Supplier.owner_user_id == principal.user_id)))
+        elif principal.role not in PLATFORM_STAFF:
+            query = query.where(Refund.buyer_user_id == principal.user_id)
+        if status:
+            query = query.where(Refund.status == status)
+        if order_no:
+            query = query.where(Refund.order_no == order_no)
+        refunds = s.scalars(query.order_by(Refund.created_at.desc()).limit(min(limit, 100)).offset(offset))
+        return [_out(s, r) for r in refunds]
+
+
+async def _update(request: Request, refund_no: str, update, arg) -> RefundProgress:
+    return await run_update(request, workflow_id(refund_no), update, arg)
+
+
+@router.post("/refunds/{refund_no}/review", response_model=RefundProgress,
+             summary="Support approves or rejects a flagged refund")
+async def review(refund_no: str, body: ReviewBody, request: Request,
+                 principal: Principal = Depends(require_roles(*PLATFORM_STAFF))) -> RefundProgress:
+    await run_in_threadpool(_load, request, principal, refund_no)
+    decision = RefundDecision(approve=body.approve, note=body.note, reviewer_user_id=principal.user_id)
+    return await _update(request, refund_no, RefundWorkflow.review, decision)
+
+
+@router.post("/refunds/{refund_no}/resolve", response_model=RefundProgress,
+             summary="Support confirms an abnormal refund was settled another way")
+async def resolve(refund_no: str, body: ReviewBody, request: Request,
+                  principal: Principal = Depends(require_roles(*PLATFORM_STAFF))) -> RefundProgress:
+    await run_in_threadpool(_load, request, principal, refund_no)
+    decision = RefundDecision(approve=body.approve, note=body.note, reviewer_user_id=principal.user_id)
+    return await _update(request, refund_no, RefundWorkflow.resolve_abnormal, decision)
+
+
+class ReturnParcelBody(BaseModel):
+    carrier: str = Field(pattern=r"^[A-Za-z0-9]{2,32}$")
+    waybill_no: str = Field(pattern=r"^[A-Za-z0-9]{6,40}$")
+
+
+@router.post("/refunds/{refund_no}/return-parcel", response_model=RefundProgress,
+             summary="Buyer gives the return parcel's carrier and waybill")
+async def ship_return(refund_no: str, body: ReturnParcelBody, request: Request,
+                      principal: Principal = Depends(require_roles("buyer", "promoter"))) -> RefundProgress:
+    await run_in_threadpool(_load, request, principal, refund_no)
+    checked = ShipmentInput(supplier_id=0, carrier=body.carrier, waybill_no=body.waybill_no)
+    parcel = ReturnParcel(carrier=checked.carrier, waybill_no=checked.waybill_no)
+    return await _update(request, refund_no, RefundWorkflow.ship_return, parcel)
+
+
+@router.post("/refunds/{refund_no}/confirm-return", response_model=RefundProgress,
+             summary="Supplier confirms the returned goods arrived")
+async def confirm_return(refund_no: str, request: Request,
+                         principal: Principal = Depends(require_roles("supplier"))) -> RefundProgress:
+    def supplier_id() -> int:
+        _load(request, principal, refund_no)
+        with sessions_of(request)() as s:
+            return s.scalar(select(Supplier.id).where(Supplier.owner_user_id == principal.user_id))
+
+    receipt = ReturnReceipt(supplier_id=await run_in_threadpool(supplier_id))
+    return await _update(request, refund_no, RefundWorkflow.confirm_return, receipt)

@@ -1,3 +1,0 @@
-from chuchuang.cli import app
-
-app(prog_name="chuchuang")

@@ -1,0 +1,44 @@
+"""Engine and session factory. One engine per process, built from settings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from settings import Settings, get_settings
+
+
+def database_url(settings: Settings) -> str:
+    """The configured URL, or the embedded server's (started on first use)."""
+    if settings.database_url:
+        url = settings.database_url
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
+        return url
+    from db.embedded import start_embedded_postgres
+
+    return start_embedded_postgres(settings.data_dir / "pg")
+
+
+@lru_cache
+def _engine_for(url: str) -> Engine:
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def get_engine(settings: Settings | None = None) -> Engine:
+    return _engine_for(database_url(settings or get_settings()))
+
+
+def session_factory(settings: Settings | None = None) -> sessionmaker[Session]:
+    return sessionmaker(get_engine(settings), expire_on_commit=False)
+
+
+@contextmanager
+def transaction(settings: Settings | None = None) -> Iterator[Session]:
+    """A session inside one database transaction: commits on success, rolls back on error."""
+    with session_factory(settings).begin() as session:
+        yield session

@@ -1,0 +1,27 @@
+"""What an OrderWorkflow is started with: the order and every period it waits on (all settings)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import BaseModel
+
+from domain.orders import PlaceOrderInput
+from domain.refunds import RefundTimings
+
+
+class OrderTimings(BaseModel):
+    payment_timeout: timedelta
+    auto_confirm_after: timedelta
+    refund_window: timedelta
+    pickup_code_valid: timedelta = timedelta(days=7)
+    shipment_sla: timedelta = timedelta(hours=48)
+    tracking_poll_every: timedelta = timedelta(hours=6)
+    refunds: RefundTimings = RefundTimings(return_ship_timeout=timedelta(days=7),
+                                           return_receipt_timeout=timedelta(days=10),
+                                           refund_poll_every=timedelta(minutes=10))
+
+
+class OrderWorkflowInput(BaseModel):
+    order: PlaceOrderInput
+    timings: OrderTimings

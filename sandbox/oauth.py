@@ -1,0 +1,62 @@
+"""Official-account web OAuth (snsapi_base): exchanging the code WeChat hands the page for an openid.
+
+Like WeChat, errors come back as HTTP 200 with `errcode`/`errmsg`; codes are single-use and
+expire after five minutes.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+import time
+
+from fastapi import APIRouter, FastAPI
+from pydantic import BaseModel
+
+from sandbox.context import Sandbox
+
+CODE = "oauth.code"
+CODE_TTL_SECONDS = 300
+_OPENID_ALPHABET = string.ascii_letters + string.digits + "_-"
+
+
+class CodeRequest(BaseModel):
+    openid: str | None = None
+
+
+def new_openid() -> str:
+    return "o" + "".join(secrets.choice(_OPENID_ALPHABET) for _ in range(27))
+
+
+def install(app: FastAPI, sb: Sandbox) -> None:
+    creds = sb.credentials
+    router = APIRouter(tags=["official account oauth"])
+
+    @router.get("/sns/oauth2/access_token")
+    async def access_token(
+        appid: str = "", secret: str = "", code: str = "", grant_type: str = ""
+    ):
+        if appid != creds.appid or not secrets.compare_digest(secret, creds.app_secret):
+            return {"errcode": 40125, "errmsg": "invalid appsecret"}
+        if grant_type != "authorization_code":
+            return {"errcode": 40002, "errmsg": "invalid grant_type"}
+        issued = sb.store.get(CODE, code) if code else None
+        if issued is None or time.time() - issued["issued_at"] > CODE_TTL_SECONDS:
+            return {"errcode": 40029, "errmsg": "invalid code"}
+        sb.store.delete(CODE, code)
+        return {
+            "access_token": secrets.token_urlsafe(64),
+            "expires_in": 7200,
+            "refresh_token": secrets.token_urlsafe(64),
+            "openid": issued["openid"],
+            "scope": "snsapi_base",
+        }
+
+    @router.post("/sandbox/oauth/code", tags=["sandbox controls"])
+    async def user_authorises(req: CodeRequest | None = None):
+        openid = (req.openid if req else None) or new_openid()
+        code = secrets.token_hex(16)
+        sb.store.put(CODE, code, {"openid": openid, "issued_at": time.time()})
+        return {"code": code, "openid": openid}
+
+    app.include_router(router)

@@ -1,0 +1,358 @@
+"""Every knob of Chuchuang, read from the environment (or `.env`) by pydantic-settings.
+
+Periods are `timedelta`s: set them as seconds (`PAYMENT_TIMEOUT=30`) or ISO 8601
+(`AUTO_CONFIRM_AFTER=P10D`), so a demo runs a whole order in seconds and tests skip time.
+Partner endpoints left empty point at the local sandbox (`chuchuang sandbox`).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from domain.channels import ChannelsSyncInput
+from domain.commission import CommissionPolicy
+from domain.order_process import OrderTimings
+from domain.refunds import RefundRules, RefundTimings
+from domain.risk import RiskRules
+from domain.withdrawals import WithdrawalRules, WithdrawalTimings
+
+MAX_COMMISSION_TIERS = 3
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- where things live -------------------------------------------------------------
+    data_dir: Path = Path(".data")
+    database_url: str | None = Field(
+        default=None, description="PostgreSQL URL; empty means the embedded server under data_dir"
+    )
+    temporal_address: str | None = Field(
+        default=None, description="host:port of Temporal; empty means `temporal server start-dev`"
+    )
+    temporal_namespace: str = "default"
+    task_queue: str = "chuchuang"
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_base_url: str | None = Field(
+        default=None, description="how partners reach our webhooks; default http://api_host:api_port"
+    )
+    temporal_ui_port: int = 8233
+    temporal_port: int = 7233
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(
+        default=9464, description="the worker's Prometheus /metrics (reconciliation counters); 0: off"
+    )
+
+    # --- auth ---------------------------------------------------------------------------
+    jwt_secret: str | None = Field(default=None, description="empty: generated once under data_dir")
+    jwt_ttl: timedelta = timedelta(hours=12)
+
+    # --- partners: WeChat Pay v3 -----------------------------------------------------------
+    sandbox_host: str = "127.0.0.1"
+    sandbox_port: int = 8800
+    sandbox_url: str | None = None
+    wechatpay_base_url: str | None = Field(default=None, description="empty: the sandbox")
+    wechatpay_mchid: str | None = None
+    wechatpay_appid: str | None = None
+    wechatpay_apiv3_key: str | None = None
+    wechatpay_private_key_path: Path | None = None
+    wechatpay_cert_serial_no: str | None = None
+    wechatpay_public_key_path: Path | None = None
+    wechatpay_public_key_id: str | None = None
+    wechatpay_profit_sharing: bool = Field(
+        default=True, description="create JSAPI orders with settle_info.profit_sharing so supplier settlement can split them")
+    sandbox_notify_retry_scale: float = Field(
+        default=1.0, description="multiplies WeChat Pay's notification retry schedule (0.001 → ms)"
+    )
+    sandbox_settle_delay: float | None = Field(
+        default=3.0, ge=0, description="seconds until the sandbox settles refunds and split orders and a transfer "
+                                       "bill is confirmed by its user (WeChat's own pace is minutes)")
+
+    # --- partners: official-account OAuth, logistics ---------------------------------------
+    wechat_oauth_base_url: str | None = None
+    wechat_app_secret: str | None = None
+    logistics_base_url: str | None = None
+    logistics_key: str | None = None
+    logistics_customer: str | None = None
+
+    # --- partners: WeChat Channels shop (视频号小店) ----------------------------------------
+    channels_base_url: str | None = Field(default=None, description="empty: the sandbox")
+    channels_appid: str | None = None
+    channels_secret: str | None = None
+    channels_push_token: str | None = None
+    channels_encoding_aes_key: str | None = None
+    channels_sync_batch_size: int = Field(default=20, ge=1, le=500,
+                                          description="outbox rows the Channels sync applies per activity")
+    channels_sync_lease: timedelta = Field(default=timedelta(minutes=2),
+                                           description="a claimed outbox row is retried by another drain after this")
+    channels_sync_wakes_per_run: int = Field(default=200, ge=1,
+                                             description="channels-sync continues as new after this many wakes")
+    channels_reconcile_every: timedelta = Field(
+        default=timedelta(minutes=15), description="pull window stats and product status/stock from the Channels "
+                                                   "shop (Schedule `channels-reconcile`), sweeping the outbox")
+
+    # --- business periods (DESIGN.md defaults) -------------------------------------------
+    payment_timeout: timedelta = timedelta(minutes=15)
+    auto_confirm_after: timedelta = timedelta(days=10)
+    refund_window: timedelta = timedelta(days=7)
+    pickup_code_valid: timedelta = timedelta(days=7)
+    shipment_sla: timedelta = timedelta(hours=48)
+    tracking_poll_every: timedelta = Field(
+        default=timedelta(hours=6), description="poll the carrier when no tracking push came for this long")
+    return_window: timedelta = Field(default=timedelta(days=7), description="7-day no-reason returns")
+    quality_claim_window: timedelta = timedelta(days=30)
+    return_ship_timeout: timedelta = Field(
+        default=timedelta(days=7), description="buyer must ship an approved return within this")
+    return_receipt_timeout: timedelta = Field(
+        default=timedelta(days=10), description="supplier must confirm a return parcel within this, "
+                                                 "or it is accepted")
+    refund_poll_every: timedelta = Field(
+        default=timedelta(minutes=10), description="ask WeChat Pay about a refund still processing")
+    refund_review_above_fen: int = 50_000
+    frequent_returns: int = Field(default=3, description="refunds in the window that send a buyer's "
+                                                         "next refund to support review")
+    frequent_returns_window: timedelta = timedelta(days=30)
+    pickup_code_key: str | None = Field(default=None, description="key for pickup codes; empty: the JWT secret")
+    supplier_review_sla: timedelta = timedelta(hours=24)
+    supplier_more_info_timeout: timedelta = timedelta(days=7)
+    product_review_sla: timedelta = timedelta(hours=24)
+    low_stock_threshold: int = 5
+    assessment_cycle: timedelta = timedelta(days=30)
+    assessment_target_orders: int = 3
+    revival_window: timedelta = timedelta(days=30)
+    revival_target_orders: int = 10
+    assessment_reminder_before: timedelta = timedelta(days=3)
+    assessment_refresh_every: timedelta = Field(
+        default=timedelta(days=1), description="how often a cycle's sales count is refreshed")
+    revival_refresh_every: timedelta = timedelta(hours=6)
+    promoter_agreement_version: str = "2026-01"
+    identity_hash_key: str | None = Field(
+        default=None, description="key for hashing ID numbers; empty: the JWT secret")
+    commission_settlement_day: int = 5
+    settlement_timezone: str = "Asia/Shanghai"
+    supplier_settlement_delay_days: int = 1
+    # --- settlement runs (workflows.settlement, schedules in workflows/schedules.py) ---
+    supplier_settlement_cron: str = Field(
+        default="0 2 * * *", description="when the daily supplier run starts, in settlement_timezone")
+    commission_settlement_hour: int = Field(
+        default=3, ge=0, le=23, description="hour of commission_settlement_day the monthly run starts")
+    settlement_catchup_window: timedelta = Field(
+        default=timedelta(days=7), description="scheduled runs missed while Temporal was down are "
+                                               "caught up within this")
+    profit_sharing_max_ratio_bps: int = Field(
+        default=3000, ge=0, le=10_000, description="WeChat Pay's maximum split ratio for the merchant "
+                                                   "(30% unless WeChat granted more)")
+    profit_sharing_poll_every: timedelta = Field(
+        default=timedelta(minutes=1), description="ask WeChat Pay about a split order still processing")
+    commission_review_above_fen: int = Field(
+        default=500_000, description="statements releasing more than this wait for support review")
+    settlement_batch_size: int = Field(default=500, ge=1, description="promoters (or orders) per batch")
+    settlement_batches_per_child: int = Field(
+        default=10, ge=1, description="batches each child workflow of a commission run builds")
+    settlement_allow_open_periods: bool = Field(
+        default=False, description="let operators run a commission month that has not ended (demos, tests)")
+
+    # --- reconciliation with WeChat Pay's daily bills (workflows.reconciliation) ---
+    reconciliation_cron: str = Field(
+        default="30 10 * * *", description="when the daily run reconciles yesterday's bill, in Beijing "
+                                           "time (WeChat Pay publishes it after 10:00)")
+    reconciliation_bill_retry_every: timedelta = Field(
+        default=timedelta(minutes=30), description="ask again for a bill WeChat Pay is still making")
+    reconciliation_bill_wait_at_most: timedelta = Field(
+        default=timedelta(days=2), description="give up (and alert) when the bill is not out after this long")
+
+    # --- pre-sale (chuchuang/domain/presale.py) and subscribe messages ----------------------
+    presale_deposit_bps: int = Field(default=1000, ge=1, le=10_000,
+                                     description="a pre-sale deposit, when the supplier gives none: share of the price")
+    presale_deposit_max_bps: int = Field(default=2000, ge=1, le=10_000,
+                                         description="ceiling on a deposit (Civil Code art. 586: 20% of the price)")
+    presale_balance_starts_after: timedelta = Field(
+        default=timedelta(days=7), description="the balance window opens this long after the pre-sale is set, "
+                                               "when the supplier gives no start")
+    presale_balance_window: timedelta = Field(
+        default=timedelta(days=3), description="how long the balance can be paid, when the supplier gives no end")
+    message_template_order_status: str = Field(default="CC-TPL-ORDER-STATUS",
+                                               description="subscribe message template for order changes; "
+                                                           "empty: not sent")
+    message_template_presale_balance: str = "CC-TPL-PRESALE-BALANCE"
+    message_template_refund: str = "CC-TPL-REFUND-RESULT"
+    message_template_general: str = Field(default="", description="every other notification; empty: not sent")
+    message_resend_after: timedelta = Field(
+        default=timedelta(minutes=10), description="a message claimed by a drain that crashed is tried again after this")
+    messages_drain_every: timedelta = Field(
+        default=timedelta(minutes=1), description="how often the outbox is sent as subscribe messages "
+                                                  "(schedule `messages-drain`)")
+
+    # --- risk flags (never blocks; flags for support review) --------------------------------
+    risk_window: timedelta = Field(default=timedelta(days=30), description="how far back shared devices, "
+                                                                           "IPs and addresses are counted")
+    risk_accounts_per_device: int = 3
+    risk_accounts_per_ip: int = 5
+    risk_accounts_per_address: int = 3
+    risk_hash_key: str | None = Field(default=None, description="key for device/IP/address fingerprints; "
+                                                                "empty: the JWT secret")
+    trust_forwarded_for: bool = Field(default=False, description="take the buyer's IP from X-Forwarded-For "
+                                                                 "(only behind a proxy that sets it)")
+
+    # --- levels, team and regional bonuses (off until an operator configures them) ----------
+    level_period: timedelta = Field(default=timedelta(days=90), description="a promoter's level is set by "
+                                    "their own completed sales (GMV) over this period")
+    fake_trade_findings_to_close: int = Field(default=3, ge=1, description="confirmed fake-trade findings "
+                                              "that close a promoter's window")
+
+    # --- money rules ---------------------------------------------------------------------
+    commission_tiers: int = 1
+    commission_tier_rates_bps: list[int] = Field(
+        default_factory=lambda: [10_000, 0, 0],
+        description="share of the SKU commission paid to tier 1..3, in basis points",
+    )
+    supplier_service_fee_bps_min: int = 100
+    supplier_service_fee_bps_max: int = 500
+    withdrawal_min_fen: int = 100
+    withdrawal_daily_limit_fen: int = 2_000_000
+    withdrawal_review_above_fen: int = 500_000
+    withdrawal_poll_every: timedelta = Field(
+        default=timedelta(minutes=10), description="ask WeChat Pay about a transfer bill with no result yet")
+    withdrawal_confirm_timeout: timedelta = Field(
+        default=timedelta(hours=24), description="a transfer the user has not confirmed by then is cancelled "
+                                                 "and the money goes back to the wallet")
+    withdrawal_sweep_every: timedelta = Field(
+        default=timedelta(minutes=10), description="how often the sweep looks for withdrawals whose workflow "
+                                                   "never started (schedule `withdrawals-sweep`)")
+    withdrawal_stranded_after: timedelta = Field(
+        default=timedelta(minutes=10), description="a withdrawal still REQUESTED this long after it was made "
+                                                   "is handed to its workflow again")
+
+    @field_validator(
+        "jwt_ttl", "payment_timeout", "auto_confirm_after", "refund_window", "pickup_code_valid",
+        "shipment_sla", "tracking_poll_every", "return_window", "quality_claim_window",
+        "return_ship_timeout", "return_receipt_timeout", "refund_poll_every", "frequent_returns_window",
+        "assessment_cycle", "revival_window", "assessment_reminder_before",
+        "assessment_refresh_every", "revival_refresh_every", "risk_window", "withdrawal_poll_every",
+        "withdrawal_confirm_timeout", "withdrawal_sweep_every", "withdrawal_stranded_after", "settlement_catchup_window", "profit_sharing_poll_every",
+        "level_period", "reconciliation_bill_retry_every", "reconciliation_bill_wait_at_most",
+        "presale_balance_starts_after", "presale_balance_window", "message_resend_after", "messages_drain_every",
+        mode="before")
+    @classmethod
+    def _plain_seconds(cls, v):
+        if isinstance(v, str) and v.strip().isdigit():
+            return int(v.strip())
+        return v
+
+    @field_validator("commission_settlement_day")
+    @classmethod
+    def _settlement_day_in_every_month(cls, v: int) -> int:
+        if not 1 <= v <= 28:
+            raise ValueError("commission_settlement_day must be 1..28, a day every month has")
+        return v
+
+    @field_validator("commission_tiers")
+    @classmethod
+    def _tiers_within_ceiling(cls, v: int) -> int:
+        if not 1 <= v <= MAX_COMMISSION_TIERS:
+            raise ValueError(
+                f"commission_tiers must be 1..{MAX_COMMISSION_TIERS}: the platform pays for "
+                "selling goods, never for recruiting, and never deeper than 3 tiers"
+            )
+        return v
+
+    # --- derived -------------------------------------------------------------------------
+    @property
+    def resolved_pickup_code_key(self) -> str:
+        return self.pickup_code_key or self.resolved_jwt_secret()
+
+    @property
+    def resolved_risk_key(self) -> str:
+        return self.risk_hash_key or self.resolved_jwt_secret()
+
+    @property
+    def risk_rules(self) -> RiskRules:
+        return RiskRules(window=self.risk_window, accounts_per_device=self.risk_accounts_per_device,
+                         accounts_per_ip=self.risk_accounts_per_ip,
+                         accounts_per_address=self.risk_accounts_per_address)
+
+    @property
+    def refund_rules(self) -> RefundRules:
+        return RefundRules(return_window=self.return_window, quality_claim_window=self.quality_claim_window,
+                           review_above_fen=self.refund_review_above_fen, frequent_returns=self.frequent_returns,
+                           frequent_returns_window=self.frequent_returns_window)
+
+    def commission_policy(self) -> CommissionPolicy:
+        """The policy in force until an operator saves a version (PUT /promoters/commission-policy)."""
+        return CommissionPolicy(tiers=self.commission_tiers, tier_rates_bps=tuple(self.commission_tier_rates_bps))
+
+    def channels_sync_input(self, mode: str = "drain") -> ChannelsSyncInput:
+        return ChannelsSyncInput(mode=mode, batch_size=self.channels_sync_batch_size,
+                                 lease_seconds=int(self.channels_sync_lease.total_seconds()),
+                                 wakes_per_run=self.channels_sync_wakes_per_run)
+
+    def order_timings(self) -> OrderTimings:
+        return OrderTimings(payment_timeout=self.payment_timeout, auto_confirm_after=self.auto_confirm_after,
+                            refund_window=self.refund_window, pickup_code_valid=self.pickup_code_valid,
+                            shipment_sla=self.shipment_sla, tracking_poll_every=self.tracking_poll_every,
+                            refunds=self.refund_timings())
+
+    @property
+    def withdrawal_rules(self) -> WithdrawalRules:
+        return WithdrawalRules(min_fen=self.withdrawal_min_fen, daily_limit_fen=self.withdrawal_daily_limit_fen,
+                               review_above_fen=self.withdrawal_review_above_fen)
+
+    def withdrawal_timings(self) -> WithdrawalTimings:
+        return WithdrawalTimings(poll_every=self.withdrawal_poll_every,
+                                 confirm_timeout=self.withdrawal_confirm_timeout)
+
+    def refund_timings(self) -> RefundTimings:
+        return RefundTimings(return_ship_timeout=self.return_ship_timeout,
+                             return_receipt_timeout=self.return_receipt_timeout,
+                             refund_poll_every=self.refund_poll_every)
+
+    @property
+    def sandbox_dir(self) -> Path:
+        return self.data_dir / "sandbox"
+
+    @property
+    def resolved_sandbox_url(self) -> str:
+        return self.sandbox_url or f"http://{self.sandbox_host}:{self.sandbox_port}"
+
+    @property
+    def resolved_public_base_url(self) -> str:
+        return self.public_base_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def resolved_temporal_address(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+    @property
+    def resolved_wechatpay_base_url(self) -> str:
+        return self.wechatpay_base_url or self.resolved_sandbox_url
+
+    @property
+    def resolved_oauth_base_url(self) -> str:
+        return self.wechat_oauth_base_url or self.resolved_sandbox_url
+
+    @property
+    def resolved_logistics_base_url(self) -> str:
+        return self.logistics_base_url or self.resolved_sandbox_url
+
+    def resolved_jwt_secret(self) -> str:
+        if self.jwt_secret:
+            return self.jwt_secret
+        path = self.data_dir / "jwt_secret"
+        if not path.exists():
+            import secrets
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+        return path.read_text().strip()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

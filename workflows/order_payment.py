@@ -1,0 +1,62 @@
+"""Taking an order's payment: wait for WeChat Pay's notice until the timeout, then ask WeChat
+Pay itself; close what was not paid; refund a payment that came after the order was closed."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+from temporalio.workflow import ParentClosePolicy
+
+from workflows.options import DB_STEP, PARTNER_CALL
+from workflows.order_state import OrderState, error_is
+from workflows.refund import RefundWorkflow
+from workflows.refund import workflow_id as refund_workflow_id
+
+with workflow.unsafe.imports_passed_through():
+    from activities.orders import OrderActivities
+    from activities.payments import PaymentActivities
+    from domain.order_process import OrderTimings
+    from domain.order_status import OrderStatus
+    from domain.orders import PaymentNotice
+    from domain.refunds import RefundInput, RefundKind, late_payment_refund_no
+
+
+class PaymentSteps(OrderState):
+    async def _wait_for_payment(self, order_no: str, timings: OrderTimings, out_trade_no: str | None = None) -> bool:
+        """The order's payment (a pre-sale order's deposit: `out_trade_no`) within the timeout."""
+        trade_no = out_trade_no or order_no
+        if await self._wait_for(lambda: self._payment is not None, timings.payment_timeout, "payment timeout"):
+            return True
+        # The notice may have been lost: WeChat Pay's own record decides.
+        notice = await workflow.execute_activity_method(
+            PaymentActivities.query_payment, trade_no, **PARTNER_CALL)
+        if notice.trade_state == "SUCCESS":
+            self._payment = notice
+            return True
+        try:
+            await workflow.execute_activity_method(PaymentActivities.close_payment, trade_no, **PARTNER_CALL)
+        except ActivityError as err:
+            if not error_is(err, "WECHATPAY_ORDERPAID"):
+                raise
+            # paid between our query and the close: it is a normal payment
+            self._payment = await workflow.execute_activity_method(
+                PaymentActivities.query_payment, trade_no, **PARTNER_CALL)
+            return True
+        await self._cancel_unpaid(order_no, "payment timed out; WeChat Pay order closed")
+        if self._payment is not None:
+            # the notice came while we were closing: the buyer's money goes back
+            await self._refund_late_payment(order_no, self._payment, timings)
+        return False
+    async def _refund_late_payment(self, order_no: str, notice: PaymentNotice, timings: OrderTimings) -> None:
+        refund_no = late_payment_refund_no(notice.out_trade_no)
+        await workflow.execute_child_workflow(
+            RefundWorkflow.run, RefundInput(
+                refund_no=refund_no, order_no=order_no, kind=RefundKind.LATE_PAYMENT,
+                amount_fen=notice.amount_fen, needs_return=False, timings=timings.refunds,
+                late_payment=notice),
+            id=refund_workflow_id(refund_no), parent_close_policy=ParentClosePolicy.ABANDON)
+    async def _cancel_unpaid(self, order_no: str, reason: str) -> None:
+        await workflow.execute_activity_method(
+            OrderActivities.cancel_unpaid, args=[order_no, reason], **DB_STEP)
+        self._set_status(OrderStatus.CANCELLED)
+        await self._send_buyer_messages()

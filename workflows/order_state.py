@@ -1,0 +1,78 @@
+"""The order's state and bookkeeping that every path of OrderWorkflow shares: waiting with a
+deadline, the status shown to the buyer and in Temporal UI (BusinessStatus), subscribe messages."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from domain.search_attributes import BUSINESS_STATUS
+from workflows.options import MESSAGE_SEND
+
+with workflow.unsafe.imports_passed_through():
+    from activities.messages import MessageActivities
+    from domain.order_status import OrderStatus
+    from domain.orders import OrderProgress, PaymentNotice, PickupScan, ShipmentInput, TrackingUpdate
+
+MESSAGES_PATCH = "order-subscribe-messages"
+
+
+class OrderState:
+    def __init__(self) -> None:
+        self._progress: OrderProgress | None = None
+        self._payment: PaymentNotice | None = None
+        self._suppliers: set[int] = set()
+        self._shipments: list[ShipmentInput] = []
+        self._ship_requested: set[int] = set()
+        self._waybills: set[str] = set()
+        self._tracking: list[TrackingUpdate] = []
+        self._waybills_delivered: set[str] = set()
+        self._receipt_confirmed = False
+        self._open_refunds: set[str] = set()
+        self._refunded = False
+        self._pickup_scan: PickupScan | None = None
+        self._pickup_outlet: int | None = None
+        self._pickup_expires: datetime | None = None
+        self._balance_no: str | None = None
+        self._balance: PaymentNotice | None = None
+        self._balance_asked = False
+        self._balance_failure: str | None = None
+        self._channels = False
+
+    async def _wait_for(self, condition, timeout: timedelta | None, summary: str) -> bool:
+        """Wait for `condition`; False when `timeout` passed first."""
+        try:
+            await workflow.wait_condition(condition, timeout=timeout, timeout_summary=summary)
+            return True
+        except TimeoutError:
+            return False
+    def _set_status(self, status: OrderStatus) -> None:
+        if self._refunded:
+            return
+        self._progress.status = status
+        self._publish_status()
+    def _publish_status(self) -> None:
+        """BusinessStatus: the order's state, or AFTER_SALE while a refund is open."""
+        self._progress.updated_at = workflow.now()
+        self._progress.open_refunds = sorted(self._open_refunds)
+        shown = OrderStatus.AFTER_SALE if self._open_refunds and not self._refunded else self._progress.status
+        workflow.upsert_search_attributes([BUSINESS_STATUS.value_set(shown.value)])
+    def _cancel_failed(self, err: ActivityError) -> OrderProgress:
+        cause = err.cause
+        self._progress.failure = cause.type if isinstance(cause, ApplicationError) else "FAILED"
+        self._set_status(OrderStatus.CANCELLED)
+        return self._progress
+    async def _send_buyer_messages(self) -> None:
+        """Send the outbox's subscribe messages (this change's among them); never blocks the order."""
+        if not workflow.patched(MESSAGES_PATCH):
+            return
+        try:
+            await workflow.execute_activity_method(MessageActivities.deliver_messages, **MESSAGE_SEND)
+        except ActivityError:
+            workflow.logger.warning("subscribe messages not sent now; the next drain sends them")
+
+
+def error_is(err: ActivityError, code: str) -> bool:
+    return isinstance(err.cause, ApplicationError) and err.cause.type == code

@@ -1,0 +1,111 @@
+"""ProductReviewWorkflow (`product-{id}`): a submitted product until listed or rejected.
+
+    automatic checks (prohibited words, category qualification, price > 0,
+                      commission ≤ price − platform fee)   failed → rejected
+    → wait for support's decision (update `decide`, validated); past the SLA → escalate
+      approve → listed, added to the Channels shop, supplier notified
+      reject  → rejected, supplier notified
+"""
+
+from __future__ import annotations
+
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+from domain.search_attributes import SUPPLIER_ID, BUSINESS_STATUS
+from workflows.options import DB_STEP, PARTNER_CALL
+
+with workflow.unsafe.imports_passed_through():
+    from activities.catalog import CatalogActivities
+    from domain.catalog import (
+        ProductDecision,
+        ProductProgress,
+        ProductReviewInput,
+        ProductStatus,
+        product_decision_problem,
+    )
+
+
+
+
+def workflow_id(product_id: int) -> str:
+    return f"product-{product_id}"
+
+
+@workflow.defn(name="ProductReviewWorkflow")
+class ProductReviewWorkflow:
+    def __init__(self) -> None:
+        self._progress: ProductProgress | None = None
+        self._decision: ProductDecision | None = None
+
+    @workflow.run
+    async def run(self, inp: ProductReviewInput) -> ProductProgress:
+        pid = inp.product_id
+        self._progress = ProductProgress(product_id=pid, status=ProductStatus.CHECKING)
+        workflow.upsert_search_attributes([SUPPLIER_ID.value_set([str(inp.supplier_id)])])
+        self._set_status(ProductStatus.CHECKING)
+        check = await workflow.execute_activity_method(CatalogActivities.check_product, pid, **DB_STEP)
+        self._progress.problems = check.problems
+        if check.problems:
+            reason = "automatic checks failed: " + "; ".join(p.message for p in check.problems)
+            await workflow.execute_activity_method(
+                CatalogActivities.reject_product, args=[pid, reason, None], **DB_STEP)
+            self._set_status(ProductStatus.REJECTED)
+            return self._progress
+
+        self._set_status(ProductStatus.PENDING_REVIEW)
+        level = 0
+        while True:
+            timeout = inp.review_sla if level < inp.max_escalations else None
+            try:
+                await workflow.wait_condition(lambda: self._decision is not None, timeout=timeout)
+                break
+            except TimeoutError:
+                level += 1
+                self._progress.escalations = level
+                await workflow.execute_activity_method(
+                    CatalogActivities.escalate_review, args=["product", pid, 1, level], **DB_STEP)
+
+        decision = self._decision
+        if decision.action == "approve":
+            await workflow.execute_activity_method(
+                CatalogActivities.list_product, args=[pid, decision], **DB_STEP)
+            self._set_status(ProductStatus.LISTED)
+            self._progress.channels = await workflow.execute_activity_method(
+                CatalogActivities.add_to_channels_shop, pid, **PARTNER_CALL)
+        else:
+            await workflow.execute_activity_method(
+                CatalogActivities.reject_product, args=[pid, decision.reason, decision.reviewer_user_id],
+                **DB_STEP)
+            self._set_status(ProductStatus.REJECTED)
+        self._decision = None
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._progress
+
+    @workflow.update
+    async def decide(self, decision: ProductDecision) -> ProductProgress:
+        self._decision = decision
+        self._progress.decision = decision
+        await workflow.wait_condition(lambda: self._decision is None)
+        return self._progress
+
+    @decide.validator
+    def _validate_decide(self, decision: ProductDecision) -> None:
+        status = self._progress.status if self._progress else None
+        if self._decision is not None:
+            raise ApplicationError("a decision is already being applied", type="ALREADY_DECIDED")
+        if status != ProductStatus.PENDING_REVIEW:
+            raise ApplicationError(f"product is {status}, not awaiting a decision", type="NOT_AWAITING_DECISION")
+        problem = product_decision_problem(decision)
+        if problem:
+            raise ApplicationError(problem, type="INVALID_DECISION")
+
+    @workflow.query
+    def progress(self) -> ProductProgress | None:
+        return self._progress
+
+    def _set_status(self, status: ProductStatus) -> None:
+        self._progress.status = status
+        self._progress.updated_at = workflow.now()
+        workflow.upsert_search_attributes([BUSINESS_STATUS.value_set(status.value)])
