@@ -340,12 +340,14 @@ async def test_the_daily_schedule_exists_at_10_30_and_reconciles_yesterday(tmp_p
     from integrations.wechatpay import WeChatPayClient, WeChatPayConfig
     from workflows.schedules import RECONCILIATION_SCHEDULE_ID, ensure_schedules
     from integrations.temporal import connect
+    from sandbox.credentials import load_or_create
     from worker import build_worker
     from tests.test_settlement import free_port, quiet_stack
 
     await publish_now(sandbox)
     dev = settings.model_copy(update={"data_dir": tmp_path, "temporal_port": free_port(),
                                       "temporal_ui_port": free_port(), "task_queue": f"recon-{uuid.uuid4().hex[:6]}"})
+    load_or_create(dev.sandbox_dir)  # the sandbox merchant kit, which `chuchuang dev` writes first
     stack = quiet_stack()
     try:
         server = devstack.start_temporal(stack, dev)

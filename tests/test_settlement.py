@@ -730,10 +730,12 @@ async def test_schedules_are_created_once_and_start_the_right_period(
     )
     from integrations.temporal import connect
     from integrations.wechatpay import WeChatPayClient, WeChatPayConfig
+    from sandbox.credentials import load_or_create
     from worker import build_worker
 
     dev = settings.model_copy(update={"data_dir": tmp_path, "temporal_port": free_port(),
                                       "temporal_ui_port": free_port(), "task_queue": f"sched-{uuid.uuid4().hex[:6]}"})
+    load_or_create(dev.sandbox_dir)  # the sandbox merchant kit, which `chuchuang dev` writes first
     stack = quiet_stack()
     try:
         server = devstack.start_temporal(stack, dev)
