@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="PostgreSQL URL; empty means the embedded server under data_dir"
     )
+    database_pool_recycle: timedelta = Field(
+        default=timedelta(minutes=30), description="a pooled database connection is replaced after this long"
+    )
     temporal_address: str | None = Field(
         default=None, description="host:port of Temporal; empty means `temporal server start-dev`"
     )

@@ -31,6 +31,7 @@ from activities.withdrawals import WithdrawalActivities
 from db.session import session_factory
 from domain.messages import MessageTemplates
 from integrations.channels import ChannelsClient
+from integrations.http import close_shared_clients
 from integrations.messages import MessagesClient
 from integrations.temporal import connect, ensure_search_attributes
 from integrations.wechatpay import WeChatPayClient, WeChatPayConfig
@@ -148,7 +149,10 @@ async def run_worker(settings: Settings) -> None:
         worker = build_worker(client, settings, executor)
         log.info("worker.started", task_queue=settings.task_queue,
                  temporal=settings.resolved_temporal_address)
-        await worker.run()
+        try:
+            await worker.run()
+        finally:
+            await close_shared_clients()
 
 
 def main() -> None:

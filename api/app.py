@@ -32,6 +32,7 @@ from api.routers import (
     withdrawals,
 )
 from db.session import session_factory
+from integrations.http import close_shared_clients
 from integrations.temporal import connect
 from integrations.wechatpay import WeChatPayClient, WeChatPayConfig
 from settings import Settings, get_settings
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
+        await close_shared_clients()
 
     app = FastAPI(title="Chuchuang 橱窗 API", version="0.1.0", lifespan=lifespan, openapi_tags=TAGS,
                   description="Durable back-end for WeChat social commerce. Every long-running "

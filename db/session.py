@@ -25,12 +25,16 @@ def database_url(settings: Settings) -> str:
 
 
 @lru_cache
-def _engine_for(url: str) -> Engine:
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+def _engine_for(url: str, recycle_seconds: int) -> Engine:
+    # No ping on every checkout (a round trip per transaction): connections are recycled on a
+    # schedule instead, and one the server dropped fails once, invalidates the pool, and the
+    # activity's retry gets a fresh connection.
+    return create_engine(url, pool_size=10, max_overflow=20, pool_recycle=recycle_seconds)
 
 
 def get_engine(settings: Settings | None = None) -> Engine:
-    return _engine_for(database_url(settings or get_settings()))
+    settings = settings or get_settings()
+    return _engine_for(database_url(settings), int(settings.database_pool_recycle.total_seconds()))
 
 
 def session_factory(settings: Settings | None = None) -> sessionmaker[Session]:

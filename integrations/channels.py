@@ -17,8 +17,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from integrations import wxcrypt
-from integrations.wechat_api import WECHAT_API, WeChatApiClient
 from integrations.sandbox_kit import load_kit
+from integrations.wechat_api import WECHAT_API, WeChatApiClient
 from settings import Settings
 
 

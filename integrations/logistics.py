@@ -19,7 +19,7 @@ import httpx
 from pydantic import BaseModel, computed_field, field_validator
 
 from integrations.errors import PartnerRejected, PartnerUnavailable
-from integrations.http import make_client
+from integrations.http import shared_client
 from integrations.sandbox_kit import load_kit
 from settings import Settings
 
@@ -100,8 +100,7 @@ def _result(data: dict[str, Any]) -> TrackingResult:
 
 async def _post_form(base_url: str, path: str, form: dict[str, str]) -> dict[str, Any]:
     try:
-        async with make_client(base_url) as client:
-            response = await client.post(path, data=form)
+        response = await shared_client(base_url).post(path, data=form)
     except httpx.HTTPError as e:
         raise PartnerUnavailable(f"logistics provider unreachable: {e!r}") from e
     if response.status_code >= 500 or response.status_code == 429:

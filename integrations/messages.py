@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from integrations.wechat_api import WECHAT_API, WeChatApiClient
 from integrations.sandbox_kit import load_kit
+from integrations.wechat_api import WECHAT_API, WeChatApiClient
 from settings import Settings
 
 USER_REFUSED = "43101"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import httpx
 
 from integrations.errors import PartnerRejected, PartnerUnavailable
-from integrations.http import make_client
+from integrations.http import shared_client
 from integrations.sandbox_kit import load_kit
 from settings import Settings
 
@@ -32,8 +32,7 @@ async def exchange_code(code: str, settings: Settings) -> str:
     base_url, appid, secret = _app_credentials(settings)
     params = {"appid": appid, "secret": secret, "code": code, "grant_type": "authorization_code"}
     try:
-        async with make_client(base_url) as client:
-            response = await client.get("/sns/oauth2/access_token", params=params)
+        response = await shared_client(base_url).get("/sns/oauth2/access_token", params=params)
     except httpx.HTTPError as e:
         raise PartnerUnavailable(f"WeChat OAuth unreachable: {e!r}") from e
     if response.status_code >= 500 or response.status_code == 429:

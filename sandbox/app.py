@@ -16,13 +16,22 @@ from pathlib import Path
 import httpx
 from fastapi import FastAPI
 
+from sandbox import (
+    bills,
+    channels,
+    logistics,
+    notify,
+    oauth,
+    profitsharing,
+    refunds,
+    transfers,
+    wechatpay,
+)
 from sandbox import faults as faults_mod
-from sandbox import channels, logistics, notify, oauth, profitsharing, refunds, transfers, wechatpay
 from sandbox.context import Sandbox
 from sandbox.credentials import SandboxCredentials
 from sandbox.faults import FaultConfig, Faults
 from sandbox.store import Store
-from sandbox import bills
 
 
 def create_app(

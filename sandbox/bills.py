@@ -38,7 +38,12 @@ from pydantic import BaseModel, Field, StrictInt
 
 from sandbox.context import CST, Sandbox, now_cst
 from sandbox.refunds import REFUND
-from sandbox.wechatpay import ORDER, TRANSACTION_ID, WeChatPayError, authenticate_request
+from sandbox.wechatpay import (
+    ORDER,
+    TRANSACTION_ID,
+    WeChatPayError,
+    authenticate_request,
+)
 
 BILL_FILE = "wechatpay.bill_file"
 BILL_SNAPSHOT = "wechatpay.bill_snapshot"

@@ -51,8 +51,10 @@ class Sandbox:
         )
         self.platform_private_key = load_private_key(credentials.platform_private_key_pem)
         self._tasks: set[asyncio.Task] = set()
-        # how notifications and pushes reach the merchant (tests hand in one routed in-process)
-        self.callback_client = callback_client or (lambda: httpx.AsyncClient(timeout=5.0))
+        # how notifications and pushes reach the merchant (tests hand in one routed in-process);
+        # one long-lived client, made on first use in the serving event loop
+        self._make_callback_client = callback_client or (lambda: httpx.AsyncClient(timeout=5.0))
+        self._callback_client: httpx.AsyncClient | None = None
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
@@ -64,6 +66,14 @@ class Sandbox:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._callback_client is not None:
+            await self._callback_client.aclose()
+            self._callback_client = None
+
+    def callback_client(self) -> httpx.AsyncClient:
+        if self._callback_client is None or self._callback_client.is_closed:
+            self._callback_client = self._make_callback_client()
+        return self._callback_client
 
     def platform_signed(self, status_code: int, payload: Any | None = None) -> Response:
         """A WeChat Pay response, signed by the platform key as every v3 response is."""
@@ -93,8 +103,7 @@ class Sandbox:
     async def post(self, url: str, **kwargs: Any) -> httpx.Response | None:
         """POST to a partner's callback; None when it could not be reached at all."""
         try:
-            async with self.callback_client() as client:
-                return await client.post(url, **kwargs)
+            return await self.callback_client().post(url, **kwargs)
         except httpx.HTTPError:
             return None
         except Exception:  # an in-process receiver that crashed; over the wire that is a 500

@@ -23,7 +23,13 @@ from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from sandbox.context import Sandbox, now_cst
-from sandbox.wechatpay import ORDER, TRANSACTION_ID, WeChatPayError, authenticate_request, parse
+from sandbox.wechatpay import (
+    ORDER,
+    TRANSACTION_ID,
+    WeChatPayError,
+    authenticate_request,
+    parse,
+)
 
 RECEIVER = "profitsharing.receiver"
 SPLIT = "profitsharing.order"

@@ -17,7 +17,13 @@ from pydantic import BaseModel, Field, StrictInt
 
 from sandbox import notify
 from sandbox.context import Sandbox, now_cst
-from sandbox.wechatpay import ORDER, TRANSACTION_ID, WeChatPayError, authenticate_request, parse
+from sandbox.wechatpay import (
+    ORDER,
+    TRANSACTION_ID,
+    WeChatPayError,
+    authenticate_request,
+    parse,
+)
 
 REFUND = "wechatpay.refund"
 LIVE = ("PROCESSING", "SUCCESS", "ABNORMAL")
