@@ -15,6 +15,7 @@ from activities.bonuses import BonusActivities
 from activities.catalog import CatalogActivities
 from activities.channels_delivery import ChannelsDeliveryActivities
 from activities.channels_sync import ChannelsSyncActivities
+from activities.flash_sales import FlashSaleActivities
 from activities.logistics import LogisticsActivities
 from activities.messages import MessageActivities
 from activities.orders import FulfilmentAlerts, OrderActivities
@@ -37,6 +38,7 @@ from integrations.temporal import connect, ensure_search_attributes
 from integrations.wechatpay import WeChatPayClient, WeChatPayConfig
 from settings import Settings, get_settings
 from workflows.channels_sync import ChannelsSyncWorkflow, wake_channels_sync
+from workflows.flash_sale import FlashSaleWorkflow
 from workflows.messages import MessageDrainWorkflow
 from workflows.order import OrderWorkflow
 from workflows.payouts import PayoutWorkflow
@@ -57,7 +59,7 @@ from workflows.withdrawal import WithdrawalWorkflow
 WORKFLOWS = [OrderWorkflow, RefundWorkflow, PromoterLifecycleWorkflow, RevivalWorkflow, SupplierOnboardingWorkflow,
              ProductReviewWorkflow, ChannelsSyncWorkflow, WithdrawalWorkflow, PayoutWorkflow,
              SupplierSettlementWorkflow, CommissionSettlementWorkflow, CommissionStatementBatchesWorkflow,
-             ReconciliationWorkflow, MessageDrainWorkflow]
+             ReconciliationWorkflow, MessageDrainWorkflow, FlashSaleWorkflow]
 log = structlog.get_logger()
 
 
@@ -94,6 +96,7 @@ def activities(settings: Settings, sessions=None, pay: WeChatPayClient | None = 
         *SettlementActivities(sessions, pay).all(),
         *SplitReturnActivities(sessions, pay).all(),
         *ReconciliationActivities(sessions, pay).all(),
+        *FlashSaleActivities(sessions).all(),
     ]
 
 

@@ -151,6 +151,13 @@ def product_in_stock(s: Session, product_id: int) -> bool:
     return (s.scalar(select(func.coalesce(func.sum(Sku.stock), 0)).where(Sku.product_id == product_id)) or 0) > 0
 
 
+def restock(s: Session, sku_id: int, quantity: int) -> None:
+    """Give units back to a SKU; windows follow it back into stock."""
+    restored = s.execute(update(Sku).where(Sku.id == sku_id)
+                         .values(stock=Sku.stock + quantity).returning(Sku.stock)).scalar()
+    stock_changed(s, sku_id, restored - quantity, restored)
+
+
 def stock_changed(s: Session, sku_id: int, before: int, after: int,
                   threshold: int = LOW_STOCK_THRESHOLD) -> None:
     """After a SKU's stock moved from `before` to `after` (supplier update, order, cancellation):

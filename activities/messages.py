@@ -1,6 +1,6 @@
 """The notification outbox, sent as WeChat subscribe messages (订阅消息).
 
-Every stored notification (`notify`, chuchuang/activities/catalog.py, written in the same
+Every stored notification (`notify`, activities/catalog.py, written in the same
 database transaction as the change it reports) starts `pending`. `deliver_messages` claims
 pending rows (row locks, SKIP LOCKED: two drains never take the same row), sends each through
 `MessagesClient` (`/cgi-bin/message/subscribe/send`) and marks it `sent` (with WeChat's msgid)
@@ -17,7 +17,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -64,46 +64,49 @@ class MessageActivities:
 
     @activity.defn
     async def deliver_messages(self) -> int:
-        """Send what the outbox holds (a batch at a time); how many were sent."""
+        """Send what the outbox holds (a batch at a time, the batch's sends concurrently); how
+        many were sent."""
         sent = 0
         for _ in range(20):  # a bounded drain; what is left waits for the next one
             claimed = await asyncio.to_thread(self._claim)
             if not claimed:
                 break
-            outage: Exception | None = None
-            for row in claimed:
-                if outage is not None:
-                    await asyncio.to_thread(self._finish, row.id, "pending", None)
-                    continue
-                try:
-                    answer = await self.client.send_subscribe(row.openid, row.template_id, row.data)
-                except PartnerRejected as err:
-                    note = {USER_REFUSED: "user refused or has no consent left",
-                            INVALID_OPENID: "invalid openid"}.get(err.code, f"rejected {err.code}")
-                    await asyncio.to_thread(self._finish, row.id, "skipped", note)
-                    continue
-                except PartnerUnavailable as err:
-                    outage = err
-                    await asyncio.to_thread(self._finish, row.id, "pending", None)
-                    continue
-                await asyncio.to_thread(self._finish, row.id, "sent", f"msgid {answer.msgid}")
-                sent += 1
+            outcomes = await asyncio.gather(*(self._send(row) for row in claimed))
+            await asyncio.to_thread(self._finish, [(row.id, status, note) for row, (status, note) in
+                                                   zip(claimed, outcomes, strict=True)])
+            sent += sum(1 for status, _ in outcomes if status == "sent")
+            outage = next((note for status, note in outcomes if status == "pending"), None)
             if outage is not None:
                 raise ApplicationError(f"messages unavailable: {outage}", type="MESSAGES_UNAVAILABLE")
         return sent
 
+    async def _send(self, row: _Claimed) -> tuple[str, str | None]:
+        """(new delivery status, note): sent, skipped (refused by WeChat) or pending (outage)."""
+        try:
+            answer = await self.client.send_subscribe(row.openid, row.template_id, row.data)
+        except PartnerRejected as err:
+            return "skipped", {USER_REFUSED: "user refused or has no consent left",
+                               INVALID_OPENID: "invalid openid"}.get(err.code, f"rejected {err.code}")
+        except PartnerUnavailable as err:
+            return "pending", str(err)
+        return "sent", f"msgid {answer.msgid}"
+
     def _claim(self) -> list[_Claimed]:
         now = datetime.now(UTC)
         with self.sessions.begin() as s:
-            rows = s.scalars(
-                select(Notification).where(or_(
-                    Notification.delivery_status == "pending",
-                    (Notification.delivery_status == "sending") & (Notification.sent_at < now - self.resend_after)))
-                .order_by(Notification.id).limit(self.batch).with_for_update(skip_locked=True)).all()
+            # two statements, each on its partial index (an OR of both would scan the table)
+            claimable = [Notification.delivery_status == "pending",
+                         (Notification.delivery_status == "sending") & (Notification.sent_at < now - self.resend_after)]
+            rows: list[tuple[Notification, str | None]] = []
+            for condition in claimable:
+                rows += s.execute(
+                    select(Notification, User.openid).outerjoin(User, User.id == Notification.recipient_user_id)
+                    .where(condition).order_by(Notification.id).limit(self.batch - len(rows))
+                    .with_for_update(of=Notification, skip_locked=True)).tuples().all()
+                if len(rows) >= self.batch:
+                    break
             claimed: list[_Claimed] = []
-            for n in rows:
-                openid = (s.scalar(select(User.openid).where(User.id == n.recipient_user_id))
-                          if n.recipient_user_id is not None else None)
+            for n, openid in rows:
                 message = subscribe_message(n.kind, n.subject_id, n.message, n.created_at, self.templates, self.tz)
                 skip = ("no single recipient (role notification)" if n.recipient_user_id is None
                         else "user has no openid" if not openid
@@ -116,10 +119,15 @@ class MessageActivities:
                 claimed.append(_Claimed(n.id, openid, message[0], message[1]))
             return claimed
 
-    def _finish(self, notification_id: int, status: str, note: str | None) -> None:
+    def _finish(self, outcomes: list[tuple[int, str, str | None]]) -> None:
+        """Record each claimed row's outcome, in one statement; a row no longer `sending` (taken
+        over after `resend_after`) is left as it is."""
+        now = datetime.now(UTC)
+        table = Notification.__table__
         with self.sessions.begin() as s:
-            n = s.get(Notification, notification_id, with_for_update=True)
-            if n.delivery_status != "sending":
-                return
-            n.delivery_status, n.delivery_note = status, note
-            n.sent_at = datetime.now(UTC) if status == "sent" else None
+            s.connection().execute(
+                update(table).where(table.c.id == bindparam("row_id"), table.c.delivery_status == "sending")
+                .values(delivery_status=bindparam("status"), delivery_note=bindparam("note"),
+                        sent_at=bindparam("at")),
+                [{"row_id": i, "status": status, "note": None if status == "pending" else note,
+                  "at": now if status == "sent" else None} for i, status, note in outcomes])

@@ -10,8 +10,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from activities import bonuses, commission_policy, coupons, ledger, risk
-from activities.catalog import notify, stock_changed
+from activities import bonuses, commission_policy, coupons, flash_sales, ledger, risk
+from activities.catalog import notify, restock, stock_changed
 from activities.errors import business_error
 from activities.order_events import record_event
 from db.models import (
@@ -53,13 +53,6 @@ from domain.refunds import remaining_share
 from domain.risk import RiskRules
 
 
-def restock(s: Session, sku_id: int, quantity: int) -> None:
-    """Give units back to a SKU; windows follow it back into stock."""
-    restored = s.execute(update(Sku).where(Sku.id == sku_id)
-                         .values(stock=Sku.stock + quantity).returning(Sku.stock)).scalar()
-    stock_changed(s, sku_id, restored - quantity, restored)
-
-
 class OrderActivities:
     def __init__(self, sessions: sessionmaker[Session], policy: CommissionPolicy,
                  risk_rules: RiskRules | None = None, level_period: timedelta | None = None):
@@ -81,19 +74,15 @@ class OrderActivities:
             rules_: list[SkuCommission] = []
             for req in inp.lines:
                 sku, product, supplier = self._sellable(s, req.sku_id)
-                # The conditional decrement is the reservation: it never takes stock below zero,
-                # however many buyers race for the last units.
-                reserved = s.execute(
-                    update(Sku).where(Sku.id == sku.id, Sku.stock >= req.quantity)
-                    .values(stock=Sku.stock - req.quantity).returning(Sku.stock)
-                ).scalar()
-                if reserved is None:
-                    raise business_error("OUT_OF_STOCK", f"SKU {sku.id} has fewer than {req.quantity} left")
-                stock_changed(s, sku.id, reserved + req.quantity, reserved)  # low stock, sold out
-                listed = sku.price_fen * req.quantity
+                if inp.flash_sale_id is not None:
+                    unit_price = self._flash_claimed(s, inp, req.sku_id, req.quantity)
+                else:
+                    unit_price = sku.price_fen
+                    self._reserve(s, sku.id, req.quantity)
                 lines.append(OrderLine(order_no=inp.order_no, sku_id=sku.id, product_id=product.id,
                                        supplier_id=supplier.id, title=f"{product.title} {sku.spec}".strip(),
-                                       unit_price_fen=sku.price_fen, quantity=req.quantity, list_fen=listed))
+                                       unit_price_fen=unit_price, quantity=req.quantity,
+                                       list_fen=unit_price * req.quantity))
                 fees_bps.append(supplier.service_fee_bps)
                 rules_.append(SkuCommission(sku.commission_bps, sku.commission_fixed_fen))
             if inp.fulfilment == "pickup":
@@ -130,6 +119,25 @@ class OrderActivities:
                              ip_fp=inp.ip_fp, address_fp=inp.address_fp, rules=self.risk_rules)
             s.flush()
             return self._placed(s, order)
+
+    @staticmethod
+    def _reserve(s: Session, sku_id: int, quantity: int) -> None:
+        # The conditional decrement is the reservation: it never takes stock below zero,
+        # however many buyers race for the last units.
+        reserved = s.execute(update(Sku).where(Sku.id == sku_id, Sku.stock >= quantity)
+                             .values(stock=Sku.stock - quantity).returning(Sku.stock)).scalar()
+        if reserved is None:
+            raise business_error("OUT_OF_STOCK", f"SKU {sku_id} has fewer than {quantity} left")
+        stock_changed(s, sku_id, reserved + quantity, reserved)  # low stock, sold out
+
+    @staticmethod
+    def _flash_claimed(s: Session, inp: PlaceOrderInput, sku_id: int, quantity: int) -> int:
+        """A flash-sale line: its units were set aside and claimed already; the sale's price."""
+        found = flash_sales.claim_of(s, inp.order_no)
+        if (found is None or found[0].status != "held" or found[1].id != inp.flash_sale_id
+                or found[1].sku_id != sku_id or found[0].quantity != quantity):
+            raise business_error("FLASH_CLAIM_MISSING", f"order {inp.order_no} holds no such flash-sale claim")
+        return found[1].price_fen
 
     def _attributed_promoter(self, s: Session, inp: PlaceOrderInput) -> int | None:
         if inp.window_id is None:
@@ -186,8 +194,9 @@ class OrderActivities:
                 return
             if order.status != OrderStatus.PENDING_PAYMENT:
                 raise business_error("ALREADY_PAID", f"order {order_no} is {order.status}")
-            for line in s.scalars(select(OrderLine).where(OrderLine.order_no == order_no)):
-                restock(s, line.sku_id, line.quantity)
+            if not flash_sales.release(s, order_no):  # a flash sale's units go back to the sale
+                for line in s.scalars(select(OrderLine).where(OrderLine.order_no == order_no)):
+                    restock(s, line.sku_id, line.quantity)
             coupons.release(s, order_no)
             order.status = OrderStatus.CANCELLED
             s.execute(update(Payment).where(Payment.order_no == order_no).values(status="CLOSED"))

@@ -14,6 +14,7 @@ from api.routers import (
     auth,
     catalog,
     coupons,
+    flash_sales,
     levels,
     notifications,
     ops,
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     app.include_router(settlements.router)
     app.include_router(reconciliations.router)
     app.include_router(presale.router)
+    app.include_router(flash_sales.router)
     for router in levels.routers:
         app.include_router(router)
     return app

@@ -119,4 +119,5 @@ class Notification(Base):
     delivery_status: Mapped[str] = mapped_column(String(10), default="pending", server_default="pending")
     delivery_note: Mapped[str | None] = mapped_column(String(120))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    __table_args__ = (Index("ix_notifications_pending", "id", postgresql_where=text("delivery_status = 'pending'")),)
+    __table_args__ = (Index("ix_notifications_pending", "id", postgresql_where=text("delivery_status = 'pending'")),
+                      Index("ix_notifications_sending", "sent_at", postgresql_where=text("delivery_status = 'sending'")))

@@ -45,6 +45,8 @@ class PlaceOrderInput(BaseModel):
     address: ShippingAddress | None = None
     outlet_id: int | None = None
     coupon_code: str | None = None
+    # a flash-sale order: its one line's units were claimed from this sale (activities/flash_sales.py)
+    flash_sale_id: int | None = None
     channels_order_id: str | None = None  # source "channels": the shop's order, shipped through it too
     # keyed fingerprints (domain/risk.py) of the buyer's device, IP and address, for risk flags
     device_fp: str | None = None

@@ -127,9 +127,10 @@ class OrderOut(BaseModel):
 
 
 # --- placement -----------------------------------------------------------------------------
-def _check_placeable(request: Request, principal: Principal, body: PlaceOrderBody) -> tuple[str, int | None]:
+def check_placeable(request: Request, principal: Principal, body: PlaceOrderBody,
+                    *, check_stock: bool = True) -> tuple[str, int | None]:
     """Fail fast with a clear 4xx on what the request itself gets wrong. Stock is reserved
-    atomically by the workflow; nothing is written here."""
+    atomically by the workflow (a flash sale's by its claim); nothing is written here."""
     with sessions_of(request)() as s:
         openid = s.scalar(select(User.openid).where(User.id == principal.user_id))
         if not openid:
@@ -149,7 +150,7 @@ def _check_placeable(request: Request, principal: Principal, body: PlaceOrderBod
             sku, product, supplier = row
             if product.status != "listed" or supplier.status != "active":
                 raise ApiError(409, "NOT_ON_SALE", f"SKU {sku.id} is not on sale")
-            if sku.stock < line.quantity:
+            if check_stock and sku.stock < line.quantity:
                 raise ApiError(409, "OUT_OF_STOCK", f"SKU {sku.id} has only {sku.stock} left")
             if body.window_id is not None and s.get(WindowProduct, (body.window_id, product.id)) is None:
                 raise ApiError(422, "NOT_IN_WINDOW", f"product {product.id} is not in window {body.window_id}")
@@ -161,7 +162,43 @@ def _check_placeable(request: Request, principal: Principal, body: PlaceOrderBod
         return openid, promoter_id
 
 
-def _order_no_for(principal: Principal, idempotency_key: str | None, now: datetime) -> str:
+def order_input(request: Request, principal: Principal, body: PlaceOrderBody, order_no: str, openid: str,
+                device_id: str | None, flash_sale_id: int | None = None) -> OrderWorkflowInput:
+    """What the OrderWorkflow starts with: the order, the buyer's keyed fingerprints, the periods."""
+    settings = request.app.state.settings
+    key = settings.resolved_risk_key
+    return OrderWorkflowInput(
+        order=PlaceOrderInput(order_no=order_no, buyer_user_id=principal.user_id, buyer_openid=openid,
+                              window_id=body.window_id, source=body.source, lines=body.lines,
+                              fulfilment=body.fulfilment, address=body.address, outlet_id=body.outlet_id,
+                              coupon_code=body.coupon_code, channels_order_id=body.channels_order_id,
+                              flash_sale_id=flash_sale_id,
+                              device_fp=fingerprint(key, "device", device_id),
+                              ip_fp=fingerprint(key, "ip", client_ip(request, settings)),
+                              address_fp=fingerprint(key, "address", address_key(
+                                  body.address.model_dump() if body.address else None))),
+        timings=settings.order_timings())
+
+
+async def start_order_workflow(request: Request, inp: OrderWorkflowInput, promoter_id: int | None) -> Client:
+    """Start `order-{order_no}` (once: the same order number again finds it running)."""
+    order_no = inp.order.order_no
+    attributes = [SearchAttributePair(ORDER_NO, order_no),
+                  SearchAttributePair(BUSINESS_STATUS, OrderStatus.PENDING_PAYMENT.value)]
+    if promoter_id is not None:
+        attributes.append(SearchAttributePair(PROMOTER_ID, str(promoter_id)))
+    client = await temporal_of(request)
+    try:
+        await client.start_workflow(
+            OrderWorkflow.run, inp, id=workflow_id(order_no), task_queue=request.app.state.settings.task_queue,
+            search_attributes=TypedSearchAttributes(attributes),
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
+    except WorkflowAlreadyStartedError:
+        pass  # the same Idempotency-Key again: answer with the order already placed
+    return client
+
+
+def order_no_for(principal: Principal, idempotency_key: str | None, now: datetime) -> str:
     if not idempotency_key:
         return new_order_no(now)
     digest = int(hashlib.sha256(f"{principal.user_id}:{idempotency_key}".encode()).hexdigest(), 16)
@@ -191,31 +228,10 @@ async def place_order(body: PlaceOrderBody, request: Request,
                                                      description="the client's device id, for risk checks"),
                       ) -> PlacedOut:
     settings = request.app.state.settings
-    openid, promoter_id = await run_in_threadpool(_check_placeable, request, principal, body)
-    order_no = _order_no_for(principal, idempotency_key, datetime.now(ZoneInfo(settings.settlement_timezone)))
-    key = settings.resolved_risk_key
-    inp = OrderWorkflowInput(
-        order=PlaceOrderInput(order_no=order_no, buyer_user_id=principal.user_id, buyer_openid=openid,
-                              window_id=body.window_id, source=body.source, lines=body.lines,
-                              fulfilment=body.fulfilment, address=body.address, outlet_id=body.outlet_id,
-                              coupon_code=body.coupon_code, channels_order_id=body.channels_order_id,
-                              device_fp=fingerprint(key, "device", device_id),
-                              ip_fp=fingerprint(key, "ip", client_ip(request, settings)),
-                              address_fp=fingerprint(key, "address", address_key(
-                                  body.address.model_dump() if body.address else None))),
-        timings=settings.order_timings())
-    attributes = [SearchAttributePair(ORDER_NO, order_no),
-                  SearchAttributePair(BUSINESS_STATUS, OrderStatus.PENDING_PAYMENT.value)]
-    if promoter_id is not None:
-        attributes.append(SearchAttributePair(PROMOTER_ID, str(promoter_id)))
-    client = await temporal_of(request)
-    try:
-        await client.start_workflow(
-            OrderWorkflow.run, inp, id=workflow_id(order_no), task_queue=settings.task_queue,
-            search_attributes=TypedSearchAttributes(attributes),
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
-    except WorkflowAlreadyStartedError:
-        pass  # the same Idempotency-Key again: answer with the order already placed
+    openid, promoter_id = await run_in_threadpool(check_placeable, request, principal, body)
+    order_no = order_no_for(principal, idempotency_key, datetime.now(ZoneInfo(settings.settlement_timezone)))
+    inp = order_input(request, principal, body, order_no, openid, device_id)
+    client = await start_order_workflow(request, inp, promoter_id)
     progress = await _wait_for_prepay(client, order_no)
     if progress.failure:
         status = 409 if progress.failure in ("OUT_OF_STOCK", "NOT_ON_SALE", "COUPON_USED_UP",
