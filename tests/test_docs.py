@@ -20,9 +20,11 @@ SETTINGS_PAGE = ROOT / "docs" / "settings.md"
 # routes served outside the OpenAPI schema
 UNLISTED_ROUTES = {("GET", "/metrics")}
 
-ROUTE = re.compile(r"\b(GET|POST|PUT|PATCH|DELETE) (?:https?://[^/\s`]+)?(/[A-Za-z0-9_{}/.\-]*)")
+PATH = r"(/[A-Za-z0-9_{}/.$\-]*)"
+ROUTE = re.compile(r"\b(GET|POST|PUT|PATCH|DELETE) (?:https?://[^/\s`]+|\$API|\$SANDBOX)?" + PATH)
+CURL = re.compile(r"\bcurl -s (?:-X (GET|POST|PUT|PATCH|DELETE) )?(?:\$API|\$SANDBOX|https?://[^/\s`]+)" + PATH)
 COMMAND = re.compile(r"(?<![\w/-])chuchuang ([a-z][a-z-]*)(?: ([a-z]+))?")
-MAKE = re.compile(r"\bmake ([a-z]+)\b")
+MAKE = re.compile(r"(?:^|`|\S=\S* )make ([a-z]+)\b", re.M)
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
@@ -67,8 +69,9 @@ def routes(tmp_path_factory) -> list[tuple[str, re.Pattern]]:
 def test_every_route_named_exists(routes):
     missing = []
     for page in PAGES:
-        for method, path in ROUTE.findall(text(page)):
-            concrete = re.sub(r"\{[^}]+\}", "x", path.rstrip("."))
+        named = ROUTE.findall(text(page)) + [(m or "GET", p) for m, p in CURL.findall(text(page))]
+        for method, path in named:
+            concrete = re.sub(r"\{[^}]+\}|\$\w+", "x", path.rstrip("."))
             if not any(m == method and pattern.match(concrete) for m, pattern in routes):
                 missing.append(f"{page.name}: {method} {path}")
     assert missing == []
@@ -113,5 +116,5 @@ def test_links_stay_inside_the_repository():
                 wrong.append(f"{page.name}: {target} is not a file of the repository")
             elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked):
                 wrong.append(f"{page.name}: {target} has no such heading")
-    assert "shared/DESIGN.md" not in "".join(text(p) for p in PAGES)
     assert wrong == []
+    assert "shared/DESIGN.md" not in "".join(text(p) for p in PAGES)
