@@ -1,5 +1,5 @@
 """The documentation stays true to the code: every setting documented (and no setting that does
-not exist), every route, `chuchuang` command and make target the README and docs/ name exists,
+not exist), every route, `chuchuang` command, make target and file the README and docs/ name exists,
 and every link points at a file (and heading) inside the repository."""
 
 from __future__ import annotations
@@ -118,3 +118,11 @@ def test_links_stay_inside_the_repository():
                 wrong.append(f"{page.name}: {target} has no such heading")
     assert wrong == []
     assert "shared/DESIGN.md" not in "".join(text(p) for p in PAGES)
+
+
+def test_every_file_named_exists():
+    """`dir/file.py` in backticks is a file of the repository (catches paths of an old layout)."""
+    named = re.compile(r"`((?:[A-Za-z_.]+/)+[A-Za-z_0-9.]+\.(?:py|md|yml|json|ini))`")
+    missing = [f"{page.name}: {path}" for page in PAGES for path in named.findall(text(page))
+               if not (ROOT / path).exists()]
+    assert missing == []
