@@ -23,7 +23,7 @@ UNLISTED_ROUTES = {("GET", "/metrics")}
 PATH = r"(/[A-Za-z0-9_{}/.$\-]*)"
 ROUTE = re.compile(r"\b(GET|POST|PUT|PATCH|DELETE) (?:https?://[^/\s`]+|\$API|\$SANDBOX)?" + PATH)
 CURL = re.compile(r"\bcurl -s (?:-X (GET|POST|PUT|PATCH|DELETE) )?(?:\$API|\$SANDBOX|https?://[^/\s`]+)" + PATH)
-COMMAND = re.compile(r"(?<![\w/-])chuchuang ([a-z][a-z-]*)(?: ([a-z]+))?")
+COMMAND = re.compile(r"(?:^|`|bin/)chuchuang ([a-z][a-z-]*)(?: ([a-z]+))?", re.M)
 MAKE = re.compile(r"(?:^|`|\S=\S* )make ([a-z]+)\b", re.M)
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
