@@ -171,7 +171,7 @@ class Settings(BaseSettings):
     reconciliation_bill_wait_at_most: timedelta = Field(
         default=timedelta(days=2), description="give up (and alert) when the bill is not out after this long")
 
-    # --- pre-sale (chuchuang/domain/presale.py) and subscribe messages ----------------------
+    # --- pre-sale (domain/presale.py) and subscribe messages -------------------------------
     presale_deposit_bps: int = Field(default=1000, ge=1, le=10_000,
                                      description="a pre-sale deposit, when the supplier gives none: share of the price")
     presale_deposit_max_bps: int = Field(default=2000, ge=1, le=10_000,
@@ -288,7 +288,7 @@ class Settings(BaseSettings):
                            frequent_returns_window=self.frequent_returns_window)
 
     def commission_policy(self) -> CommissionPolicy:
-        """The policy in force until an operator saves a version (PUT /promoters/commission-policy)."""
+        """The policy in force until an operator saves a version (PUT /commission-policy)."""
         return CommissionPolicy(tiers=self.commission_tiers, tier_rates_bps=tuple(self.commission_tier_rates_bps))
 
     def channels_sync_input(self, mode: str = "drain") -> ChannelsSyncInput:
