@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: dev test bench venv clean distclean
+.PHONY: dev test bench profile venv clean distclean
 
 venv: $(STAMP)
 
@@ -27,10 +27,16 @@ test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	@set -e; for f in bench/*.py; do case "$$f" in *bare_workflow.py) continue;; esac; \
+	@set -e; for f in bench/*.py; do case "$$f" in *bare_workflow.py|*bare_stack.py|*profile_top.py) continue;; esac; \
 		[ -e "$$f" ] || continue; \
 		echo "== $$f"; $(PY) "$$f"; \
 	done
+
+# py-spy over the order pipeline benchmark, then its top entries (bench/profile_top.py)
+profile: $(STAMP)
+	$(PY) -m pip install --quiet py-spy
+	$(VENV)/bin/py-spy record -r 50 -f raw -o .profile-order-pipeline.txt -- $(PY) bench/order_pipeline.py
+	$(PY) bench/profile_top.py .profile-order-pipeline.txt
 
 # build artefacts and caches; keeps .venv and the dev data in .data/
 clean:
