@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
-from api import channels_wake, errors
+from api import channels_wake, contract, errors
 from api.routers import (
     auth,
     catalog,
@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
         yield
 
     app = FastAPI(title="Chuchuang 橱窗 API", version="0.1.0", lifespan=lifespan, openapi_tags=TAGS,
+                  dependencies=[Depends(contract.guard_inputs)],  # text and number bounds, every route
                   description="Durable back-end for WeChat social commerce. Every long-running "
                               "process is a Temporal workflow; see Temporal UI for histories.")
     app.state.settings = settings
@@ -96,5 +97,6 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     app.include_router(presale.router)
     for router in levels.routers:
         app.include_router(router)
+    contract.document(app)  # every route's error answers, one Error schema, the input bounds
     return app
 
