@@ -33,6 +33,7 @@ INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 # (a JSON "\ud800" decodes to one and cannot be stored as UTF-8).
 FORBIDDEN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 TEXT_PATTERN = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"  # the documented form of the rule above
+PAGING = ("limit", "offset")  # query parameters that reach SQL's LIMIT/OFFSET: never negative
 
 
 # --- the input guard ------------------------------------------------------------------------
@@ -109,6 +110,8 @@ async def guard_inputs(request: Request) -> None:
                     except ValueError:
                         continue  # not a number: the parameter's own validation says so
                     _check_value(number, [kind, field.alias], problems)
+                    if kind == "query" and field.alias in PAGING and number < 0:
+                        problems.append(_problem([kind, field.alias], "must be at least 0", "too_small"))
     if request.method in ("POST", "PUT", "PATCH", "DELETE") and "json" in request.headers.get("content-type", ""):
         body = await request.body()
         if body:
@@ -124,7 +127,7 @@ async def guard_inputs(request: Request) -> None:
 
 # --- the OpenAPI document -------------------------------------------------------------------
 DESCRIPTIONS = {
-    400: "Bad request: a partner notification we do not accept",
+    400: "Bad request: a body that cannot be parsed, or a partner notification we do not accept",
     401: "No bearer token, or one that is invalid or expired",
     403: "The token's role may not do this",
     404: "No such resource, or not one this caller may see",
@@ -183,6 +186,8 @@ def route_error_codes(route) -> set[int]:
         codes.add(404)
     if any(True for _ in _declared_params(route.dependant)) or route.dependant.body_params:
         codes.add(422)
+    if route.dependant.body_params:
+        codes.add(400)  # a body that is not even JSON
     return {c for c in codes if c in DESCRIPTIONS}
 
 
@@ -238,6 +243,12 @@ def _bound_inputs(node: Any, schemas: dict, shared: set[str]) -> Any:
     return out
 
 
+def _at_least_zero(schema: dict) -> None:
+    for option in schema.get("anyOf", [schema]):
+        if option.get("type") == "integer":
+            option["minimum"] = max(option.get("minimum", 0), 0)
+
+
 def document(app: FastAPI) -> None:
     """Make `app.openapi()` describe the error model and the input bounds for every route."""
     build = app.openapi
@@ -263,7 +274,10 @@ def document(app: FastAPI) -> None:
                 route = routes.get((path, method))
                 codes = route_error_codes(route) if route else {422, 503}
                 responses.pop("422", None)  # FastAPI's HTTPValidationError is not what we answer
+                declared = {str(c) for c in getattr(route, "responses", {}) or {}}
                 for code in sorted(codes):
+                    if str(code) in declared:
+                        continue  # the route's own answer (a partner's protocol: webhooks)
                     responses[str(code)] = {"description": DESCRIPTIONS[code],
                                             "content": {"application/json": {"schema": error_ref}}}
         for name in ("HTTPValidationError", "ValidationError"):
@@ -274,6 +288,8 @@ def document(app: FastAPI) -> None:
                 for parameter in operation.get("parameters", []):
                     if "schema" in parameter:
                         parameter["schema"] = _bound_inputs(parameter["schema"], schemas, shared)
+                        if parameter.get("in") == "query" and parameter.get("name") in PAGING:
+                            _at_least_zero(parameter["schema"])
                 body = operation.get("requestBody", {}).get("content", {})
                 for media in body.values():
                     if "schema" in media:
