@@ -41,7 +41,7 @@ def _tokens(demo, sessions, token) -> dict[str, dict[str, str]]:
     return {role: token(users[role], role) for role in ROLES} | {"anonymous": {}}
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(max(180, int(BUDGET) * 2))
 async def test_every_operation_for_every_role_answers_as_documented_and_never_5xx(api, stack, demo, sessions, token):
     schema = schemathesis.openapi.from_dict(stack.openapi())
     tokens = _tokens(demo, sessions, token)
