@@ -83,7 +83,8 @@ async def wechatpay_notification(request: Request) -> Response:
         await _refund_notified(request, resource)
         return Response(status_code=204)
     if event.get("event_type") == "MCHTRANSFER.BILL.FINISHED":
-        if resource.get("mchid") != config.mchid:
+        # `mch_id` in WeChat's merchant docs, `mchid` elsewhere: either (TransferBill)
+        if (resource.get("mchid") or resource.get("mch_id")) != config.mchid:
             return _wechat_fail(400, "notification for another merchant")
         await transfer_notified(request, resource)
         return Response(status_code=204)
