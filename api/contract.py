@@ -2,8 +2,9 @@
 
 * `guard_inputs`, an app-wide dependency: text inputs (query, path, header parameters and every
   string in a JSON body) refuse NUL, other control characters and lone surrogates; integers
-  stay within a 32-bit signed range (every id, limit, offset, quantity and amount fits, and
-  nothing reaches PostgreSQL out of range); JSON numbers must be finite. Refusals are 422
+  stay within a 32-bit signed range (every id, limit, offset and quantity fits, and nothing
+  reaches PostgreSQL out of range), money (`*_fen`) within ±(2^53 − 1) (exact in JavaScript,
+  fits BIGINT); paging never negative; JSON numbers must be finite. Refusals are 422
   VALIDATION_ERROR in the one error shape, naming the field.
 * `document`: the OpenAPI document lists, on every operation, the error answers it can give
   (400/401/403/404/409/422/429/503 as applicable), all with the one `Error` schema the handlers
@@ -29,6 +30,7 @@ from fastapi.routing import APIRoute
 from api.errors import ApiError, ErrorOut
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+FEN_MIN, FEN_MAX = -(2**53 - 1), 2**53 - 1  # money in fen: a JavaScript-safe integer, fits BIGINT
 # C0 controls but tab, newline and carriage return; DEL and the C1 controls; lone surrogates
 # (a JSON "\ud800" decodes to one and cannot be stored as UTF-8).
 FORBIDDEN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -48,8 +50,9 @@ def _check_value(value: Any, loc: list, problems: list) -> None:
     elif isinstance(value, bool) or value is None:
         return
     elif isinstance(value, int):
-        if not INT_MIN <= value <= INT_MAX:
-            problems.append(_problem(loc, f"must be between {INT_MIN} and {INT_MAX}", "out_of_range"))
+        low, high = _bounds(loc[-1] if loc else None)
+        if not low <= value <= high:
+            problems.append(_problem(loc, f"must be between {low} and {high}", "out_of_range"))
     elif isinstance(value, float):
         if not math.isfinite(value):
             problems.append(_problem(loc, "must be a finite number", "finite_number"))
@@ -60,6 +63,10 @@ def _check_value(value: Any, loc: list, problems: list) -> None:
     elif isinstance(value, list):
         for i, item in enumerate(value):
             _check_value(item, [*loc, i], problems)
+
+
+def _bounds(name: Any) -> tuple[int, int]:
+    return (FEN_MIN, FEN_MAX) if isinstance(name, str) and name.endswith("_fen") else (INT_MIN, INT_MAX)
 
 
 def _is_int(annotation: Any) -> bool:
@@ -216,28 +223,30 @@ def _closure(names: set[str], schemas: dict) -> set[str]:
     return done
 
 
-def _bound_inputs(node: Any, schemas: dict, shared: set[str]) -> Any:
+def _bound_inputs(node: Any, schemas: dict, shared: set[str], name: str | None = None) -> Any:
     """Show the guard's rules in a request schema: integer bounds, the text pattern. A component
     also used in answers is copied (`<name>-Request`) so answers keep their own schema."""
     if isinstance(node, list):
-        return [_bound_inputs(v, schemas, shared) for v in node]
+        return [_bound_inputs(v, schemas, shared, name) for v in node]
     if not isinstance(node, dict):
         return node
     ref = node.get("$ref")
     if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
-        name = ref.rsplit("/", 1)[1]
-        if name in shared:
-            copy_name = f"{name}-Request"
+        target = ref.rsplit("/", 1)[1]
+        if target in shared:
+            copy_name = f"{target}-Request"
             if copy_name not in schemas:
                 schemas[copy_name] = {}  # placeholder against recursion
-                schemas[copy_name] = _bound_inputs(copy.deepcopy(schemas[name]), schemas, shared)
+                schemas[copy_name] = _bound_inputs(copy.deepcopy(schemas[target]), schemas, shared)
             return {**node, "$ref": f"#/components/schemas/{copy_name}"}
         return node
-    out = {k: _bound_inputs(v, schemas, shared) for k, v in node.items()}
+    out = {k: ({p: _bound_inputs(s, schemas, shared, p) for p, s in v.items()} if k == "properties"
+               and isinstance(v, dict) else _bound_inputs(v, schemas, shared, name)) for k, v in node.items()}
     if out.get("type") == "integer":
-        out.setdefault("minimum", INT_MIN)
-        out.setdefault("maximum", INT_MAX)
-        out["minimum"], out["maximum"] = max(out["minimum"], INT_MIN), min(out["maximum"], INT_MAX)
+        low, high = _bounds(name)
+        out.setdefault("minimum", low)
+        out.setdefault("maximum", high)
+        out["minimum"], out["maximum"] = max(out["minimum"], low), min(out["maximum"], high)
     elif out.get("type") == "string" and not ({"pattern", "enum", "format", "const"} & out.keys()):
         out["pattern"] = TEXT_PATTERN
     return out
@@ -287,7 +296,8 @@ def document(app: FastAPI) -> None:
             for operation in operations.values():
                 for parameter in operation.get("parameters", []):
                     if "schema" in parameter:
-                        parameter["schema"] = _bound_inputs(parameter["schema"], schemas, shared)
+                        parameter["schema"] = _bound_inputs(parameter["schema"], schemas, shared,
+                                                            parameter.get("name"))
                         if parameter.get("in") == "query" and parameter.get("name") in PAGING:
                             _at_least_zero(parameter["schema"])
                 body = operation.get("requestBody", {}).get("content", {})

@@ -141,6 +141,7 @@ async def test_bad_text_and_numbers_are_422_in_the_one_error_shape(api, demo, to
                                                     "address": ADDRESS | {"receiver": "\ud800"}}),
                              "headers": {"content-type": "application/json"}}, buyer),
         ("get", "/orders", {"params": {"offset": -1}}, buyer),
+        ("post", "/withdrawals", {"json": {"amount_fen": 2**53}}, token(demo.promoter_user_id, "promoter")),
         ("get", "/orders", {"params": {"limit": 2**40}}, buyer),
         ("get", f"/products/{2**31}", {}, operator),
         ("get", "/products", {"params": {"q": "tea\x07"}}, buyer),
