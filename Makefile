@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: dev test bench profile venv clean distclean
+.PHONY: dev test bench profile fuzz venv clean distclean
 
 venv: $(STAMP)
 
@@ -25,6 +25,13 @@ dev: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# the suite's schemathesis run (tests/test_api_fuzz.py), longer: more examples per operation and role
+FUZZ_EXAMPLES ?= 50
+FUZZ_BUDGET_SECONDS ?= 900
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_BUDGET_SECONDS=$(FUZZ_BUDGET_SECONDS) \
+		$(PY) -m pytest -q -s -o timeout=1800 tests/test_api_fuzz.py $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	@set -e; for f in bench/*.py; do case "$$f" in *bare_workflow.py|*bare_stack.py|*profile_top.py) continue;; esac; \

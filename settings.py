@@ -103,6 +103,12 @@ class Settings(BaseSettings):
 
     # --- business periods (DESIGN.md defaults) -------------------------------------------
     payment_timeout: timedelta = timedelta(minutes=15)
+    prepay_valid_for: timedelta = Field(
+        default=timedelta(minutes=110), description="a WeChat Pay prepay_id lives 2 h: GET /orders/{no}/payment "
+                                                    "creates a fresh one for an order still unpaid after this")
+    order_prepay_wait_seconds: float = Field(
+        default=5.0, ge=0, le=60, description="POST /orders waits this long for the WeChat Pay parameters, "
+                                              "then answers 202 and the client fetches GET /orders/{no}/payment")
     auto_confirm_after: timedelta = timedelta(days=10)
     refund_window: timedelta = timedelta(days=7)
     pickup_code_valid: timedelta = timedelta(days=7)
@@ -234,7 +240,7 @@ class Settings(BaseSettings):
                                                    "is handed to its workflow again")
 
     @field_validator(
-        "jwt_ttl", "payment_timeout", "auto_confirm_after", "refund_window", "pickup_code_valid",
+        "jwt_ttl", "payment_timeout", "prepay_valid_for", "auto_confirm_after", "refund_window", "pickup_code_valid",
         "shipment_sla", "tracking_poll_every", "return_window", "quality_claim_window",
         "return_ship_timeout", "return_receipt_timeout", "refund_poll_every", "frequent_returns_window",
         "assessment_cycle", "revival_window", "assessment_reminder_before",
@@ -300,7 +306,7 @@ class Settings(BaseSettings):
         return OrderTimings(payment_timeout=self.payment_timeout, auto_confirm_after=self.auto_confirm_after,
                             refund_window=self.refund_window, pickup_code_valid=self.pickup_code_valid,
                             shipment_sla=self.shipment_sla, tracking_poll_every=self.tracking_poll_every,
-                            refunds=self.refund_timings())
+                            refunds=self.refund_timings(), prepay_valid_for=self.prepay_valid_for)
 
     @property
     def withdrawal_rules(self) -> WithdrawalRules:

@@ -39,7 +39,7 @@ class PaymentActivities:
     def _record_prepay(self, out_trade_no: str, prepay_id: str) -> None:
         with self.sessions.begin() as s:
             payment = s.get(Payment, out_trade_no, with_for_update=True)
-            if payment.status == "CREATING":
+            if payment.status in ("CREATING", "NOTPAY"):  # NOTPAY: a fresh prepay_id for an expired one
                 payment.status, payment.prepay_id = "NOTPAY", prepay_id
 
     @activity.defn

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
-from api import channels_wake, errors
+from api import channels_wake, contract, errors
 from api.routers import (
     auth,
     catalog,
@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
         await close_shared_clients()
 
     app = FastAPI(title="Chuchuang 橱窗 API", version="0.1.0", lifespan=lifespan, openapi_tags=TAGS,
+                  dependencies=[Depends(contract.guard_inputs)],  # text and number bounds, every route
                   description="Durable back-end for WeChat social commerce. Every long-running "
                               "process is a Temporal workflow; see Temporal UI for histories.")
     app.state.settings = settings
@@ -100,5 +101,6 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     app.include_router(flash_sales.router)
     for router in levels.routers:
         app.include_router(router)
+    contract.document(app)  # every route's error answers, one Error schema, the input bounds
     return app
 

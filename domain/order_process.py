@@ -17,6 +17,8 @@ class OrderTimings(BaseModel):
     pickup_code_valid: timedelta = timedelta(days=7)
     shipment_sla: timedelta = timedelta(hours=48)
     tracking_poll_every: timedelta = timedelta(hours=6)
+    # WeChat Pay's prepay_id lives 2 hours; past this the payment parameters are created afresh
+    prepay_valid_for: timedelta = timedelta(minutes=110)
     refunds: RefundTimings = RefundTimings(return_ship_timeout=timedelta(days=7),
                                            return_receipt_timeout=timedelta(days=10),
                                            refund_poll_every=timedelta(minutes=10))

@@ -40,4 +40,5 @@ def distance_km(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
     p1, p2 = math.radians(lat1), math.radians(lat2)
     dp, dl = p2 - p1, math.radians(lng2 - lng1)
     a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 6371.0088 * 2 * math.asin(math.sqrt(a))
+    # rounding can lift `a` a hair above 1 for antipodal points: asin would raise
+    return 6371.0088 * 2 * math.asin(min(1.0, math.sqrt(a)))

@@ -1,6 +1,14 @@
 """Our WeChat Channels shop (视频号小店, `/channels/ec/...`) client: products, window (橱窗)
 products, orders, delivery, after-sale, and the security-mode event pushes the shop sends us.
 
+Docs (WeChat developer docs, 视频号小店 / 视频号助手 API, https://developers.weixin.qq.com/doc/channels/API/):
+商品 (product/add, update, get, list/get with next_key, listing, delisting), 橱窗管理
+(https://developers.weixin.qq.com/doc/channels/api/channels/windowproduct/: window/product/add,
+get, list/get with page_index/last_buffer/need_total_num, off; errors 10022003 橱窗商品未找到,
+10022008 appid 不属于绑定店铺), 订单 (order/get, order/list/get with create_time_range, next_key,
+has_more; order/delivery/send), 售后 (aftersale/getaftersaleorder, acceptapply, rejectapply),
+消息推送 in security mode (msg_signature over token, timestamp, nonce, Encrypt; AES-256-CBC).
+
 Token caching and refresh-on-40001/42001 come from `WeChatApiClient`. With no Channels app
 configured (settings `channels_appid` / `channels_secret` / `channels_base_url` /
 `channels_push_token` / `channels_encoding_aes_key`, when they exist), it talks to the sandbox
@@ -254,14 +262,19 @@ class ChannelsClient(WeChatApiClient):
 
     async def list_window_products(self, *, appid: str | None = None, page_size: int = 30,
                                    next_key: str | None = None, finder_id: str | None = None) -> Page:
-        payload: dict[str, Any] = self._finder({"page_size": page_size, "appid": appid or self.appid}, finder_id)
+        """获取已添加到橱窗的商品列表 (https://developers.weixin.qq.com/doc/channels/API/windowproduct/
+        list_get.html): pages by `last_buffer` (our Page.next_key), the total when need_total_num."""
+        payload: dict[str, Any] = self._finder({"page_size": page_size, "appid": appid or self.appid,
+                                                "need_total_num": True}, finder_id)
         if next_key:
-            payload["next_key"] = next_key
+            payload["last_buffer"] = next_key
         data = await self.call("/channels/ec/window/product/list/get", payload)
         ids = [str(p["product_id"]) for p in data.get("products", [])]
         total = data.get("total_num")
-        more = (int(next_key or 0) + len(ids) < total) if total is not None else len(ids) == page_size
-        return Page(ids=ids, next_key=data.get("next_key", ""), has_more=more, total=total)
+        last_buffer = data.get("last_buffer", "")
+        # last_buffer is opaque: a full page may have more after it (the first page knows the total)
+        more = bool(last_buffer) and len(ids) == page_size and (total is None or next_key or len(ids) < total)
+        return Page(ids=ids, next_key=last_buffer, has_more=bool(more), total=total)
 
     async def remove_window_product(self, product_id: str, *, appid: str | None = None,
                                     finder_id: str | None = None) -> None:

@@ -1,6 +1,15 @@
 """Parcel tracking through 快递100 (or the sandbox speaking its protocol): subscribe a waybill
 so status changes are pushed to our webhook, query it on demand, and check pushes.
 
+Docs (快递100 API, mirrored at https://apifox.com/apidoc/docs-site/514987/): 快递信息推送服务 ·
+订阅接口 (POST /poll, form fields schema + param{company, number, key, parameters{callbackurl,
+salt, resultv2}}; answer {result, returnCode, message}: 200 ok, 501 重复订阅, 700/701/702 bad
+subscription, 600/601 key), 推送接口 (https://apifox.com/apidoc/project-514987/api-8568518: form
+fields sign + param{status polling|shutdown|abort|updateall, billstatus, message, autoCheck,
+comOld, comNew, lastResult{state, ischeck, com, nu, data[time, ftime, context, ...]}}; our answer
+{"result": true, "returnCode": "200", "message": "成功"}), 实时快递查询 (POST /poll/query.do,
+customer + sign MD5(param + key + customer) + param{com, num}).
+
 Push salt: 快递100 signs each push as `MD5(param + salt)` with the salt we gave when
 subscribing. `callback_salt` derives it from the logistics key (LOGISTICS_KEY, or the
 sandbox's), so nothing extra needs configuring, our webhook can always recompute it, and the

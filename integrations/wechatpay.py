@@ -123,7 +123,8 @@ class TransactionPayer(BaseModel):
 
 
 class Transaction(BaseModel):
-    """A WeChat Pay transaction, as the query API and a notification's decrypted resource show it."""
+    """A WeChat Pay transaction, as the query API and a notification's decrypted resource show it
+    (JSAPI支付 · 商户订单号查询订单 / 支付成功回调通知, WeChat Pay merchant docs)."""
 
     model_config = ConfigDict(extra="ignore")
     appid: str
@@ -154,7 +155,9 @@ class RefundAmount(BaseModel):
 
 
 class Refund(BaseModel):
-    """A refund, as the create/query APIs and a REFUND.* notification's resource show it."""
+    """A refund, as the create/query APIs and a REFUND.* notification's resource show it
+    (申请退款 https://pay.weixin.qq.com/wiki/doc/apiv3/apis/chapter3_1_9.shtml; 查询单笔退款;
+    退款结果通知)."""
 
     model_config = ConfigDict(extra="ignore")
     refund_id: str
@@ -206,6 +209,8 @@ class SplitReceiverResult(BaseModel):
 
 
 class ProfitSharingOrder(BaseModel):
+    """请求分账 / 查询分账结果 / 解冻剩余资金 (WeChat Pay merchant docs, 分账)."""
+
     model_config = ConfigDict(extra="ignore")
     transaction_id: str
     out_order_no: str
@@ -215,6 +220,8 @@ class ProfitSharingOrder(BaseModel):
 
 
 class ProfitSharingReturn(BaseModel):
+    """请求分账回退 / 查询分账回退结果 (https://pay.weixin.qq.com/doc/v3/partner/4012467097)."""
+
     model_config = ConfigDict(extra="ignore")
     order_id: str | None = None
     out_order_no: str
@@ -231,15 +238,18 @@ class ProfitSharingReturn(BaseModel):
 
 class TransferBill(BaseModel):
     """A merchant transfer bill, from create (with package_info), query, cancel, or a
-    MCHTRANSFER.BILL.FINISHED notification's resource."""
+    MCHTRANSFER.BILL.FINISHED notification's resource. The merchant id is `mch_id` in WeChat's
+    merchant docs (商户单号查询转账单, https://pay.weixin.qq.com/docs/merchant/apis/mch-trans/
+    transfer-bill/get-transfer-bill-by-out-no.html) and `mchid` in other sources
+    (https://wechatpay.js.org/webhook/v3/MCHTRANSFER.BILL.FINISHED): both are read."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
     out_bill_no: str
     transfer_bill_no: str
     # ACCEPTED | PROCESSING | WAIT_USER_CONFIRM | TRANSFERING | SUCCESS | FAIL | CANCELING | CANCELLED
     state: str
     package_info: str | None = None
-    mchid: str | None = None
+    mchid: str | None = Field(default=None, validation_alias=AliasChoices("mchid", "mch_id"))
     appid: str | None = None
     openid: str | None = None
     transfer_amount: int | None = None
@@ -356,7 +366,8 @@ class WeChatPayClient:
     ) -> Refund:
         """Ask for a (partial) refund; idempotent by out_refund_no. The answer is usually
         PROCESSING: the end state comes by REFUND.* notification or `query_refund`.
-        PartnerRejected("NOT_ENOUGH") when more than the refundable rest is asked."""
+        PartnerRejected("INVALID_REQUEST", status 400) when more than the refundable rest is
+        asked; ("NOT_ENOUGH", status 403) when the merchant account's balance is short."""
         _check_fen(refund_fen, "refund_fen")
         _check_fen(total_fen, "total_fen")
         if not (out_trade_no or transaction_id):
@@ -439,7 +450,9 @@ class WeChatPayClient:
     async def return_split(
         self, out_order_no: str, out_return_no: str, return_mchid: str, amount_fen: int, description: str
     ) -> ProfitSharingReturn:
-        """Take back (分账回退) money a merchant receiver got from a split; idempotent by out_return_no."""
+        """Take back (分账回退) money a merchant receiver got from a split; idempotent by out_return_no.
+        PartnerRejected("INVALID_REQUEST", 400) for more than is left to take back; ("NOT_ENOUGH",
+        403) when the receiver's balance is short."""
         _check_fen(amount_fen, "amount_fen")
         _, body = await self._call(
             self._pay.profitsharing_return(

@@ -126,10 +126,16 @@ class WindowBody(BaseModel):
 
 
 class WindowListBody(BaseModel):
+    """获取已添加到橱窗的商品列表 (https://developers.weixin.qq.com/doc/channels/API/windowproduct/list_get.html):
+    page_size (≤ 200), page_index (from 1), last_buffer (from the previous answer; then page_index is
+    ignored), need_total_num; the answer is products, last_buffer and, when asked for, total_num."""
+
     appid: str | None = None
     finder_id: str | None = None
-    page_size: int = Field(default=10, ge=1, le=30)
-    next_key: str | None = None
+    page_size: int = Field(ge=1, le=200)
+    page_index: int = Field(default=1, ge=1)
+    last_buffer: str | None = None
+    need_total_num: bool = False
 
 
 class OrderIdBody(BaseModel):
@@ -434,9 +440,13 @@ def install(app: FastAPI, sb: Sandbox) -> None:
              and (w.get("finder_id") or "") == (req.finder_id or "")),
             key=lambda w: int(w["product_id"]),
         )
-        chunk, key, _ = page(list(range(len(items))), req.page_size, req.next_key)
+        start = req.last_buffer if req.last_buffer else str((req.page_index - 1) * req.page_size)
+        chunk, key, _ = page(list(range(len(items))), req.page_size, start)
         products = [{"appid": items[i]["appid"], "product_id": items[i]["product_id"]} for i in chunk]
-        return {**OK, "products": products, "next_key": key, "total_num": len(items)}
+        answer = {**OK, "products": products, "last_buffer": key}
+        if req.need_total_num:
+            answer["total_num"] = len(items)
+        return answer
 
     @router.post("/channels/ec/window/product/off")
     async def window_off(request: Request):

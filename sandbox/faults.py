@@ -66,6 +66,10 @@ class FaultConfig(BaseModel):
     refund_outcome: Literal["SUCCESS", "ABNORMAL", "CLOSED"] = Field(
         default="SUCCESS", description="the end state refunds settle into"
     )
+    balance_short: list[Literal["refund", "profitsharing_return"]] = Field(
+        default_factory=list,
+        description="the merchant account's balance is short for these: 403 NOT_ENOUGH (余额不足), a different "
+                    "condition from asking for more than is left (400 INVALID_REQUEST)")
     profit_sharing_max_ratio: float | None = Field(
         default=None, ge=0.0, le=1.0,
         description="the merchant's maximum split ratio while this config holds; None: the sandbox's (30%)",

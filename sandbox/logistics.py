@@ -4,6 +4,10 @@ a parcel along.
 
 Form-encoded requests, JSON answers with string `returnCode`s, push signed with
 `MD5(param + salt)`, query signed with `MD5(param + key + customer)`, all upper-case hex.
+
+Docs: 快递100 API (https://apifox.com/apidoc/docs-site/514987/): 快递信息推送服务 · 订阅接口 and
+推送接口 (https://apifox.com/apidoc/project-514987/api-8568518: sign = md5(param + salt), param
+{status, billstatus, message, autoCheck, comOld, comNew, lastResult}), 实时快递查询接口.
 """
 
 from __future__ import annotations

@@ -1,7 +1,13 @@
 """Official-account web OAuth (snsapi_base): exchanging the code WeChat hands the page for an openid.
 
-Like WeChat, errors come back as HTTP 200 with `errcode`/`errmsg`; codes are single-use and
-expire after five minutes.
+Like WeChat, errors come back as HTTP 200 with `errcode`/`errmsg` (plus a `rid` in the message);
+codes are single-use and expire after five minutes: a code used again is 40163 "code been used",
+an unknown or expired one 40029 "invalid code".
+
+Docs: 网页授权 (https://developers.weixin.qq.com/doc/offiaccount/OA_Web_Apps/Wechat_webpage_authorization.html):
+the answer is access_token, expires_in, refresh_token, openid, scope; 返回码说明
+(https://developers.weixin.qq.com/doc/oplatform/Return_codes/Return_code_descriptions_new.html):
+40029 无效的 oauth_code, 40163 oauth_code已使用.
 """
 
 from __future__ import annotations
@@ -24,6 +30,10 @@ class CodeRequest(BaseModel):
     openid: str | None = None
 
 
+def _rid() -> str:
+    return "-".join(secrets.token_hex(4) for _ in range(3))
+
+
 def new_openid() -> str:
     return "o" + "".join(secrets.choice(_OPENID_ALPHABET) for _ in range(27))
 
@@ -42,8 +52,10 @@ def install(app: FastAPI, sb: Sandbox) -> None:
             return {"errcode": 40002, "errmsg": "invalid grant_type"}
         issued = sb.store.get(CODE, code) if code else None
         if issued is None or time.time() - issued["issued_at"] > CODE_TTL_SECONDS:
-            return {"errcode": 40029, "errmsg": "invalid code"}
-        sb.store.delete(CODE, code)
+            return {"errcode": 40029, "errmsg": f"invalid code, rid: {_rid()}"}
+        if issued.get("used"):
+            return {"errcode": 40163, "errmsg": f"code been used, rid: {_rid()}"}
+        sb.store.put(CODE, code, issued | {"used": True})
         return {
             "access_token": secrets.token_urlsafe(64),
             "expires_in": 7200,

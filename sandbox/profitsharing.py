@@ -351,8 +351,14 @@ def install(app: FastAPI, sb: Sandbox) -> None:
             if x["out_order_no"] == order["out_order_no"] and x["return_mchid"] == req.return_mchid
             and x["result"] != "FAILED"
         )
+        # 请求分账回退 (https://pay.weixin.qq.com/doc/v3/partner/4012467097): more than the receiver got
+        # and has not returned is 400 INVALID_REQUEST "剩余可回退的金额不足"; the receiver's balance
+        # being short is 403 NOT_ENOUGH "可用余额不足，请充值后重新发起" (as merchants see both:
+        # https://developers.weixin.qq.com/community/pay/doc/000e04ec2343e03247bd419a356000).
         if req.amount > paid - returned:
-            raise WeChatPayError(400, "NOT_ENOUGH", f"可回退金额不足: 剩余可回退 {max(paid - returned, 0)} 分")
+            raise WeChatPayError(400, "INVALID_REQUEST", f"剩余可回退的金额不足: 剩余可回退 {max(paid - returned, 0)} 分")
+        if "profitsharing_return" in sb.faults.config.balance_short:
+            raise WeChatPayError(403, "NOT_ENOUGH", "可用余额不足，请充值后重新发起")
         now = now_cst().isoformat()
         ret = {
             "order_id": order["order_id"], "out_order_no": order["out_order_no"],

@@ -2,8 +2,18 @@
 
 A refund is accepted as PROCESSING and later ends SUCCESS, ABNORMAL or CLOSED (the fault
 config's `refund_outcome`, or the control's body). Refunds are idempotent by out_refund_no;
-the sum of live refunds (PROCESSING, SUCCESS, ABNORMAL) may not exceed the order total
-(400 NOT_ENOUGH). The paid transaction's trade_state becomes REFUND.
+the sum of live refunds (PROCESSING, SUCCESS, ABNORMAL) may not exceed the order total:
+asking for more than is left is 400 INVALID_REQUEST "申请退款金额超过订单可退金额"; 403
+NOT_ENOUGH is something else, the merchant account's balance being short ("基本账户余额不足，请充值
+后重新发起"; fault `balance_short: ["refund"]`). The paid transaction's trade_state becomes REFUND.
+
+Doc: 申请退款 (https://pay.weixin.qq.com/wiki/doc/apiv3/apis/chapter3_1_9.shtml): error codes 400
+PARAM_ERROR / INVALID_REQUEST, 403 NOT_ENOUGH 余额不足, 404 RESOURCE_NOT_EXISTS, 429
+FREQUENCY_LIMITED; the over-refund answer as merchants see it: https://developers.weixin.qq.com/
+community/pay/doc/000c86698204e078e252aef9561000 (INVALID_REQUEST 申请退款金额超过订单可退金额).
+REFUND.* notification resource (退款结果通知): mchid, out_trade_no, transaction_id, out_refund_no,
+refund_id, refund_status, success_time, user_received_account, amount{total, refund, payer_total,
+payer_refund}.
 """
 
 from __future__ import annotations
@@ -154,7 +164,9 @@ def install(app: FastAPI, sb: Sandbox) -> None:
             if r["out_trade_no"] == order["out_trade_no"] and r["status"] in LIVE
         )
         if req.amount.refund > total - refunded:
-            raise WeChatPayError(400, "NOT_ENOUGH", f"订单可退金额不足: 剩余可退 {total - refunded} 分")
+            raise WeChatPayError(400, "INVALID_REQUEST", f"申请退款金额超过订单可退金额: 剩余可退 {total - refunded} 分")
+        if "refund" in sb.faults.config.balance_short:
+            raise WeChatPayError(403, "NOT_ENOUGH", "基本账户余额不足，请充值后重新发起")
         refund = {
             "refund_id": _new_refund_id(),
             "out_refund_no": req.out_refund_no,

@@ -5,6 +5,12 @@ A created bill answers WAIT_USER_CONFIRM with a `package_info` for the mini-prog
 a merchant cancel moves it CANCELING -> CANCELLED. Final states send MCHTRANSFER.BILL.FINISHED
 (resource original_type "mch_payment"). Controls play the user: confirm, fail.
 Idempotent by out_bill_no. Fault `transfer_never_confirms`: no auto-confirm, confirm refused.
+
+Docs: 发起转账 (https://wechatpay.im/openapi/v3/fund-app/mch-transfer/transfer-bills, mirror of
+pay.weixin.qq.com); 商户单号查询转账单 (https://pay.weixin.qq.com/docs/merchant/apis/mch-trans/
+transfer-bill/get-transfer-bill-by-out-no.html) answers `mch_id`, as does the 商家转账回调通知
+resource in WeChat's merchant docs, while other sources (e.g. https://wechatpay.js.org/webhook/v3/
+MCHTRANSFER.BILL.FINISHED) show `mchid`: the sandbox sends `mch_id`, our client accepts both.
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ class FailRequest(BaseModel):
 
 def bill_view(sb: Sandbox, bill: dict[str, Any]) -> dict[str, Any]:
     view = {
-        "mchid": sb.credentials.mchid,
+        "mch_id": sb.credentials.mchid,
         "out_bill_no": bill["out_bill_no"],
         "transfer_bill_no": bill["transfer_bill_no"],
         "appid": bill["appid"],

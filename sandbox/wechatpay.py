@@ -12,6 +12,7 @@ import json
 import secrets
 import string
 import uuid
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request
@@ -25,6 +26,10 @@ ORDER = "wechatpay.order"
 TRANSACTION_ID = "wechatpay.transaction_id"
 # WeChat Pay re-sends an unacknowledged notification after these many seconds.
 NOTIFY_SCHEDULE = (15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600)
+# A prepay_id is valid for 2 hours; "若未超过支付结束时间，则可使用原参数重新请求下单接口，以获取当前
+# 订单最新的prepay_id" (JSAPI下单, https://pay.weixin.qq.com/doc/v3/merchant/4012525167): the same
+# out_trade_no and terms answer the current prepay_id, a new one once it expired.
+PREPAY_VALID_SECONDS = 2 * 3600
 TRADE_STATE_DESC = {"NOTPAY": "订单未支付", "SUCCESS": "支付成功", "CLOSED": "已关闭", "REFUND": "转入退款"}
 
 
@@ -155,6 +160,15 @@ def _new_prepay_id() -> str:
     return "wx" + now_cst().strftime("%Y%m%d%H%M%S") + secrets.token_hex(10)
 
 
+def _prepay_expiry() -> str:
+    return (now_cst() + timedelta(seconds=PREPAY_VALID_SECONDS)).isoformat()
+
+
+def _prepay_expired(order: dict[str, Any]) -> bool:
+    expires = order.get("prepay_expires_at")
+    return expires is not None and datetime.fromisoformat(expires) <= now_cst()
+
+
 def _new_transaction_id() -> str:
     return "4200" + now_cst().strftime("%Y%m%d") + "".join(secrets.choice(string.digits) for _ in range(16))
 
@@ -199,10 +213,14 @@ def install(app: FastAPI, sb: Sandbox) -> None:
             compared = ("appid", "description", "amount", "payer", "attach", "settle_info")
             if any(existing.get(k) != terms.get(k) for k in compared):
                 raise WeChatPayError(400, "INVALID_REQUEST", "201 商户订单号重复")
+            if _prepay_expired(existing):
+                existing.update(prepay_id=_new_prepay_id(), prepay_expires_at=_prepay_expiry())
+                sb.store.put(ORDER, req.out_trade_no, existing)
             return sb.platform_signed(200, {"prepay_id": existing["prepay_id"]})
         order = {
             **terms,
             "prepay_id": _new_prepay_id(),
+            "prepay_expires_at": _prepay_expiry(),
             "trade_state": "NOTPAY",
             "create_time": now_cst().isoformat(),
             "notify_delivered": False,
@@ -241,10 +259,14 @@ def install(app: FastAPI, sb: Sandbox) -> None:
     # --- controls -------------------------------------------------------------------------
 
     @control.post("/pay/{out_trade_no}")
-    async def buyer_pays(out_trade_no: str, after_close: bool = False):
+    async def buyer_pays(out_trade_no: str, after_close: bool = False, prepay_id: str | None = None):
         """The buyer pays. `after_close=true` lets a closed order be paid, as happens when a
-        payment already under way at WeChat completes just after the merchant closed it."""
+        payment already under way at WeChat completes just after the merchant closed it.
+        `prepay_id`: the one wx.requestPayment was called with; refused when it is not the
+        order's current one or has expired, as the payment page refuses it."""
         order = load(out_trade_no)
+        if prepay_id is not None and (prepay_id != order["prepay_id"] or _prepay_expired(order)):
+            raise WeChatPayError(400, "PREPAY_EXPIRED", "prepay_id 已失效，请重新下单")
         if order["trade_state"] == "CLOSED" and not after_close:
             raise WeChatPayError(400, "ORDER_CLOSED", "订单已关闭")
         if order["trade_state"] in ("SUCCESS", "REFUND"):
@@ -272,6 +294,14 @@ def install(app: FastAPI, sb: Sandbox) -> None:
             "delivered": delivered,
             "status": status,
         }
+
+    @control.post("/pay/{out_trade_no}/expire-prepay")
+    async def expire_prepay(out_trade_no: str):
+        """Two hours pass for the order's prepay_id: it can no longer be paid with."""
+        order = load(out_trade_no)
+        order["prepay_expires_at"] = now_cst().isoformat()
+        sb.store.put(ORDER, out_trade_no, order)
+        return {"out_trade_no": out_trade_no, "prepay_id": order["prepay_id"], "expired": True}
 
     @control.post("/notify/{out_trade_no}/resend")
     async def resend(out_trade_no: str):

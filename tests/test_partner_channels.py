@@ -201,6 +201,29 @@ async def test_window_products(env):
     assert pid not in (await shop.list_window_products()).ids
 
 
+async def test_window_list_pages_by_last_buffer(env):
+    """获取已添加到橱窗的商品列表 (https://developers.weixin.qq.com/doc/channels/API/windowproduct/list_get.html):
+    page_size, page_index or last_buffer in; products, last_buffer and (need_total_num) total_num out."""
+    shop = env.shop
+    pids = [await listed_product(shop, title=f"橱窗{i}") for i in range(5)]
+    for pid in pids:
+        await shop.add_window_product(pid)
+    raw = await shop.call("/channels/ec/window/product/list/get", {"appid": shop.appid, "page_size": 2})
+    assert len(raw["products"]) == 2 and raw["last_buffer"] and "total_num" not in raw and "next_key" not in raw
+    second = await shop.call("/channels/ec/window/product/list/get",
+                             {"appid": shop.appid, "page_size": 2, "page_index": 2, "need_total_num": True})
+    assert second["total_num"] == 5 and second["products"][0]["product_id"] not in {
+        p["product_id"] for p in raw["products"]}
+    seen, key = [], None
+    while True:
+        page = await shop.list_window_products(page_size=2, next_key=key)
+        seen += page.ids
+        if not page.has_more:
+            break
+        key = page.next_key
+    assert sorted(seen) == sorted(pids)
+
+
 # --- orders, delivery, after-sale, pushes ---------------------------------------------------
 
 

@@ -159,9 +159,13 @@ async def test_refund_lifecycle(env, creds):
     queried: Transaction = await client.query("RF20240001")
     assert (queried.trade_state, queried.paid) == ("REFUND", True)
 
+    # 申请退款 (https://pay.weixin.qq.com/wiki/doc/apiv3/apis/chapter3_1_9.shtml): more than is left
+    # to refund is 400 INVALID_REQUEST "申请退款金额超过订单可退金额"; NOT_ENOUGH (403) is the merchant
+    # balance being short (test_refund_with_the_merchant_balance_short_is_403_not_enough)
     with pytest.raises(PartnerRejected) as too_much:
         await client.refund("RFD0002", refund_fen=701, total_fen=1000, transaction_id=txn_id)
-    assert (too_much.value.code, too_much.value.status) == ("NOT_ENOUGH", 400)
+    assert (too_much.value.code, too_much.value.status) == ("INVALID_REQUEST", 400)
+    assert "申请退款金额超过订单可退金额" in too_much.value.message
     rest = await client.refund("RFD0002", refund_fen=700, total_fen=1000, transaction_id=txn_id)
     assert rest.status == "PROCESSING"
 
@@ -313,9 +317,12 @@ async def test_split_return_to_merchant_receiver(env):
     ret = await client.return_split("PSO0006", "PSR0001", supplier, 300, "用户退款")
     assert (ret.result, ret.amount, ret.return_mchid) == ("SUCCESS", 300, supplier)
     assert (await client.return_split("PSO0006", "PSR0001", supplier, 300, "用户退款")).return_id == ret.return_id
+    # 请求分账回退 (https://pay.weixin.qq.com/doc/v3/partner/4012467097): more than is left to take
+    # back is 400 INVALID_REQUEST "剩余可回退的金额不足", not NOT_ENOUGH (a short balance, 403)
     with pytest.raises(PartnerRejected) as too_much:
         await client.return_split("PSO0006", "PSR0002", supplier, 201, "用户退款")
-    assert too_much.value.code == "NOT_ENOUGH"
+    assert (too_much.value.code, too_much.value.status) == ("INVALID_REQUEST", 400)
+    assert "剩余可回退的金额不足" in too_much.value.message
     assert (await client.query_return("PSO0006", "PSR0001")).return_id == ret.return_id
 
 
@@ -350,7 +357,7 @@ async def test_add_receiver_refuses_a_name_not_encrypted_for_the_platform(env, c
 # --- merchant transfer bills ----------------------------------------------------------------
 
 
-async def test_transfer_user_confirms(env):
+async def test_transfer_user_confirms(env, creds):
     client = env.client
     bill = await client.create_transfer("TB20240001", PROMOTER, 1500, "11月佣金")
     assert bill.state == "WAIT_USER_CONFIRM" and bill.package_info and len(bill.transfer_bill_no) == 40
@@ -372,6 +379,51 @@ async def test_transfer_user_confirms(env):
     assert json.loads(env.receiver.received[-1][1])["resource"]["original_type"] == "mch_payment"
     finished = TransferBill.model_validate(notice["resource"])
     assert (finished.out_bill_no, finished.state, finished.transfer_bill_no) == ("TB20240001", "SUCCESS", bill.transfer_bill_no)
+    # 商家转账回调通知 / 商户单号查询转账单 (WeChat Pay merchant docs) name the merchant `mch_id`
+    assert notice["resource"]["mch_id"] == creds.mchid and "mchid" not in notice["resource"]
+    assert finished.mchid == creds.mchid and queried.mchid == creds.mchid
+
+
+async def test_refund_with_the_merchant_balance_short_is_403_not_enough(env):
+    """申请退款 (https://pay.weixin.qq.com/wiki/doc/apiv3/apis/chapter3_1_9.shtml): 403 NOT_ENOUGH
+    余额不足 is the merchant account's balance, not the order's refundable rest."""
+    client = env.client
+    txn_id = await paid_order(client, "RF20240009", 1000)
+    env.sb.faults.set(FaultConfig(balance_short=["refund"]))
+    with pytest.raises(PartnerRejected) as short:
+        await client.refund("RFD0009", refund_fen=100, total_fen=1000, transaction_id=txn_id)
+    assert (short.value.code, short.value.status) == ("NOT_ENOUGH", 403)
+    assert "余额不足" in short.value.message
+    env.sb.faults.set(FaultConfig())  # topped up: the same refund goes through
+    assert (await client.refund("RFD0009", refund_fen=100, total_fen=1000, transaction_id=txn_id)).status == "PROCESSING"
+
+
+async def test_split_return_with_the_receiver_balance_short_is_403_not_enough(env, creds):
+    """请求分账回退 (https://pay.weixin.qq.com/doc/v3/partner/4012467097) and as merchants meet it
+    (https://developers.weixin.qq.com/community/pay/doc/000e04ec2343e03247bd419a356000): a short
+    balance is NOT_ENOUGH "可用余额不足，请充值后重新发起"."""
+    client = env.client
+    txn_id = await paid_order(client, "PS20240009", 2000)
+    supplier = "1900000109"
+    await client.add_receiver(supplier, type="MERCHANT_ID", relation_type="SUPPLIER", name="某某供应链有限公司")
+    await client.split(txn_id, "PSO0009", [SplitReceiver(type="MERCHANT_ID", account=supplier, amount=500,
+                                                          description="供货分账", name="某某供应链有限公司")])
+    await control("POST", "/sandbox/profitsharing/PSO0009/settle")
+    env.sb.faults.set(FaultConfig(balance_short=["profitsharing_return"]))
+    with pytest.raises(PartnerRejected) as short:
+        await client.return_split("PSO0009", "PSR0009", supplier, 100, "用户退款")
+    assert (short.value.code, short.value.status) == ("NOT_ENOUGH", 403)
+    env.sb.faults.set(FaultConfig())
+    assert (await client.return_split("PSO0009", "PSR0009", supplier, 100, "用户退款")).result == "SUCCESS"
+
+
+def test_transfer_bill_reads_both_spellings_of_the_merchant_id():
+    """商户单号查询转账单 (https://pay.weixin.qq.com/docs/merchant/apis/mch-trans/transfer-bill/
+    get-transfer-bill-by-out-no.html) says `mch_id`; https://wechatpay.js.org/webhook/v3/
+    MCHTRANSFER.BILL.FINISHED shows `mchid`."""
+    base = {"out_bill_no": "WD000000000001", "transfer_bill_no": "1330" + "0" * 36, "state": "SUCCESS"}
+    assert TransferBill.model_validate(base | {"mch_id": "1900001109"}).mchid == "1900001109"
+    assert TransferBill.model_validate(base | {"mchid": "1900001109"}).mchid == "1900001109"
 
 
 async def test_transfer_cancel_fail_and_scene_rules(env, creds):

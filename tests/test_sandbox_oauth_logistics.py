@@ -69,11 +69,13 @@ async def control(path: str, payload: dict) -> dict:
 
 
 async def test_oauth_code_exchanges_once_for_the_openid(settings, sandbox):
+    """返回码说明 (https://developers.weixin.qq.com/doc/oplatform/Return_codes/Return_code_descriptions_new.html):
+    40163 oauth_code已使用 for a code used again, 40029 无效的 oauth_code for an unknown one."""
     issued = await control("/sandbox/oauth/code", {"openid": "oChuchuangBuyer000000000001"})
     assert await oauth.exchange_code(issued["code"], settings) == "oChuchuangBuyer000000000001"
     with pytest.raises(PartnerRejected) as reused:
         await oauth.exchange_code(issued["code"], settings)
-    assert reused.value.code == "40029"
+    assert reused.value.code == "40163" and reused.value.message.startswith("code been used, rid: ")
     with pytest.raises(PartnerRejected) as unknown:
         await oauth.exchange_code("not-a-code", settings)
     assert unknown.value.code == "40029"

@@ -493,3 +493,44 @@ def _decrypt(creds, body: str) -> str:
     r = json.loads(body)["resource"]
     return AESGCM(creds.apiv3_key.encode()).decrypt(
         r["nonce"].encode(), base64.b64decode(r["ciphertext"]), r["associated_data"].encode()).decode()
+
+
+@pytest.mark.parametrize("merchant_key", ["mch_id", "mchid"])
+async def test_a_transfer_notice_names_the_merchant_either_way(api, sandbox, sandbox_app, demo, token, sessions,
+                                                               temporal_env, faults_cleared, merchant_key):
+    """商家转账回调通知: WeChat's merchant docs name the merchant `mch_id` (商户单号查询转账单,
+    https://pay.weixin.qq.com/docs/merchant/apis/mch-trans/transfer-bill/get-transfer-bill-by-out-no.html),
+    other sources `mchid` (https://wechatpay.js.org/webhook/v3/MCHTRANSFER.BILL.FINISHED). A genuine
+    notice with either finishes the withdrawal at once, not at the next poll (10 min away);
+    one for another merchant is refused."""
+    headers = token(demo.promoter_user_id, "promoter")
+    fund(sessions, demo.promoter_id, 3_000)
+    # the sandbox's own notices are lost: only ours below can tell the workflow
+    await sandbox.put("/sandbox/faults", json={"notifications": {"event_types": ["MCHTRANSFER.*"], "drop_rate": 1.0}})
+    wid = (await withdraw(api, headers, 1_000)).json()["id"]
+    bill_no = (await wait_status(api, headers, wid, "WAIT_USER_CONFIRM", "TRANSFERING", "SUCCESS"))["out_bill_no"]
+    sb = sandbox_app.state.sandbox
+    bill = sb.store.get(BILL, bill_no)
+    for _ in range(50):
+        if sb.store.get(BILL, bill_no)["state"] == "SUCCESS":
+            break
+        await asyncio.sleep(0.1)
+    else:
+        await sandbox.post(f"/sandbox/transfers/{bill_no}/confirm")
+
+    def notice(mchid: str) -> str:
+        resource = {merchant_key: mchid, "out_bill_no": bill_no, "transfer_bill_no": bill["transfer_bill_no"],
+                    "state": "SUCCESS", "transfer_amount": 1_000, "openid": bill["openid"],
+                    "create_time": bill["create_time"], "update_time": bill["create_time"]}
+        encrypted = aes_gcm_encrypt(sb.credentials.apiv3_key, json.dumps(resource), "mch_payment")
+        return json.dumps({"id": secrets.token_hex(8), "create_time": bill["create_time"],
+                           "event_type": "MCHTRANSFER.BILL.FINISHED", "resource_type": "encrypt-resource",
+                           "summary": "商家转账单据终态通知", "resource": {**encrypted, "original_type": "mch_payment"}})
+
+    other = notice("1999999999")
+    refused = await api.post("/webhooks/wechatpay", content=other.encode(), headers=sb.notification_headers(other))
+    assert refused.status_code == 400 and refused.json()["code"] == "FAIL"
+    genuine = notice(sb.credentials.mchid)
+    accepted = await api.post("/webhooks/wechatpay", content=genuine.encode(), headers=sb.notification_headers(genuine))
+    assert accepted.status_code == 204, accepted.text
+    assert (await wait_status(api, headers, wid, "SUCCESS", timeout=10.0))["status"] == "SUCCESS"

@@ -29,6 +29,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from domain.search_attributes import SUPPLIER_ID
 from workflows.options import DB_STEP, PARTNER_CALL
 from workflows.order_delivery import DeliveryPath
+from workflows.order_payment import PREPAY_REFRESH_PATCH
 from workflows.order_pickup import PickupPath
 from workflows.order_presale import PresalePath
 
@@ -73,6 +74,7 @@ class OrderWorkflow(PresalePath, DeliveryPath, PickupPath):
             try:
                 self._progress.prepay = await workflow.execute_activity_method(
                     PaymentActivities.create_payment, placed, **PARTNER_CALL)
+                self._prepay_made("order", placed, timings)
             except ActivityError as err:
                 await self._cancel_unpaid(order_no, "WeChat Pay refused the order")
                 return self._cancel_failed(err)
@@ -114,12 +116,16 @@ class OrderWorkflow(PresalePath, DeliveryPath, PickupPath):
     # --- what the outside world sends ----------------------------------------------------
     @workflow.update
     async def payment_params(self) -> OrderProgress:
-        """Answers once the WeChat Pay order exists (or placement failed): POST /orders waits
-        on this instead of polling."""
+        """Answers once the WeChat Pay order exists (or placement failed): POST /orders and
+        GET /orders/{no}/payment wait on this instead of polling. The same parameters while the
+        prepay_id is valid, fresh ones once it expired."""
         await workflow.wait_condition(
             lambda: self._progress is not None and (
                 self._progress.prepay is not None or self._progress.failure is not None
                 or self._progress.status != OrderStatus.PENDING_PAYMENT))
+        # GET /orders/{no}/payment after WeChat Pay's prepay_id expired: make it again
+        if self._prepay_stale() and workflow.patched(PREPAY_REFRESH_PATCH):
+            await self._refresh_prepay()
         return self._progress
     @workflow.signal
     def payment_notified(self, notice: PaymentNotice) -> None:

@@ -4,7 +4,7 @@ Pay itself; close what was not paid; refund a payment that came after the order 
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 from workflows.options import DB_STEP, PARTNER_CALL
@@ -21,7 +21,39 @@ with workflow.unsafe.imports_passed_through():
     from domain.refunds import RefundInput, RefundKind, late_payment_refund_no
 
 
+PREPAY_REFRESH_PATCH = "order-prepay-refresh"
+
+
 class PaymentSteps(OrderState):
+    def _prepay_made(self, kind: str, request: object, timings: OrderTimings) -> None:
+        """Remember how the payment parameters were made (`order`: create_payment(placed);
+        `part`: create_part_payment(part)) so an expired prepay_id can be made again."""
+        self._prepay_source, self._prepay_at = (kind, request), workflow.now()
+        self._prepay_valid_for = timings.prepay_valid_for
+
+    def _prepay_stale(self) -> bool:
+        return (self._prepay_at is not None and self._progress is not None and self._payment is None
+                and self._progress.status == OrderStatus.PENDING_PAYMENT
+                and workflow.now() - self._prepay_at >= self._prepay_valid_for)
+
+    async def _refresh_prepay(self) -> None:
+        """A fresh WeChat Pay prepay for the same out_trade_no (same terms: WeChat Pay answers
+        a new prepay_id once the old one expired). Paid or closed meanwhile: nothing to do."""
+        async with self._prepay_lock:
+            if not self._prepay_stale():
+                return
+            kind, request = self._prepay_source
+            activity = PaymentActivities.create_payment if kind == "order" else PaymentActivities.create_part_payment
+            try:
+                prepay = await workflow.execute_activity_method(activity, request, **PARTNER_CALL)
+            except ActivityError as err:
+                if error_is(err, "WECHATPAY_ORDERPAID") or error_is(err, "WECHATPAY_ORDER_CLOSED"):
+                    return  # the payment notice or the timeout settles the order
+                raise ApplicationError("WeChat Pay did not make new payment parameters; try again",
+                                       type="PAYMENT_UNAVAILABLE") from err
+            if self._payment is None and self._progress.status == OrderStatus.PENDING_PAYMENT:
+                self._progress.prepay, self._prepay_at = prepay, workflow.now()
+
     async def _wait_for_payment(self, order_no: str, timings: OrderTimings, out_trade_no: str | None = None) -> bool:
         """The order's payment (a pre-sale order's deposit: `out_trade_no`) within the timeout."""
         trade_no = out_trade_no or order_no

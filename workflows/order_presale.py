@@ -31,12 +31,14 @@ class PresalePath(PaymentSteps):
         order_no, presale = placed.order_no, placed.presale
         self._progress.presale = presale
         self._balance_no = balance_trade_no(order_no)
+        deposit = PartPayment(
+            order_no=order_no, out_trade_no=deposit_trade_no(order_no), kind="deposit",
+            amount_fen=presale.deposit_fen, description=f"{placed.description} 定金"[:120],
+            buyer_openid=placed.buyer_openid)
         try:
             self._progress.prepay = await workflow.execute_activity_method(
-                PaymentActivities.create_part_payment, PartPayment(
-                    order_no=order_no, out_trade_no=deposit_trade_no(order_no), kind="deposit",
-                    amount_fen=presale.deposit_fen, description=f"{placed.description} 定金"[:120],
-                    buyer_openid=placed.buyer_openid), **PARTNER_CALL)
+                PaymentActivities.create_part_payment, deposit, **PARTNER_CALL)
+            self._prepay_made("part", deposit, timings)
         except ActivityError as err:
             await self._cancel_unpaid(order_no, "WeChat Pay refused the order")
             self._cancel_failed(err)

@@ -3,6 +3,7 @@ deadline, the status shown to the buyer and in Temporal UI (BusinessStatus), sub
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -40,6 +41,12 @@ class OrderState:
         self._balance_asked = False
         self._balance_failure: str | None = None
         self._channels = False
+        # what made the buyer's current payment parameters, and when (they are made again
+        # once WeChat Pay's prepay_id has expired: GET /orders/{no}/payment)
+        self._prepay_source: tuple[str, object] | None = None
+        self._prepay_at: datetime | None = None
+        self._prepay_valid_for = timedelta(minutes=110)
+        self._prepay_lock = asyncio.Lock()
 
     async def _wait_for(self, condition, timeout: timedelta | None, summary: str) -> bool:
         """Wait for `condition`; False when `timeout` passed first."""

@@ -92,7 +92,8 @@ class RefundWorkflow:
             notice = await workflow.execute_activity_method(
                 RefundActivities.request_refund, inp.refund_no, **PARTNER_CALL)
         except ActivityError as err:
-            # WeChat Pay refused (e.g. NOT_ENOUGH): a person must look, the money is owed
+            # WeChat Pay refused (NOT_ENOUGH: the merchant balance is short; INVALID_REQUEST: more
+            # than is left): a person must look, the money is owed
             cause = err.cause
             code = cause.type if isinstance(cause, ApplicationError) else "FAILED"
             notice = RefundNotice(refund_no=inp.refund_no, status="ABNORMAL")

@@ -18,7 +18,14 @@ from activities import flash_sales
 from api.auth import Principal, current_principal, require_roles
 from api.deps import sessions_of, temporal_of
 from api.errors import ApiError, not_found
-from api.routers.orders import PlaceOrderBody, check_placeable, order_input, order_no_for, start_order_workflow
+from api.routers.orders import (
+    PlaceOrderBody,
+    check_placeable,
+    order_input,
+    order_no_for,
+    payment_path,
+    start_order_workflow,
+)
 from db.flash_models import FlashSale
 from db.models import Supplier
 from domain.flash_sales import FlashSaleInput, FlashSaleRefused, workflow_id
@@ -178,4 +185,4 @@ async def buy(flash_sale_id: int, body: FlashOrderBody, request: Request,
     await start_order_workflow(request, order_input(request, principal, order, order_no, openid, device_id,
                                                     flash_sale_id=flash_sale_id), promoter_id)
     return FlashOrderOut(order_no=order_no, status=OrderStatus.PENDING_PAYMENT, flash_sale_id=flash_sale_id,
-                         quantity=body.quantity, unit_price_fen=sale.price_fen, payment=f"/orders/{order_no}")
+                         quantity=body.quantity, unit_price_fen=sale.price_fen, payment=payment_path(order_no))

@@ -6,7 +6,9 @@ from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import select
@@ -23,7 +25,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.auth import PLATFORM_STAFF, Principal, current_principal, require_roles
 from api.deps import client_ip, run_update, sessions_of, temporal_of
-from api.errors import ApiError, not_found
+from api.errors import ApiError, not_found, update_refused
 from db.models import (
     Order,
     OrderLine,
@@ -52,7 +54,8 @@ from domain.search_attributes import BUSINESS_STATUS, ORDER_NO, PROMOTER_ID
 from workflows.order import OrderWorkflow, workflow_id
 
 router = APIRouter(prefix="/orders", tags=["orders"])
-PREPAY_WAIT_SECONDS = 20.0
+BUYER_MEMO = "buyer_user_id"
+ORDER_NO_PATTERN = r"^[0-9A-Za-z_\-|*]{6,32}$"  # an out_trade_no
 
 
 class PlaceOrderBody(BaseModel):
@@ -83,8 +86,11 @@ class PlacedOut(BaseModel):
     order_no: str
     status: OrderStatus
     total_fen: int | None = None
-    prepay: PrepayParams | None = Field(default=None, description="for a pre-sale order: the deposit's")
+    prepay: PrepayParams | None = Field(default=None, description="the arguments of wx.requestPayment (a pre-sale "
+                                                                  "order: the deposit's); none in a 202 answer")
     presale: PresaleInfo | None = None
+    payment_url: str | None = Field(default=None, description="where the payment parameters can always be "
+                                                              "fetched again: GET /orders/{order_no}/payment")
 
 
 class LineOut(BaseModel):
@@ -192,7 +198,8 @@ async def start_order_workflow(request: Request, inp: OrderWorkflowInput, promot
         await client.start_workflow(
             OrderWorkflow.run, inp, id=workflow_id(order_no), task_queue=request.app.state.settings.task_queue,
             search_attributes=TypedSearchAttributes(attributes),
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            memo={BUYER_MEMO: inp.order.buyer_user_id})  # who may fetch its payment before its row exists
     except WorkflowAlreadyStartedError:
         pass  # the same Idempotency-Key again: answer with the order already placed
     return client
@@ -205,11 +212,15 @@ def order_no_for(principal: Principal, idempotency_key: str | None, now: datetim
     return f"CC{now:%Y%m%d}{digest % 10**14:014d}"
 
 
-async def _wait_for_prepay(client: Client, order_no: str) -> OrderProgress:
-    """Wait for the WeChat Pay order, re-asking when the server ends an update's long poll
-    (it does while a partner keeps failing and the activity is retrying)."""
+async def _prepay_progress(client: Client, order_no: str, wait: float) -> OrderProgress | None:
+    """The order's progress once its WeChat Pay parameters exist (or placement failed); None
+    when they are not there within `wait` seconds (worker busy or down, WeChat Pay slow).
+    Re-asks when the server ends an update's long poll."""
+    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.service import RPCError, RPCStatusCode
+
     handle = client.get_workflow_handle(workflow_id(order_no))
-    deadline = asyncio.get_running_loop().time() + PREPAY_WAIT_SECONDS
+    deadline = asyncio.get_running_loop().time() + wait
     while (left := deadline - asyncio.get_running_loop().time()) > 0:
         try:
             return await asyncio.wait_for(handle.execute_update(OrderWorkflow.payment_params), left)
@@ -217,28 +228,108 @@ async def _wait_for_prepay(client: Client, order_no: str) -> OrderProgress:
             continue
         except TimeoutError:
             break
-    raise ApiError(504, "PAYMENT_NOT_READY", f"order {order_no} is placed; fetch it again for payment")
+        except WorkflowUpdateFailedError as err:
+            raise update_refused(err) from err
+        except RPCError as err:
+            if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+                raise ApiError(409, "ORDER_NOT_PAYABLE", f"order {order_no} is no longer payable") from err
+            raise
+    return None
 
 
-@router.post("", status_code=201, response_model=PlacedOut, summary="Place an order and get WeChat Pay parameters")
+def payment_path(order_no: str) -> str:
+    return f"/orders/{order_no}/payment"
+
+
+def _not_ready(order_no: str) -> ApiError:
+    return ApiError(503, "PAYMENT_NOT_READY",
+                    f"the payment of order {order_no} is being prepared; fetch GET {payment_path(order_no)} again",
+                    headers={"Retry-After": "2"})
+
+
+def _placement_refused(order_no: str, failure: str) -> ApiError:
+    status = 409 if failure in ("OUT_OF_STOCK", "NOT_ON_SALE", "COUPON_USED_UP", "COUPON_ALREADY_USED") else 422
+    return ApiError(status, failure, f"order {order_no} could not be placed: {failure}")
+
+
+@router.post("", status_code=201, response_model=PlacedOut, summary="Place an order and get WeChat Pay parameters",
+             responses={202: {"model": PlacedOut, "description":
+                              "placed, but the WeChat Pay parameters are not ready yet: fetch them from "
+                              "`payment_url` (GET /orders/{order_no}/payment)"}})
 async def place_order(body: PlaceOrderBody, request: Request,
                       principal: Principal = Depends(require_roles("buyer", "promoter")),
                       idempotency_key: str | None = Header(default=None, max_length=64),
                       device_id: str | None = Header(default=None, alias="X-Device-Id", max_length=128,
                                                      description="the client's device id, for risk checks"),
-                      ) -> PlacedOut:
+                      ):
     settings = request.app.state.settings
     openid, promoter_id = await run_in_threadpool(check_placeable, request, principal, body)
     order_no = order_no_for(principal, idempotency_key, datetime.now(ZoneInfo(settings.settlement_timezone)))
     inp = order_input(request, principal, body, order_no, openid, device_id)
     client = await start_order_workflow(request, inp, promoter_id)
-    progress = await _wait_for_prepay(client, order_no)
+    progress = await _prepay_progress(client, order_no, settings.order_prepay_wait_seconds)
+    if progress is None:  # answer now; the buyer's app fetches the payment when it is ready
+        placed = PlacedOut(order_no=order_no, status=OrderStatus.PENDING_PAYMENT, payment_url=payment_path(order_no))
+        return JSONResponse(jsonable_encoder(placed), status_code=202, headers={"Location": payment_path(order_no)})
     if progress.failure:
-        status = 409 if progress.failure in ("OUT_OF_STOCK", "NOT_ON_SALE", "COUPON_USED_UP",
-                                             "COUPON_ALREADY_USED") else 422
-        raise ApiError(status, progress.failure, f"order {order_no} could not be placed: {progress.failure}")
+        raise _placement_refused(order_no, progress.failure)
     return PlacedOut(order_no=order_no, status=progress.status, total_fen=progress.total_fen,
-                     prepay=progress.prepay, presale=progress.presale)
+                     prepay=progress.prepay, presale=progress.presale, payment_url=payment_path(order_no))
+
+
+class PaymentOut(BaseModel):
+    order_no: str
+    status: OrderStatus
+    total_fen: int | None = Field(default=None, description="the order's total (a pre-sale order's deposit is "
+                                                            "in presale.deposit_fen)")
+    prepay: PrepayParams = Field(description="the arguments of wx.requestPayment")
+    presale: PresaleInfo | None = None
+
+
+def _check_payer(request: Request, principal: Principal, order_no: str) -> bool:
+    """404 unless this is the principal's own order; 409 once it is past paying. False when
+    the order has no row yet (its workflow has not placed it)."""
+    with sessions_of(request)() as s:
+        order = s.get(Order, order_no)
+        if order is None:
+            return False
+        if order.buyer_user_id != principal.user_id:
+            raise not_found(f"order {order_no}")
+        if order.status != OrderStatus.PENDING_PAYMENT:
+            raise ApiError(409, "ORDER_NOT_PAYABLE", f"order {order_no} is {order.status}: nothing to pay")
+        return True
+
+
+async def _started_by(client: Client, order_no: str) -> int | None:
+    from temporalio.service import RPCError
+
+    try:
+        described = await client.get_workflow_handle(workflow_id(order_no)).describe()
+        return (await described.memo()).get(BUYER_MEMO)
+    except RPCError:
+        return None
+
+
+@router.get("/{order_no}/payment", response_model=PaymentOut,
+            summary="The current wx.requestPayment parameters of my unpaid order",
+            description="The same prepay while WeChat Pay's prepay_id is valid, a fresh one once it expired "
+                        "(2 h); 409 ORDER_NOT_PAYABLE once the order is paid or closed; 503 PAYMENT_NOT_READY "
+                        "(with Retry-After) while the WeChat Pay order is still being made.")
+async def get_payment(request: Request, order_no: str = Path(pattern=ORDER_NO_PATTERN),
+                      principal: Principal = Depends(require_roles("buyer", "promoter"))) -> PaymentOut:
+    client = await temporal_of(request)
+    if not await run_in_threadpool(_check_payer, request, principal, order_no):
+        if await _started_by(client, order_no) != principal.user_id:
+            raise not_found(f"order {order_no}")
+    progress = await _prepay_progress(client, order_no, request.app.state.settings.order_prepay_wait_seconds)
+    if progress is None:
+        raise _not_ready(order_no)
+    if progress.failure:
+        raise _placement_refused(order_no, progress.failure)
+    if progress.status != OrderStatus.PENDING_PAYMENT or progress.prepay is None:
+        raise ApiError(409, "ORDER_NOT_PAYABLE", f"order {order_no} is {progress.status}: nothing to pay")
+    return PaymentOut(order_no=order_no, status=progress.status, total_fen=progress.total_fen,
+                      prepay=progress.prepay, presale=progress.presale)
 
 
 # --- reading -------------------------------------------------------------------------------

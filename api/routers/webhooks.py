@@ -9,6 +9,7 @@ import structlog
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import select
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -33,12 +34,38 @@ router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 log = structlog.get_logger()
 
 
+class WeChatPayNotifyAnswer(BaseModel):
+    """What the merchant answers a WeChat Pay notification it refuses: 4XX/5XX with
+    {"code": "FAIL", "message": ...}; accepted ones get 200/204 with no body (WeChat Pay merchant
+    docs, JSAPI支付 · 支付成功回调通知 "商户需要接收处理该消息，并返回应答")."""
+
+    code: str
+    message: str
+
+
+class Kuaidi100PushAnswer(BaseModel):
+    """What the subscriber answers a 快递100 push: {"result": true, "returnCode": "200",
+    "message": "成功"}; anything else and 快递100 pushes again (快递100 API 推送接口,
+    https://apifox.com/apidoc/project-514987/api-8568518)."""
+
+    result: bool
+    returnCode: str
+    message: str
+
+
 def _wechat_fail(status: int, message: str) -> JSONResponse:
     # WeChat Pay's documented answer shape for a notification we do not accept.
     return JSONResponse({"code": "FAIL", "message": message}, status_code=status)
 
 
-@router.post("/wechatpay", summary="WeChat Pay v3 notifications (TRANSACTION.SUCCESS)")
+WECHATPAY_ANSWERS = {400: {"model": WeChatPayNotifyAnswer, "description": "not for this merchant / malformed"},
+                     401: {"model": WeChatPayNotifyAnswer, "description": "signature, timestamp or decryption"}}
+KUAIDI100_ANSWERS = {400: {"model": Kuaidi100PushAnswer, "description": "param is not a push"},
+                     401: {"model": Kuaidi100PushAnswer, "description": "sign does not match"}}
+
+
+@router.post("/wechatpay", summary="WeChat Pay v3 notifications (TRANSACTION.SUCCESS, REFUND.*, MCHTRANSFER.BILL.FINISHED)",
+             status_code=204, response_class=Response, responses=WECHATPAY_ANSWERS)
 async def wechatpay_notification(request: Request) -> Response:
     body = await request.body()
     try:  # verifies the signature, refuses stale timestamps (replays), decrypts
@@ -56,7 +83,8 @@ async def wechatpay_notification(request: Request) -> Response:
         await _refund_notified(request, resource)
         return Response(status_code=204)
     if event.get("event_type") == "MCHTRANSFER.BILL.FINISHED":
-        if resource.get("mchid") != config.mchid:
+        # `mch_id` in WeChat's merchant docs, `mchid` elsewhere: either (TransferBill)
+        if (resource.get("mchid") or resource.get("mch_id")) != config.mchid:
             return _wechat_fail(400, "notification for another merchant")
         await transfer_notified(request, resource)
         return Response(status_code=204)
@@ -142,7 +170,8 @@ async def _whole_refund(request: Request, notice: RefundNotice) -> RefundNotice:
                         refund_id=",".join(a.refund_id for a in answers if a.refund_id) or None)
 
 
-@router.post("/logistics", summary="Tracking pushes (快递100-style: form fields param + sign)")
+@router.post("/logistics", summary="Tracking pushes (快递100-style: form fields param + sign)",
+             response_model=Kuaidi100PushAnswer, responses=KUAIDI100_ANSWERS)
 async def logistics_push(request: Request) -> JSONResponse:
     form = await request.form()
     param, sign = str(form.get("param", "")), str(form.get("sign", ""))
