@@ -70,7 +70,7 @@ def activities(settings: Settings, sessions=None, pay: WeChatPayClient | None = 
     logistics = LogisticsActivities(settings)
     promoters = PromoterActivities(sessions)
     refunds = RefundActivities(sessions, pay, settings.refund_rules)
-    pickup = PickupActivities(sessions, settings.resolved_pickup_code_key)
+    pickup = PickupActivities(sessions, settings.resolved_pickup_code_key)  # issues with the key in force
     return [
         orders.place_order, orders.cancel_unpaid, orders.record_payment, orders.record_shipment,
         orders.record_tracking, orders.mark_received, orders.complete_order,

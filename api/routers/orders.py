@@ -193,16 +193,19 @@ async def place_order(body: PlaceOrderBody, request: Request,
     settings = request.app.state.settings
     openid, promoter_id = await run_in_threadpool(_check_placeable, request, principal, body)
     order_no = _order_no_for(principal, idempotency_key, datetime.now(ZoneInfo(settings.settlement_timezone)))
-    key = settings.resolved_risk_key
+    keys = settings.risk_hash_keys
+    raw = {"device": device_id, "ip": client_ip(request, settings),
+           "address": address_key(body.address.model_dump() if body.address else None)}
+    fps = {kind: fingerprint(keys.current, kind, value) for kind, value in raw.items()}
+    earlier = [fp for key in keys.all[1:] for kind, value in raw.items()
+               if (fp := fingerprint(key, kind, value)) is not None]
     inp = OrderWorkflowInput(
         order=PlaceOrderInput(order_no=order_no, buyer_user_id=principal.user_id, buyer_openid=openid,
                               window_id=body.window_id, source=body.source, lines=body.lines,
                               fulfilment=body.fulfilment, address=body.address, outlet_id=body.outlet_id,
                               coupon_code=body.coupon_code, channels_order_id=body.channels_order_id,
-                              device_fp=fingerprint(key, "device", device_id),
-                              ip_fp=fingerprint(key, "ip", client_ip(request, settings)),
-                              address_fp=fingerprint(key, "address", address_key(
-                                  body.address.model_dump() if body.address else None))),
+                              device_fp=fps["device"], ip_fp=fps["ip"], address_fp=fps["address"],
+                              earlier_fps=earlier),
         timings=settings.order_timings())
     attributes = [SearchAttributePair(ORDER_NO, order_no),
                   SearchAttributePair(BUSINESS_STATUS, OrderStatus.PENDING_PAYMENT.value)]
