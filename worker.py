@@ -32,6 +32,7 @@ from db.session import session_factory
 from domain.messages import MessageTemplates
 from integrations.channels import ChannelsClient
 from integrations.messages import MessagesClient
+from integrations.production import refuse_unsafe_defaults
 from integrations.temporal import connect, ensure_search_attributes
 from integrations.wechatpay import WeChatPayClient, WeChatPayConfig
 from settings import Settings, get_settings
@@ -139,6 +140,7 @@ def serve_metrics(settings: Settings):
 
 
 async def run_worker(settings: Settings) -> None:
+    refuse_unsafe_defaults(settings)
     client = await connect(settings)
     await ensure_search_attributes(client)
     await ensure_schedules(client, settings)

@@ -68,6 +68,8 @@ def sandbox() -> None:
     from sandbox.credentials import load_or_create
 
     settings = get_settings()
+    if settings.app_env == "production":
+        raise SystemExit("APP_ENV=production: the sandbox (an emulator that pays any order) never runs in production")
     creds = load_or_create(settings.sandbox_dir)
     console.print(Panel.fit(
         f"address      {settings.resolved_sandbox_url}\n"
