@@ -184,9 +184,16 @@ def demo(sessions, clean_db):
 
 @pytest.fixture
 def token(settings, sessions):
-    """A bearer header for a user, through a real login session (as /auth/* opens them)."""
+    """A bearer header for a user, through a real login session (as /auth/* opens them). A user
+    id with no row yet (a reviewer a test only names) gets one, with that role; an existing
+    user keeps theirs, so a token naming another role is refused (401 ROLE_CHANGED)."""
+    from db.models import User
+
     def make(user_id: int, role: str) -> dict[str, str]:
         with sessions.begin() as s:
+            if s.get(User, user_id) is None:
+                s.add(User(id=user_id, role=role, display_name=f"{role} {user_id}"))
+                s.flush()
             return {"Authorization": f"Bearer {issue_token(settings, s, user_id, role)}"}
 
     return make

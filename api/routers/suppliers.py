@@ -23,7 +23,7 @@ from api.auth import (
     PLATFORM_STAFF,
     Principal,
     bearer,
-    decode_token,
+    principal_of_token,
     hash_password,
     issue_token,
     require_roles,
@@ -128,7 +128,7 @@ def _timings(settings) -> ReviewTimings:
 async def apply(body: ApplyBody, request: Request,
                 credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> AppliedOut:
     settings = request.app.state.settings
-    principal = decode_token(settings, credentials.credentials) if credentials else None
+    principal = await run_in_threadpool(principal_of_token, request, credentials.credentials) if credentials else None
     if principal is not None and principal.role != "supplier":
         raise ApiError(403, "FORBIDDEN", "only a supplier account can apply")
     if principal is None and body.account is None:
