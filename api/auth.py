@@ -66,11 +66,13 @@ def check_session(s: Session, principal: Principal) -> None:
                     .join(User, User.id == AuthSession.user_id)
                     .where(AuthSession.id == principal.session_id,
                            AuthSession.user_id == principal.user_id)).first()
-    if row is None or row[0] is not None:
-        raise ApiError(401, "SESSION_ENDED", "this token was logged out; log in again")
-    _, session_role, active, user_role = row
+    if row is None:
+        raise ApiError(401, "SESSION_ENDED", "this token's session is gone; log in again")
+    revoked_at, session_role, active, user_role = row
     if not active:
         raise ApiError(401, "USER_DISABLED", "this account is disabled")
+    if revoked_at is not None:
+        raise ApiError(401, "SESSION_ENDED", "this token was logged out; log in again")
     if user_role != principal.role or session_role != principal.role:
         raise ApiError(401, "ROLE_CHANGED", f"this account's role is now {user_role}; log in again")
 

@@ -173,6 +173,8 @@ def install(app: FastAPI, sb: Sandbox) -> None:
         out = {k: bill[k] for k in ("out_bill_no", "transfer_bill_no", "create_time", "state")}
         if bill["state"] == "WAIT_USER_CONFIRM":
             out["package_info"] = bill["package_info"]
+        if bill.get("fail_reason"):
+            out["fail_reason"] = bill["fail_reason"]
         return sb.platform_signed(200, out)
 
     @api.get("/out-bill-no/{out_bill_no}")

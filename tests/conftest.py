@@ -184,16 +184,25 @@ def demo(sessions, clean_db):
 
 @pytest.fixture
 def token(settings, sessions):
-    """A bearer header for a user, through a real login session (as /auth/* opens them). A user
-    id with no row yet (a reviewer a test only names) gets one, with that role; an existing
-    user keeps theirs, so a token naming another role is refused (401 ROLE_CHANGED)."""
+    """A bearer header for a user, through a real login session (as /auth/* opens them), so
+    every check on each request (session, active, role) runs as in production.
+    A user id with no row yet (a reviewer a test only names) gets one, with that role. A role
+    the user does not have (the suite's many "someone with role R is refused" checks, written
+    as `token(1, "promoter")`) gets a stand-in user of that role: a real token can only carry
+    its user's role; tests/test_sessions_keys.py shows such a token refused (ROLE_CHANGED)."""
     from db.models import User
 
     def make(user_id: int, role: str) -> dict[str, str]:
         with sessions.begin() as s:
-            if s.get(User, user_id) is None:
+            user = s.get(User, user_id)
+            if user is None:
                 s.add(User(id=user_id, role=role, display_name=f"{role} {user_id}"))
                 s.flush()
+            elif user.role != role:
+                stand_in = User(role=role, display_name=f"{role} standing in for {user_id}")
+                s.add(stand_in)
+                s.flush()
+                user_id = stand_in.id
             return {"Authorization": f"Bearer {issue_token(settings, s, user_id, role)}"}
 
     return make
