@@ -337,6 +337,8 @@ def banner(settings: Settings, database_url: str, own_temporal: bool) -> Panel:
         ("API", api),
         ("OpenAPI docs", f"{api}/docs"),
         ("Temporal UI", ui),
+        ("Payload codec", f"{codec_endpoint(settings)} (support/operator token; `POST /codec/session` in "
+                          "the docs, then the UI's \"include cross-origin credentials\")"),
         ("Temporal gRPC", f"{settings.resolved_temporal_address}  namespace {settings.temporal_namespace}"),
         ("Sandbox", settings.resolved_sandbox_url),
         ("Metrics", f"{api}/metrics (API), "
