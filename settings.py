@@ -311,11 +311,21 @@ class Settings(BaseSettings):
         if self.master_key:
             return self.master_key
         path = self.data_dir / "master_key"
-        if not path.exists():
+        if not path.exists():  # development: made once, atomically (the worker and the API start together)
+            import os
             import secrets
+            import tempfile
 
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(48))
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".master_key.")
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(48))
+            try:
+                os.link(tmp, path)  # fails if another process made it first: theirs is kept
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(tmp)
         return path.read_text().strip()
 
     def _ring(self, purpose: str, own: str | None, previous: list[str]) -> keys.KeyRing:
