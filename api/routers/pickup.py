@@ -14,7 +14,7 @@ from api.auth import Principal, current_principal, require_roles
 from api.deps import run_update, sessions_of
 from api.errors import ApiError, not_found
 from db.models import Order, Supplier, User
-from db.order_models import Outlet, OutletStaff, PickupCode
+from db.order_models import Outlet, OutletStaff
 from domain.orders import OrderProgress, PickupScan
 from domain.pickup import distance_km, normalise_code, qr_payload
 from workflows.order import OrderWorkflow, workflow_id
