@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError
@@ -38,8 +38,10 @@ class Principal:
 
 
 def issue_token(settings: Settings, s: Session, user_id: int, role: str) -> str:
-    """Open a login session for the user (in the caller's transaction) and sign its token."""
+    """Open a login session for the user (in the caller's transaction) and sign its token.
+    The user's sessions that have expired are dropped on the way (nothing else reads them)."""
     now = datetime.now(UTC)
+    s.execute(delete(AuthSession).where(AuthSession.user_id == user_id, AuthSession.expires_at < now))
     session = AuthSession(id=secrets.token_hex(16), user_id=user_id, role=role, expires_at=now + settings.jwt_ttl)
     s.add(session)
     s.flush()
