@@ -7,14 +7,17 @@ Partner endpoints left empty point at the local sandbox (`chuchuang sandbox`).
 
 from __future__ import annotations
 
+import base64
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.channels import ChannelsSyncInput
+from domain import keys
 from domain.commission import CommissionPolicy
 from domain.order_process import OrderTimings
 from domain.refunds import RefundRules, RefundTimings
@@ -53,9 +56,35 @@ class Settings(BaseSettings):
         default=9464, description="the worker's Prometheus /metrics (reconciliation counters); 0: off"
     )
 
-    # --- auth ---------------------------------------------------------------------------
-    jwt_secret: str | None = Field(default=None, description="empty: generated once under data_dir")
+    app_env: Literal["development", "production"] = Field(
+        default="development", description="production: the worker and the API refuse to start with sandbox "
+                                           "credentials, an empty partner setting or a missing secret")
+
+    # --- secrets: one key per purpose (README "Keys and rotation") ---------------------------
+    master_key: str | None = Field(
+        default=None, description="every purpose key not set on its own is derived from it (HKDF-SHA256, "
+                                  "a purpose label each); empty: generated once under data_dir (development only)")
+    previous_master_keys: list[str] = Field(
+        default_factory=list, description="master keys rotated out: what they derived still verifies "
+                                          "(pickup codes, fingerprints, identity hashes) and decrypts (payloads)")
+    jwt_secret: str | None = Field(default=None, description="the token key; empty: derived from master_key. "
+                                                             "Rotating it logs everyone out (no grace)")
     jwt_ttl: timedelta = timedelta(hours=12)
+    login_failures_per_account: str = Field(
+        default="5/15 minutes", description="failed logins an account may have in that window before 429 "
+                                            "LOGIN_RATE_LIMITED (`limits` notation)")
+    login_failures_per_ip: str = Field(default="30/15 minutes",
+                                       description="failed logins one IP may have in that window before 429")
+    payload_keys: dict[str, str] = Field(
+        default_factory=dict, description="Temporal payload encryption keys, key id -> base64 of 32 bytes "
+                                          "(JSON); empty: derived from master_key (and previous_master_keys)")
+    payload_key_id: str | None = Field(default=None, description="which of payload_keys encrypts new payloads "
+                                                                 "(the others only decrypt); empty: the last one")
+    codec_cors_origins: list[str] = Field(
+        default_factory=list, description="origins of Temporal UI allowed to call /codec; empty: "
+                                          "http://localhost:temporal_ui_port and http://127.0.0.1:temporal_ui_port")
+    metrics_token: str | None = Field(default=None, description="when set, the API's /metrics needs "
+                                                                "`Authorization: Bearer <metrics_token>`")
 
     # --- partners: WeChat Pay v3 -----------------------------------------------------------
     sandbox_host: str = "127.0.0.1"
@@ -128,7 +157,9 @@ class Settings(BaseSettings):
     frequent_returns: int = Field(default=3, description="refunds in the window that send a buyer's "
                                                          "next refund to support review")
     frequent_returns_window: timedelta = timedelta(days=30)
-    pickup_code_key: str | None = Field(default=None, description="key for pickup codes; empty: the JWT secret")
+    pickup_code_key: str | None = Field(default=None, description="key for pickup codes; empty: derived from master_key")
+    pickup_code_previous_keys: list[str] = Field(
+        default_factory=list, description="pickup code keys rotated out: codes made with them still verify")
     supplier_review_sla: timedelta = timedelta(hours=24)
     supplier_more_info_timeout: timedelta = timedelta(days=7)
     product_review_sla: timedelta = timedelta(hours=24)
@@ -143,7 +174,9 @@ class Settings(BaseSettings):
     revival_refresh_every: timedelta = timedelta(hours=6)
     promoter_agreement_version: str = "2026-01"
     identity_hash_key: str | None = Field(
-        default=None, description="key for hashing ID numbers; empty: the JWT secret")
+        default=None, description="key for hashing ID numbers and real names; empty: derived from master_key")
+    identity_hash_previous_keys: list[str] = Field(
+        default_factory=list, description="identity hash keys rotated out: hashes made with them still match")
     commission_settlement_day: int = 5
     settlement_timezone: str = "Asia/Shanghai"
     supplier_settlement_delay_days: int = 1
@@ -206,7 +239,9 @@ class Settings(BaseSettings):
     risk_accounts_per_ip: int = 5
     risk_accounts_per_address: int = 3
     risk_hash_key: str | None = Field(default=None, description="key for device/IP/address fingerprints; "
-                                                                "empty: the JWT secret")
+                                                                "empty: derived from master_key")
+    risk_hash_previous_keys: list[str] = Field(
+        default_factory=list, description="fingerprint keys rotated out: fingerprints made with them still match")
     trust_forwarded_for: bool = Field(default=False, description="take the buyer's IP from X-Forwarded-For "
                                                                  "(only behind a proxy that sets it)")
 
@@ -275,11 +310,70 @@ class Settings(BaseSettings):
     # --- derived -------------------------------------------------------------------------
     @property
     def resolved_pickup_code_key(self) -> str:
-        return self.pickup_code_key or self.resolved_jwt_secret()
+        return self.pickup_code_keys.current
 
     @property
     def resolved_risk_key(self) -> str:
-        return self.risk_hash_key or self.resolved_jwt_secret()
+        return self.risk_hash_keys.current
+
+    def resolved_master_key(self) -> str:
+        if self.master_key:
+            return self.master_key
+        path = self.data_dir / "master_key"
+        if not path.exists():  # development: made once, atomically (the worker and the API start together)
+            import os
+            import secrets
+            import tempfile
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".master_key.")
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(48))
+            try:
+                os.link(tmp, path)  # fails if another process made it first: theirs is kept
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(tmp)
+        return path.read_text().strip()
+
+    def _ring(self, purpose: str, own: str | None, previous: list[str]) -> keys.KeyRing:
+        """The purpose's own key, else the one derived from the master key; the previous ones:
+        the purpose's rotated-out keys, then what the previous master keys derived."""
+        derived = [keys.derive(m, purpose).hex() for m in self.previous_master_keys]
+        current = own or keys.derive(self.resolved_master_key(), purpose).hex()
+        return keys.KeyRing(current, (*previous, *derived))
+
+    @property
+    def pickup_code_keys(self) -> keys.KeyRing:
+        return self._ring(keys.PICKUP_CODES, self.pickup_code_key, self.pickup_code_previous_keys)
+
+    @property
+    def risk_hash_keys(self) -> keys.KeyRing:
+        return self._ring(keys.RISK_FINGERPRINTS, self.risk_hash_key, self.risk_hash_previous_keys)
+
+    @property
+    def identity_hash_keys(self) -> keys.KeyRing:
+        return self._ring(keys.IDENTITY_HASHES, self.identity_hash_key, self.identity_hash_previous_keys)
+
+    def payload_key_set(self) -> tuple[str, dict[str, bytes]]:
+        """(id of the key that encrypts, every key that decrypts by id) for Temporal payloads."""
+        if self.payload_keys:
+            known = {kid: base64.b64decode(value) for kid, value in self.payload_keys.items()}
+            bad = [kid for kid, key in known.items() if len(key) != 32]
+            if bad:
+                raise ValueError(f"payload_keys {', '.join(bad)}: an AES-256 key is 32 bytes (base64)")
+            current = self.payload_key_id or list(known)[-1]
+            if current not in known:
+                raise ValueError(f"payload_key_id {current!r} is not one of payload_keys")
+        else:
+            master = keys.derive(self.resolved_master_key(), keys.PAYLOAD_ENCRYPTION)
+            current = keys.key_id(master)
+            known = {current: master}
+        for old in self.previous_master_keys:
+            key = keys.derive(old, keys.PAYLOAD_ENCRYPTION)
+            known.setdefault(keys.key_id(key), key)
+        return current, known
 
     @property
     def risk_rules(self) -> RiskRules:
@@ -351,15 +445,12 @@ class Settings(BaseSettings):
         return self.logistics_base_url or self.resolved_sandbox_url
 
     def resolved_jwt_secret(self) -> str:
-        if self.jwt_secret:
-            return self.jwt_secret
-        path = self.data_dir / "jwt_secret"
-        if not path.exists():
-            import secrets
+        return self.jwt_secret or keys.derive(self.resolved_master_key(), keys.TOKENS).hex()
 
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(48))
-        return path.read_text().strip()
+    @property
+    def resolved_codec_cors_origins(self) -> list[str]:
+        return self.codec_cors_origins or [f"http://localhost:{self.temporal_ui_port}",
+                                           f"http://127.0.0.1:{self.temporal_ui_port}"]
 
 
 @lru_cache

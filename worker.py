@@ -34,6 +34,7 @@ from domain.messages import MessageTemplates
 from integrations.channels import ChannelsClient
 from integrations.http import close_shared_clients
 from integrations.messages import MessagesClient
+from integrations.production import refuse_unsafe_defaults
 from integrations.temporal import connect, ensure_search_attributes
 from integrations.wechatpay import WeChatPayClient, WeChatPayConfig
 from settings import Settings, get_settings
@@ -73,7 +74,7 @@ def activities(settings: Settings, sessions=None, pay: WeChatPayClient | None = 
     logistics = LogisticsActivities(settings)
     promoters = PromoterActivities(sessions)
     refunds = RefundActivities(sessions, pay, settings.refund_rules)
-    pickup = PickupActivities(sessions, settings.resolved_pickup_code_key)
+    pickup = PickupActivities(sessions, settings.resolved_pickup_code_key)  # issues with the key in force
     return [
         orders.place_order, orders.cancel_unpaid, orders.record_payment, orders.record_shipment,
         orders.record_tracking, orders.mark_received, orders.complete_order,
@@ -143,6 +144,7 @@ def serve_metrics(settings: Settings):
 
 
 async def run_worker(settings: Settings) -> None:
+    refuse_unsafe_defaults(settings)
     client = await connect(settings)
     await ensure_search_attributes(client)
     await ensure_schedules(client, settings)

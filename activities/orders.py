@@ -116,7 +116,8 @@ class OrderActivities:
             record_event(s, order.order_no, OrderStatus.PENDING_PAYMENT, "order placed, stock reserved",
                          f"order:{order.order_no}:placed")
             risk.check_order(s, order_no=order.order_no, buyer_user_id=inp.buyer_user_id, device_fp=inp.device_fp,
-                             ip_fp=inp.ip_fp, address_fp=inp.address_fp, rules=self.risk_rules)
+                             ip_fp=inp.ip_fp, address_fp=inp.address_fp, rules=self.risk_rules,
+                             earlier_fps=inp.earlier_fps)
             s.flush()
             return self._placed(s, order)
 

@@ -16,6 +16,7 @@ from activities.order_events import record_event
 from db.models import Order
 from db.order_models import Outlet, PickupCode
 from domain.order_status import OrderStatus
+from domain.keys import KeyRing
 from domain.pickup import code_hash, pickup_code
 
 
@@ -67,8 +68,20 @@ class PickupActivities:
                          f"order:{order_no}:received")
 
 
-def code_for_buyer(s: Session, key: str, order_no: str) -> tuple[PickupCode, str] | None:
+def code_for_buyer(s: Session, keys: KeyRing, order_no: str) -> tuple[PickupCode, str] | None:
+    """The code the buyer was given: made with the pickup-code key in force, or with one rotated
+    out but still in its grace period (the stored hash tells which)."""
     pickup = s.scalar(select(PickupCode).where(PickupCode.order_no == order_no))
     if pickup is None:
         return None
-    return pickup, pickup_code(key, order_no, pickup.attempt)
+    for key in keys.all:
+        code = pickup_code(key, order_no, pickup.attempt)
+        if code_hash(key, code) == pickup.code_hash:
+            return pickup, code
+    return None  # made with a key no longer kept
+
+
+def order_of_code(s: Session, keys: KeyRing, code: str) -> str | None:
+    """The order a scanned code belongs to, under any key of the ring."""
+    return s.scalar(select(PickupCode.order_no).where(
+        PickupCode.code_hash.in_([code_hash(key, code) for key in keys.all])))

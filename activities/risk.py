@@ -27,9 +27,11 @@ def raise_flag(s: Session, kind: RiskKind, subject_type: str, subject_id: str, d
 
 
 def check_order(s: Session, *, order_no: str, buyer_user_id: int, device_fp: str | None, ip_fp: str | None,
-                address_fp: str | None, rules: RiskRules, now: datetime | None = None) -> None:
+                address_fp: str | None, rules: RiskRules, now: datetime | None = None,
+                earlier_fps: list[str] | None = None) -> None:
     """Keep the order's fingerprints and flag it when one of them is shared by too many buyer
-    accounts in the window."""
+    accounts in the window. `earlier_fps`: the same values fingerprinted under keys rotated out
+    (still in their grace period), so orders made before a rotation still count."""
     s.add(OrderFingerprint(order_no=order_no, buyer_user_id=buyer_user_id, device_fp=device_fp, ip_fp=ip_fp,
                            address_fp=address_fp))
     s.flush()
@@ -42,7 +44,8 @@ def check_order(s: Session, *, order_no: str, buyer_user_id: int, device_fp: str
             continue
         column = _COLUMNS[kind]
         buyers = list(s.scalars(
-            select(OrderFingerprint.buyer_user_id).where(column == value, OrderFingerprint.created_at >= since)
+            select(OrderFingerprint.buyer_user_id).where(column.in_([value, *(earlier_fps or ())]),
+                                                         OrderFingerprint.created_at >= since)
             .group_by(OrderFingerprint.buyer_user_id).order_by(func.min(OrderFingerprint.created_at))))
         sharing[kind], buyers_by_kind[kind] = len(buyers), buyers
     for kind, detail in findings(rules, sharing):

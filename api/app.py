@@ -10,9 +10,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from api import channels_wake, contract, errors
+from api.login_limits import LoginLimiter
 from api.routers import (
     auth,
     catalog,
+    codec,
     coupons,
     flash_sales,
     levels,
@@ -34,7 +36,8 @@ from api.routers import (
 )
 from db.session import session_factory
 from integrations.http import close_shared_clients
-from integrations.temporal import connect
+from integrations.production import refuse_unsafe_defaults
+from integrations.temporal import connect, payload_codec
 from integrations.wechatpay import WeChatPayClient, WeChatPayConfig
 from settings import Settings, get_settings
 
@@ -72,6 +75,7 @@ class Temporal:
 def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Session] | None = None,
                temporal_client: Client | None = None, pay: WeChatPayClient | None = None) -> FastAPI:
     settings = settings or get_settings()
+    refuse_unsafe_defaults(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -88,6 +92,9 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     app.state.sessions = sessions
     app.state.temporal = Temporal(settings, temporal_client)
     app.state.pay = pay or WeChatPayClient(WeChatPayConfig.from_settings(settings))
+    app.state.codec = payload_codec(settings)
+    app.state.login_limiter = LoginLimiter(settings)
+    app.add_middleware(codec.CodecCORS, origins=settings.resolved_codec_cors_origins)
     errors.install(app)
     channels_wake.install(app)  # window/listing changes wake the Channels sync
     for router in (auth.router, catalog.router, orders.router, wallet.router, webhooks.router, ops.router,
@@ -99,6 +106,7 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     app.include_router(reconciliations.router)
     app.include_router(presale.router)
     app.include_router(flash_sales.router)
+    app.include_router(codec.router)
     for router in levels.routers:
         app.include_router(router)
     contract.document(app)  # every route's error answers, one Error schema, the input bounds

@@ -284,6 +284,9 @@ def document(app: FastAPI) -> None:
                 codes = route_error_codes(route) if route else {422, 503}
                 responses.pop("422", None)  # FastAPI's HTTPValidationError is not what we answer
                 declared = {str(c) for c in getattr(route, "responses", {}) or {}}
+                for code in declared:  # a route's own error answer with no body of its own: ours
+                    if code[0] in "45" and "content" not in responses.get(code, {"content": 1}):
+                        responses[code]["content"] = {"application/json": {"schema": error_ref}}
                 for code in sorted(codes):
                     if str(code) in declared:
                         continue  # the route's own answer (a partner's protocol: webhooks)

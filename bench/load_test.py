@@ -148,6 +148,7 @@ class Bench:
         self.settings = Settings(_env_file=None, data_dir=workdir, database_url=db_url,
                                  jwt_secret=self.env["JWT_SECRET"])
         self.workers: list[subprocess.Popen] = []
+        self.tokens: dict[tuple[int, str], dict[str, str]] = {}
 
     def cli(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "cli", *args]
@@ -176,7 +177,10 @@ class Bench:
             return demo, [u.id for u in users]
 
     def token(self, user_id: int, role: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {issue_token(self.settings, user_id, role)}"}
+        if (user_id, role) not in self.tokens:
+            with self.sessions.begin() as s:
+                self.tokens[user_id, role] = {"Authorization": f"Bearer {issue_token(self.settings, s, user_id, role)}"}
+        return self.tokens[user_id, role]
 
     def paid(self, numbers: set[str]) -> int:
         with self.sessions() as s:

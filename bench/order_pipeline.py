@@ -81,8 +81,8 @@ async def run_pipeline(env, settings, sessions, n: int, concurrency: int) -> flo
     with sessions.begin() as s:
         demo = seed_demo(s)
         s.execute(update(Sku).values(stock=10**6))
-    buyer = {"Authorization": f"Bearer {issue_token(settings, demo.buyer_user_id, 'buyer')}"}
-    supplier = {"Authorization": f"Bearer {issue_token(settings, demo.supplier_user_id, 'supplier')}"}
+        buyer = {"Authorization": f"Bearer {issue_token(settings, s, demo.buyer_user_id, 'buyer')}"}
+        supplier = {"Authorization": f"Bearer {issue_token(settings, s, demo.supplier_user_id, 'supplier')}"}
     gate = asyncio.Semaphore(concurrency)
     with ThreadPoolExecutor(max_workers=32) as executor:
         async with build_worker(env.client, settings, executor, sessions=sessions), \

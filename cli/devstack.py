@@ -93,14 +93,22 @@ def search_attribute_flags() -> list[str]:
     return flags
 
 
+def codec_endpoint(settings: Settings) -> str:
+    """Where Temporal UI (in the browser) reaches the API's codec: same host as the UI, so the
+    codec cookie (`POST /codec/session`) counts as same-site."""
+    return f"http://127.0.0.1:{settings.api_port}/codec"
+
+
 def temporal_dev_command(settings: Settings) -> list[str]:
-    """`temporal server start-dev` persisting to data_dir/temporal.db, on settings' ports."""
+    """`temporal server start-dev` persisting to data_dir/temporal.db, on settings' ports, its UI
+    reading payloads through the API's codec endpoint (payloads are encrypted)."""
     return [
         temporal_binary(), "server", "start-dev",
         "--db-filename", str(Path(settings.data_dir).resolve() / "temporal.db"),
         "--ip", "127.0.0.1",
         "--port", str(settings.temporal_port),
         "--ui-port", str(settings.temporal_ui_port),
+        "--ui-codec-endpoint", codec_endpoint(settings),
         "--namespace", settings.temporal_namespace,
         "--log-level", "warn",
         *search_attribute_flags(),
@@ -329,6 +337,8 @@ def banner(settings: Settings, database_url: str, own_temporal: bool) -> Panel:
         ("API", api),
         ("OpenAPI docs", f"{api}/docs"),
         ("Temporal UI", ui),
+        ("Payload codec", f"{codec_endpoint(settings)} (support/operator token; `POST /codec/session` in "
+                          "the docs, then the UI's \"include cross-origin credentials\")"),
         ("Temporal gRPC", f"{settings.resolved_temporal_address}  namespace {settings.temporal_namespace}"),
         ("Sandbox", settings.resolved_sandbox_url),
         ("Metrics", f"{api}/metrics (API), "

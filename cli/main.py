@@ -68,6 +68,8 @@ def sandbox() -> None:
     from sandbox.credentials import load_or_create
 
     settings = get_settings()
+    if settings.app_env == "production":
+        raise SystemExit("APP_ENV=production: the sandbox (an emulator that pays any order) never runs in production")
     creds = load_or_create(settings.sandbox_dir)
     console.print(Panel.fit(
         f"address      {settings.resolved_sandbox_url}\n"
@@ -144,10 +146,10 @@ def seed_demo() -> None:
     settings = get_settings()
     with transaction() as s:
         demo = make(s)
+        buyer = issue_token(settings, s, demo.buyer_user_id, "buyer")
+        supplier = issue_token(settings, s, demo.supplier_user_id, "supplier")
+        promoter = issue_token(settings, s, demo.promoter_user_id, "promoter")
     api_url, sandbox_url = settings.resolved_public_base_url, settings.resolved_sandbox_url
-    buyer = issue_token(settings, demo.buyer_user_id, "buyer")
-    supplier = issue_token(settings, demo.supplier_user_id, "supplier")
-    promoter = issue_token(settings, demo.promoter_user_id, "promoter")
     body = ('{"window_id": %d, "lines": [{"sku_id": %d, "quantity": 2}], "address": {"receiver": "王小明", '
             '"phone": "13800138000", "province": "上海", "city": "上海", "district": "浦东新区", '
             '"detail": "世纪大道 100 号"}}' % (demo.window_id, demo.sku_ids[0]))

@@ -48,6 +48,19 @@ class User(Base):
     )
 
 
+class AuthSession(Base):
+    """One login: its bearer token names it (`sid`). Every request looks it up with its user, so
+    logging out, disabling the user or changing their role ends it at once."""
+
+    __tablename__ = "auth_sessions"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = created_at_column()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class Supplier(Base):
     __tablename__ = "suppliers"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

@@ -24,7 +24,8 @@ from db.models import Base, created_at_column
 
 class PromoterProfile(Base):
     """What onboarding recorded. Personal data is the minimum: a masked ID number and a keyed
-    hash (to refuse a second account for the same person), a masked name."""
+    hash (to refuse a second account for the same person), a masked name and a keyed hash of
+    the full name (what a withdrawal's real name is compared with)."""
 
     __tablename__ = "promoter_profiles"
     promoter_id: Mapped[int] = mapped_column(ForeignKey("promoters.id"), primary_key=True)
@@ -32,6 +33,7 @@ class PromoterProfile(Base):
     agreement_version: Mapped[str] = mapped_column(String(32))
     agreement_accepted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     real_name_masked: Mapped[str] = mapped_column(String(32))
+    real_name_hash: Mapped[str | None] = mapped_column(String(64))
     id_number_masked: Mapped[str] = mapped_column(String(18))
     id_number_hash: Mapped[str] = mapped_column(String(64), unique=True)
     real_name_verified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -52,6 +52,9 @@ class PlaceOrderInput(BaseModel):
     device_fp: str | None = None
     ip_fp: str | None = None
     address_fp: str | None = None
+    # the same under fingerprint keys rotated out but still in their grace period, so a
+    # rotation does not make every earlier order look like another device's
+    earlier_fps: list[str] = Field(default_factory=list, max_length=60)
 
     @model_validator(mode="after")
     def _where_it_goes(self) -> PlaceOrderInput:

@@ -81,6 +81,18 @@ def identity_hash(number: str, key: str) -> str:
     return hmac.new(f"chuchuang:id:{key}".encode(), number.encode(), hashlib.sha256).hexdigest()
 
 
+def real_name_hash(name: str, key: str) -> str:
+    """The full real name, keyed (identity-hash key): what a payout's name is compared with,
+    never the masked form (王*明 matches every 王 with a two-character given name)."""
+    normal = " ".join(name.split())
+    return hmac.new(f"chuchuang:name:{key}".encode(), normal.encode(), hashlib.sha256).hexdigest()
+
+
+def hashes_under(value: str, keys: tuple[str, ...], hasher=identity_hash) -> list[str]:
+    """The value's hash under each key of a key ring (the one in force first)."""
+    return [hasher(value, key) for key in keys]
+
+
 # --- referral -----------------------------------------------------------------------------
 CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read aloud and typed by hand
 CODE_PATTERN = re.compile(rf"^[{CODE_ALPHABET}]{{8}}$")

@@ -9,10 +9,11 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain.search_attributes import OURS
+from integrations.payload_codec import EncryptionCodec, encrypted_converter
 from settings import Settings
 
 _INDEXED_TYPES = {
@@ -22,11 +23,23 @@ _INDEXED_TYPES = {
 SEARCH_ATTRIBUTES = {key.name: _INDEXED_TYPES[key.indexed_value_type] for key in OURS}
 
 
+def payload_codec(settings: Settings) -> EncryptionCodec:
+    """The codec sealing every payload with the settings' payload keys (README "Keys and rotation")."""
+    current, known = settings.payload_key_set()
+    return EncryptionCodec(current, known)
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """The one data converter of the worker, the API, the CLI and the tests: pydantic models,
+    payloads encrypted by `payload_codec`."""
+    return encrypted_converter(payload_codec(settings))
+
+
 async def connect(settings: Settings) -> Client:
     return await Client.connect(
         settings.resolved_temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
     )
 
 

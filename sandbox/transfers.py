@@ -11,6 +11,11 @@ pay.weixin.qq.com); 商户单号查询转账单 (https://pay.weixin.qq.com/docs/
 transfer-bill/get-transfer-bill-by-out-no.html) answers `mch_id`, as does the 商家转账回调通知
 resource in WeChat's merchant docs, while other sources (e.g. https://wechatpay.js.org/webhook/v3/
 MCHTRANSFER.BILL.FINISHED) show `mchid`: the sandbox sends `mch_id`, our client accepts both.
+`user_name` arrives RSA-OAEP encrypted with the platform public key (the request names that key
+in `Wechatpay-Serial`); undecryptable, or without the header, the request is refused. WeChat Pay
+checks it against the real name of the WeChat account: a user's real name is set with
+`PUT /sandbox/transfers/real-names/{openid}`, and a bill naming someone else FAILs with
+NAME_NOT_CORRECT (a user without a registered name accepts any).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import secrets
 import string
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.padding import MGF1, OAEP
+from cryptography.hazmat.primitives.hashes import SHA1
 from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel, Field, StrictInt
 
@@ -28,6 +35,7 @@ from sandbox.context import Sandbox, now_cst
 from sandbox.wechatpay import WeChatPayError, authenticate_request, parse
 
 BILL = "wechatpay.transfer_bill"
+REAL_NAME = "wechat.real_name"
 FINAL = ("SUCCESS", "FAIL", "CANCELLED")
 CANCELLABLE = ("ACCEPTED", "PROCESSING", "WAIT_USER_CONFIRM")
 # Scenes and the report infos each one requires (商家转账场景报备信息).
@@ -53,6 +61,10 @@ class TransferRequest(BaseModel):
     notify_url: str | None = Field(default=None, pattern=r"^https?://", max_length=256)
     user_recv_perception: str | None = None
     transfer_scene_report_infos: list[_ReportInfo] = Field(default_factory=list)
+
+
+class RealName(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
 
 
 class FailRequest(BaseModel):
@@ -115,6 +127,16 @@ def install(app: FastAPI, sb: Sandbox) -> None:
             raise WeChatPayError(404, "NOT_FOUND", "记录不存在")
         return bill
 
+    def decrypt_user_name(request: Request, ciphertext: str) -> str:
+        if request.headers.get("wechatpay-serial") != creds.platform_public_key_id:
+            raise WeChatPayError(400, "PARAM_ERROR", "参数错误: 敏感信息加密须带 Wechatpay-Serial 平台公钥ID")
+        try:
+            return sb.platform_private_key.decrypt(
+                base64.b64decode(ciphertext), OAEP(mgf=MGF1(algorithm=SHA1()), algorithm=SHA1(), label=None)
+            ).decode()
+        except Exception:
+            raise WeChatPayError(400, "PARAM_ERROR", "参数错误: user_name 解密失败") from None
+
     @api.post("")
     async def create(request: Request):
         req: TransferRequest = parse(TransferRequest, await authenticate_request(sb, request))
@@ -128,6 +150,9 @@ def install(app: FastAPI, sb: Sandbox) -> None:
             raise WeChatPayError(400, "PARAM_ERROR", f"参数错误: 转账场景报备信息缺少 {'、'.join(sorted(needed - given))}")
         if req.transfer_amount >= 200000 and not req.user_name:
             raise WeChatPayError(400, "PARAM_ERROR", "参数错误: 转账金额 >= 2000元 时 user_name 必填")
+        name = decrypt_user_name(request, req.user_name) if req.user_name else None
+        registered = sb.store.get(REAL_NAME, req.openid)
+        name_wrong = name is not None and registered is not None and registered["name"] != name
         terms = req.model_dump(exclude={"user_name"})
         existing = sb.store.get(BILL, req.out_bill_no)
         if existing is not None:
@@ -146,11 +171,15 @@ def install(app: FastAPI, sb: Sandbox) -> None:
                 "package_info": base64.b64encode(secrets.token_bytes(48)).decode(),
             }
             sb.store.put(BILL, req.out_bill_no, bill)
-            if not sb.faults.config.transfer_never_confirms:
+            if name_wrong:  # 姓名校验不通过: the bill fails, the money never leaves
+                bill = finish(sb, req.out_bill_no, "FAIL", "NAME_NOT_CORRECT")
+            elif not sb.faults.config.transfer_never_confirms:
                 sb.later(sb.settle_delay, lambda: _auto_confirm(sb, req.out_bill_no))
         out = {k: bill[k] for k in ("out_bill_no", "transfer_bill_no", "create_time", "state")}
         if bill["state"] == "WAIT_USER_CONFIRM":
             out["package_info"] = bill["package_info"]
+        if bill.get("fail_reason"):
+            out["fail_reason"] = bill["fail_reason"]
         return sb.platform_signed(200, out)
 
     @api.get("/out-bill-no/{out_bill_no}")
@@ -179,6 +208,12 @@ def install(app: FastAPI, sb: Sandbox) -> None:
             "out_bill_no": out_bill_no, "transfer_bill_no": bill["transfer_bill_no"],
             "state": "CANCELING", "update_time": bill["update_time"],
         })
+
+    @control.put("/real-names/{openid}")
+    async def set_real_name(openid: str, req: RealName):
+        """The WeChat account's real name (实名), what a bill's user_name is checked against."""
+        sb.store.put(REAL_NAME, openid, {"name": req.name})
+        return {"openid": openid}
 
     @control.post("/{out_bill_no}/confirm")
     async def user_confirms(out_bill_no: str):

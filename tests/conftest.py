@@ -17,7 +17,6 @@ import pytest
 import pytest_asyncio
 import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.auth import issue_token
@@ -25,7 +24,7 @@ from db.migrate import upgrade
 from db.all_models import Base
 from integrations.http import clear_routes, make_client, route_to_app
 from settings import Settings
-from tests.helpers import end_workflows
+from tests.helpers import TEST_MASTER_KEY, end_workflows
 
 SANDBOX_URL = "http://sandbox.test"
 API_URL = "http://api.test"
@@ -90,18 +89,20 @@ def settings(tmp_path_factory, database_url) -> Settings:
     return Settings(
         _env_file=None, data_dir=tmp_path_factory.mktemp("data"), database_url=database_url,
         sandbox_url=SANDBOX_URL, public_base_url=API_URL, task_queue=f"test-{uuid.uuid4().hex[:8]}",
-        jwt_secret="test-secret-test-secret-test-secret-0123456789",
+        jwt_secret="test-secret-test-secret-test-secret-0123456789", master_key=TEST_MASTER_KEY,
     )
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def temporal_env():
+async def temporal_env(settings):
     """One time-skipping test server per test module: the server leaks the time-skipping lock
     of an activity still in flight when its workflow ends early, and then no timer fires
-    again on it. A fresh server per module keeps such a leak from stalling unrelated tests."""
+    again on it. A fresh server per module keeps such a leak from stalling unrelated tests.
+    Payloads are encrypted as in production (integrations.temporal.data_converter)."""
+    from integrations.temporal import data_converter, ensure_search_attributes
+
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=_test_server_binary(), data_converter=pydantic_data_converter)
-    from integrations.temporal import ensure_search_attributes
+        test_server_existing_path=_test_server_binary(), data_converter=data_converter(settings))
 
     await ensure_search_attributes(env.client)
     yield env
@@ -182,8 +183,26 @@ def demo(sessions, clean_db):
 
 
 @pytest.fixture
-def token(settings):
+def token(settings, sessions):
+    """A bearer header for a user, through a real login session (as /auth/* opens them), so
+    every check on each request (session, active, role) runs as in production.
+    A user id with no row yet (a reviewer a test only names) gets one, with that role. A role
+    the user does not have (the suite's many "someone with role R is refused" checks, written
+    as `token(1, "promoter")`) gets a stand-in user of that role: a real token can only carry
+    its user's role; tests/test_sessions_keys.py shows such a token refused (ROLE_CHANGED)."""
+    from db.models import User
+
     def make(user_id: int, role: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {issue_token(settings, user_id, role)}"}
+        with sessions.begin() as s:
+            user = s.get(User, user_id)
+            if user is None:
+                s.add(User(id=user_id, role=role, display_name=f"{role} {user_id}"))
+                s.flush()
+            elif user.role != role:
+                stand_in = User(role=role, display_name=f"{role} standing in for {user_id}")
+                s.add(stand_in)
+                s.flush()
+                user_id = stand_in.id
+            return {"Authorization": f"Bearer {issue_token(settings, s, user_id, role)}"}
 
     return make

@@ -148,6 +148,17 @@ async def end_workflows(client, wf_ids, why: str = "test finished") -> None:
 
 
 HISTORIES = Path(__file__).parent / "histories"
+# The tests' master key: payload keys derive from it, so histories recorded by the tests (their
+# payloads encrypted) replay in tests/test_replay.py with the same converter.
+TEST_MASTER_KEY = "test-master-key-test-master-key-0123456789abcdef"
+
+
+def replay_converter():
+    """The data converter the tests' Temporal environment and the replay tests use."""
+    from integrations.temporal import data_converter
+    from settings import Settings
+
+    return data_converter(Settings(_env_file=None, master_key=TEST_MASTER_KEY))
 
 
 async def keep_run_history(env, wf_id: str, run_id: str | None, name: str) -> None:

@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from api.contract import INT_MAX
 from domain.order_status import OrderStatus
-from tests.helpers import ADDRESS, assert_books_balance, keep_history, make_user, place, wait_status
+from tests.helpers import ADDRESS, assert_books_balance, keep_history, make_user, place, wait_status, replay_converter
 from workflows.order import OrderWorkflow, workflow_id
 
 ERROR_KEYS = {"code", "message"}
@@ -88,7 +87,7 @@ async def test_an_expired_prepay_is_made_again(api, sandbox, demo, token, tempor
     await wait_status(temporal_env.client, order_no, OrderStatus.PAID)
     await keep_history(temporal_env, order_no, "order_prepay_refreshed")
     history = await temporal_env.client.get_workflow_handle(workflow_id(order_no)).fetch_history()
-    await Replayer(workflows=[OrderWorkflow], data_converter=pydantic_data_converter).replay_workflow(history)
+    await Replayer(workflows=[OrderWorkflow], data_converter=replay_converter()).replay_workflow(history)
 
 
 async def test_place_answers_202_and_the_payment_follows(api, sandbox, demo, token, temporal_env, settings, monkeypatch):

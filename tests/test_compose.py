@@ -3,6 +3,7 @@ are wired sanely, and every variable given to our own services is a real Setting
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
@@ -124,6 +125,54 @@ def test_ports(services: dict) -> None:
     assert "8233:8080" in services["temporal-ui"]["ports"]
     published = [port for service in services.values() for port in host_ports(service)]
     assert len(published) == len(set(published)), f"host port published twice: {published}"
+
+
+def compose_default(value: str) -> str:
+    """`${NAME:-default}` -> default (what the value is when NAME is not set)."""
+    found = re.fullmatch(r"\$\{\w+:-(.*)\}", value)
+    return found.group(1) if found else value
+
+
+def test_only_the_api_and_an_authenticated_temporal_ui_are_published(services: dict) -> None:
+    published = {name: host_ports(service) for name, service in services.items() if host_ports(service)}
+    assert published == {"api": ["8000"], "temporal-ui": ["8233"]}, published
+    assert not services["temporal"].get("ports"), "Temporal gRPC must not be published"
+    assert not services["sandbox"].get("ports"), "the sandbox pays any order: never published"
+    assert not services["worker"].get("ports"), "workers' /metrics stay inside the network"
+
+
+def test_the_sandbox_runs_only_in_the_dev_profile(services: dict) -> None:
+    assert services["sandbox"].get("profiles") == ["dev"]
+    for name, service in services.items():
+        if name != "sandbox" and "sandbox" in (service.get("depends_on") or {}):
+            assert service["depends_on"]["sandbox"].get("required") is False, f"{name} needs the dev profile"
+        assert "profiles" not in service or name == "sandbox", f"{name} is hidden behind a profile"
+
+
+def test_temporal_ui_needs_an_oidc_login_and_decodes_through_the_codec_endpoint(services: dict) -> None:
+    env = env_of(services["temporal-ui"])
+    assert env["TEMPORAL_AUTH_ENABLED"] == "true"
+    for name in ("TEMPORAL_AUTH_PROVIDER_URL", "TEMPORAL_AUTH_CLIENT_ID", "TEMPORAL_AUTH_CLIENT_SECRET",
+                 "TEMPORAL_AUTH_CALLBACK_URL"):
+        assert env[name].startswith("${"), f"{name} must come from the environment, not the file"
+    codec = urlsplit(compose_default(env["TEMPORAL_CODEC_ENDPOINT"]))
+    assert codec.path == "/codec" and str(codec.port) in host_ports(services["api"])
+    assert env["TEMPORAL_CODEC_INCLUDE_CREDENTIALS"] == "true"  # the /codec/session cookie
+    # the API lets exactly that browser origin call /codec
+    api_env = env_of(services["api"])
+    origins = json.loads(compose_default(api_env["CODEC_CORS_ORIGINS"]))
+    ui_port = host_ports(services["temporal-ui"])[0]
+    assert origins == [f"http://localhost:{ui_port}"]
+    assert Settings(codec_cors_origins=origins).resolved_codec_cors_origins == origins
+
+
+def test_production_settings_come_from_the_environment(ours: dict) -> None:
+    for name in ("api", "worker"):
+        env = env_of(ours[name])
+        for setting in ("APP_ENV", "MASTER_KEY", "METRICS_TOKEN"):
+            assert env[setting].startswith("${" + setting), f"{name}: {setting} is not settable"
+        assert compose_default(env["APP_ENV"]) == "development"
+        assert "JWT_SECRET" not in env or env["JWT_SECRET"].startswith("${")
 
 
 def test_worker_scales_out(services: dict) -> None:

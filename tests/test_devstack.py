@@ -56,6 +56,10 @@ def test_temporal_dev_command(tmp_path: Path) -> None:
     assert flag_values(argv, "--ui-port") == ["18999"]
     assert flag_values(argv, "--namespace") == ["shop"]
     assert flag_values(argv, "--log-level") == ["warn"]
+    # Temporal UI decodes the (encrypted) payloads through the API's codec endpoint, and the
+    # API lets that UI origin call it
+    assert flag_values(argv, "--ui-codec-endpoint") == [f"http://127.0.0.1:{settings.api_port}/codec"]
+    assert f"http://127.0.0.1:{settings.temporal_ui_port}" in settings.resolved_codec_cors_origins
     attributes = dict(a.split("=") for a in flag_values(argv, "--search-attribute"))
     assert set(attributes) == SEARCH_ATTRIBUTE_NAMES
     assert set(attributes.values()) <= {"Keyword", "KeywordList"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import func, select
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from activities.ledger import balance
@@ -73,7 +72,7 @@ async def test_order_runs_from_placement_to_available_commission(api, sandbox, d
 
     await keep_history(temporal_env, order_no, "order_delivered_auto_confirmed")
     history = await handle.fetch_history()
-    await Replayer(workflows=[OrderWorkflow], data_converter=pydantic_data_converter).replay_workflow(history)
+    await Replayer(workflows=[OrderWorkflow], data_converter=temporal_env.client.data_converter).replay_workflow(history)
 
 
 async def test_buyer_confirming_receipt_skips_the_auto_confirm_wait(api, sandbox, demo, token, temporal_env):

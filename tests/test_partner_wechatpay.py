@@ -451,6 +451,24 @@ async def test_transfer_cancel_fail_and_scene_rules(env, creds):
     assert states == ["CANCELLED", "FAIL"]
 
 
+async def test_transfer_user_name_is_decrypted_and_checked_against_the_wechat_account(env, creds):
+    """`user_name` travels RSA-OAEP encrypted with the platform public key named by
+    Wechatpay-Serial; WeChat compares it with the account's real name."""
+    client = env.client
+    await control("PUT", f"/sandbox/transfers/real-names/{PROMOTER}", json={"name": "王小明"})
+    right = await client.create_transfer("TB20240010", PROMOTER, 250_000, "佣金", user_name="王小明")
+    assert right.state == "WAIT_USER_CONFIRM"
+    wrong = await client.create_transfer("TB20240011", PROMOTER, 250_000, "佣金", user_name="王小红")
+    assert (wrong.state, wrong.fail_reason) == ("FAIL", "NAME_NOT_CORRECT")
+
+    pay = raw_library(creds, public_key=impostor_public_key())
+    pay._core._public_key_id = creds.platform_public_key_id  # encrypts with the wrong key
+    code, body = await pay.mch_transfer_bills("TB20240012", "1005", PROMOTER, 250_000, "佣金", user_name="王小明",
+                                              transfer_scene_report_infos=[{"info_type": "岗位类型", "info_content": "推广员"},
+                                                                           {"info_type": "报酬说明", "info_content": "佣金"}])
+    assert code == 400 and "user_name" in json.loads(body)["message"]
+
+
 async def test_transfer_the_user_never_confirms(creds, settings):
     app, receiver = start(creds, settings, settle_delay=0.01, faults=FaultConfig(transfer_never_confirms=True))
     try:

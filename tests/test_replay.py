@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from worker import WORKFLOWS
-from tests.helpers import HISTORIES
+from tests.helpers import HISTORIES, replay_converter
 
 RECORDED = sorted(HISTORIES.glob("*.json"))
 
@@ -31,12 +30,24 @@ def test_histories_are_recorded():
         "settlement_supplier_day", "settlement_supplier_faults", "settlement_supplier_scheduled",
         "settlement_commission_reviewed", "settlement_commission_team_bonus", "settlement_commission_batches", "settlement_commission_scheduled", "channels_sync", "channels_sync_reconcile",
         "reconciliation_clean", "reconciliation_differences", "reconciliation_bill_retried",
-        "reconciliation_scheduled", "messages_drain", "flash_sale_ended", "order_prepay_refreshed"}
+        "reconciliation_scheduled", "messages_drain", "flash_sale_ended", "order_prepay_refreshed", "order_paid_encrypted_payloads"}
 
 
 @pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])
 async def test_recorded_history_replays(path):
     history = WorkflowHistory.from_json(path.stem, path.read_text())
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=replay_converter())
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
+
+
+async def test_an_encrypted_history_does_not_replay_without_its_key():
+    """The recorded payloads really are sealed: another key cannot read them."""
+    from integrations.temporal import data_converter
+    from settings import Settings
+
+    path = HISTORIES / "order_paid_encrypted_payloads.json"
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    stranger = data_converter(Settings(_env_file=None, master_key="another-master-key-another-master-key-0123"))
+    with pytest.raises(Exception, match="unknown key id"):
+        await Replayer(workflows=WORKFLOWS, data_converter=stranger).replay_workflow(history)

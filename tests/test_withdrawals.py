@@ -534,3 +534,33 @@ async def test_a_transfer_notice_names_the_merchant_either_way(api, sandbox, san
     accepted = await api.post("/webhooks/wechatpay", content=genuine.encode(), headers=sb.notification_headers(genuine))
     assert accepted.status_code == 204, accepted.text
     assert (await wait_status(api, headers, wid, "SUCCESS", timeout=10.0))["status"] == "SUCCESS"
+
+
+async def test_the_payees_real_name_goes_to_wechat_encrypted_and_wechat_checks_it(
+        api, token, sessions, temporal_env, sandbox, clean_db):
+    """From 2,000 yuan the verified full name travels in the bill's `user_name`, RSA-OAEP
+    encrypted with the platform public key (the sandbox decrypts it, as WeChat Pay does, and
+    refuses it in clear); WeChat compares it with the account's real name."""
+    promoter = await become_promoter(api, token, sessions, 503)
+    pid, headers = promoter["promoter_id"], promoter["headers"]
+    fund(sessions, pid, 1_000_000)
+    with sessions() as s:
+        openid = s.get(User, promoter["user_id"]).openid
+    # same masked form (王**), another person: refused before any money moves
+    other = await withdraw(api, headers, 250_000, real_name="王大明")
+    assert (other.status_code, other.json()["code"]) == (422, "REAL_NAME_MISMATCH")
+
+    # WeChat knows this account as 王小红: the bill fails, the money comes back
+    await sandbox.put(f"/sandbox/transfers/real-names/{openid}", json={"name": "王小红"})
+    wid = (await withdraw(api, headers, 250_000, key="name-1", real_name="王小明")).json()["id"]
+    await wait_status(api, headers, wid, "FAILED")
+    assert (await api.get(f"/withdrawals/{wid}", headers=headers)).json()["fail_reason"] == "NAME_NOT_CORRECT"
+    assert balances(sessions, pid) == (1_000_000, 0)
+
+    await sandbox.put(f"/sandbox/transfers/real-names/{openid}", json={"name": "王小明"})
+    paid = (await withdraw(api, headers, 250_000, key="name-2", real_name="王小明")).json()["id"]
+    await wait_status(api, headers, paid, "SUCCESS")
+    assert balances(sessions, pid) == (750_000, 0)
+    with sessions() as s:
+        assert s.get(Withdrawal, paid).payee_name is None  # not kept once paid
+        assert_books_balance(s)

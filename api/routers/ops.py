@@ -1,7 +1,11 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+import hmac
+
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.errors import ApiError
 
 router = APIRouter(tags=["ops"])
 
@@ -12,5 +16,12 @@ def healthz() -> dict:
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics() -> Response:
+def metrics(request: Request) -> Response:
+    """Prometheus metrics; with METRICS_TOKEN set (production requires it) only for
+    `Authorization: Bearer <METRICS_TOKEN>`."""
+    expected = request.app.state.settings.metrics_token
+    if expected:
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise ApiError(401, "UNAUTHORIZED", "/metrics needs the metrics token")
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

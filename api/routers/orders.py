@@ -172,17 +172,20 @@ def order_input(request: Request, principal: Principal, body: PlaceOrderBody, or
                 device_id: str | None, flash_sale_id: int | None = None) -> OrderWorkflowInput:
     """What the OrderWorkflow starts with: the order, the buyer's keyed fingerprints, the periods."""
     settings = request.app.state.settings
-    key = settings.resolved_risk_key
+    keys = settings.risk_hash_keys
+    raw = {"device": device_id, "ip": client_ip(request, settings),
+           "address": address_key(body.address.model_dump() if body.address else None)}
+    fps = {kind: fingerprint(keys.current, kind, value) for kind, value in raw.items()}
+    earlier = [fp for key in keys.all[1:] for kind, value in raw.items()
+               if (fp := fingerprint(key, kind, value)) is not None]
     return OrderWorkflowInput(
         order=PlaceOrderInput(order_no=order_no, buyer_user_id=principal.user_id, buyer_openid=openid,
                               window_id=body.window_id, source=body.source, lines=body.lines,
                               fulfilment=body.fulfilment, address=body.address, outlet_id=body.outlet_id,
                               coupon_code=body.coupon_code, channels_order_id=body.channels_order_id,
                               flash_sale_id=flash_sale_id,
-                              device_fp=fingerprint(key, "device", device_id),
-                              ip_fp=fingerprint(key, "ip", client_ip(request, settings)),
-                              address_fp=fingerprint(key, "address", address_key(
-                                  body.address.model_dump() if body.address else None))),
+                              device_fp=fps["device"], ip_fp=fps["ip"], address_fp=fps["address"],
+                              earlier_fps=earlier),
         timings=settings.order_timings())
 
 

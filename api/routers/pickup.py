@@ -9,14 +9,14 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from activities.pickup import code_for_buyer
+from activities.pickup import code_for_buyer, order_of_code
 from api.auth import Principal, current_principal, require_roles
 from api.deps import run_update, sessions_of
 from api.errors import ApiError, not_found
 from db.models import Order, Supplier, User
-from db.order_models import Outlet, OutletStaff, PickupCode
+from db.order_models import Outlet, OutletStaff
 from domain.orders import OrderProgress, PickupScan
-from domain.pickup import code_hash, distance_km, normalise_code, qr_payload
+from domain.pickup import distance_km, normalise_code, qr_payload
 from workflows.order import OrderWorkflow, workflow_id
 
 router = APIRouter(tags=["pickup"])
@@ -126,7 +126,7 @@ def list_outlets(request: Request, lat: float | None = Query(default=None, ge=-9
 def my_pickup(order_no: str, request: Request, principal: Principal = Depends(current_principal)) -> PickupOut:
     with sessions_of(request)() as s:
         order = s.get(Order, order_no)
-        found = code_for_buyer(s, request.app.state.settings.resolved_pickup_code_key, order_no) if (
+        found = code_for_buyer(s, request.app.state.settings.pickup_code_keys, order_no) if (
             order is not None and order.buyer_user_id == principal.user_id) else None
         if found is None:
             raise not_found(f"pickup code for order {order_no}")
@@ -139,12 +139,11 @@ def my_pickup(order_no: str, request: Request, principal: Principal = Depends(cu
 @router.post("/pickups/verify", response_model=OrderProgress, summary="Outlet staff scan a pickup code (核销)")
 async def verify(body: VerifyBody, request: Request,
                  principal: Principal = Depends(require_roles("outlet_staff"))) -> OrderProgress:
-    key = request.app.state.settings.resolved_pickup_code_key
+    keys = request.app.state.settings.pickup_code_keys
 
     def look_up() -> tuple[str, PickupScan]:
         with sessions_of(request)() as s:
-            order_no = s.scalar(select(PickupCode.order_no).where(
-                PickupCode.code_hash == code_hash(key, normalise_code(body.code))))
+            order_no = order_of_code(s, keys, normalise_code(body.code))
             if order_no is None:
                 raise ApiError(404, "PICKUP_CODE_NOT_FOUND", "no order has this pickup code")
             staff = s.get(OutletStaff, principal.user_id)

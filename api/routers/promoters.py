@@ -50,9 +50,10 @@ from domain.promoters import (
     InvalidIdentity,
     PromoterStatus,
     check_referral_binding,
-    identity_hash,
+    hashes_under,
     mask_id_number,
     mask_name,
+    real_name_hash,
     new_referral_code,
     normalise_code,
     share_scene,
@@ -260,7 +261,8 @@ async def become_promoter(body: PromoterSignup, request: Request,
             number = validate_id_number(body.id_number, today)
         except InvalidIdentity as err:
             raise ApiError(422, "REAL_NAME_CHECK_FAILED", str(err)) from err
-        digest = identity_hash(number, settings.identity_hash_key or settings.resolved_jwt_secret())
+        ring = settings.identity_hash_keys
+        digest, *earlier = hashes_under(number, ring.all)
         now = datetime.now(UTC)
         try:
             with sessions_of(request).begin() as s:
@@ -272,7 +274,7 @@ async def become_promoter(body: PromoterSignup, request: Request,
                 if user.role != "buyer":
                     raise ApiError(403, "FORBIDDEN", "only a buyer account can become a promoter")
                 if s.scalar(select(PromoterProfile.promoter_id)
-                            .where(PromoterProfile.id_number_hash == digest)) is not None:
+                            .where(PromoterProfile.id_number_hash.in_([digest, *earlier]))) is not None:
                     raise ApiError(409, "IDENTITY_IN_USE", "this ID number already belongs to a promoter")
                 nickname = body.nickname or user.display_name or f"推客{user.id}"
                 promoter = Promoter(user_id=user.id, nickname=nickname[:64], status=PromoterStatus.ACTIVE)
@@ -286,6 +288,7 @@ async def become_promoter(body: PromoterSignup, request: Request,
                 s.add(PromoterProfile(
                     promoter_id=promoter.id, referral_code=code, agreement_version=body.agreement_version,
                     agreement_accepted_at=now, real_name_masked=mask_name(name),
+                    real_name_hash=real_name_hash(name, ring.current),
                     id_number_masked=mask_id_number(number), id_number_hash=digest,
                     real_name_verified_at=now))
                 s.flush()
@@ -306,8 +309,14 @@ async def become_promoter(body: PromoterSignup, request: Request,
                 await _ensure_lifecycle(request, promoter_id)
         raise
     await _ensure_lifecycle(request, out.promoter_id)
-    token = issue_token(settings, principal.user_id, "promoter")
+    token = await run_in_threadpool(_promoter_token, request, principal.user_id)
     return SignupOut(**out.model_dump(), access_token=token)
+
+
+def _promoter_token(request: Request, user_id: int) -> str:
+    """The buyer's token stops working once the role changed: a promoter one replaces it."""
+    with sessions_of(request).begin() as s:
+        return issue_token(request.app.state.settings, s, user_id, "promoter")
 
 
 def _promoter_id_of(request: Request, user_id: int) -> int | None:

@@ -23,7 +23,7 @@ from api.auth import (
     PLATFORM_STAFF,
     Principal,
     bearer,
-    decode_token,
+    principal_of_token,
     hash_password,
     issue_token,
     require_roles,
@@ -128,7 +128,7 @@ def _timings(settings) -> ReviewTimings:
 async def apply(body: ApplyBody, request: Request,
                 credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> AppliedOut:
     settings = request.app.state.settings
-    principal = decode_token(settings, credentials.credentials) if credentials else None
+    principal = await run_in_threadpool(principal_of_token, request, credentials.credentials) if credentials else None
     if principal is not None and principal.role != "supplier":
         raise ApiError(403, "FORBIDDEN", "only a supplier account can apply")
     if principal is None and body.account is None:
@@ -191,9 +191,14 @@ async def apply(body: ApplyBody, request: Request,
     except Exception as err:  # noqa: BLE001 - undo the application: nothing half-written
         await run_in_threadpool(_undo_application, request, supplier_id, user_id, previous, created)
         raise ApiError(503, "TEMPORAL_UNAVAILABLE", "could not start the review; try again") from err
-    token = issue_token(settings, user_id, "supplier") if created else None
+    token = await run_in_threadpool(_supplier_token, request, user_id) if created else None
     return AppliedOut(supplier_id=supplier_id, status="pending_review", workflow_id=workflow_id(supplier_id),
                       access_token=token, user_id=user_id)
+
+
+def _supplier_token(request: Request, user_id: int) -> str:
+    with sessions_of(request).begin() as s:
+        return issue_token(request.app.state.settings, s, user_id, "supplier")
 
 
 def _undo_application(request: Request, supplier_id: int, user_id: int, previous: str | None, created: bool) -> None:

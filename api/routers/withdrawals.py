@@ -27,7 +27,8 @@ from api.errors import ApiError, not_found
 from db.models import Promoter, User
 from db.promoter_models import PromoterProfile
 from db.withdrawal_models import Withdrawal
-from domain.promoters import InvalidIdentity, mask_name, validate_real_name
+from domain.keys import KeyRing
+from domain.promoters import InvalidIdentity, hashes_under, real_name_hash, validate_real_name
 from domain.search_attributes import BUSINESS_STATUS, PROMOTER_ID
 from domain.withdrawals import (
     REAL_NAME_REQUIRED_FROM_FEN,
@@ -106,9 +107,11 @@ def _promoter(s, principal: Principal) -> Promoter:
     return promoter
 
 
-def _payee_name(s, promoter: Promoter, amount_fen: int, raw: str | None) -> str | None:
-    """From 2,000 yuan WeChat Pay wants the payee's real name; it must be the one verified at
-    onboarding (we keep only its masked form, so that is what is compared)."""
+def _payee_name(s, promoter: Promoter, amount_fen: int, raw: str | None, keys: KeyRing) -> str | None:
+    """From 2,000 yuan WeChat Pay wants the payee's real name (and checks it against the
+    WeChat account's); it must be the name verified at onboarding, compared by the keyed hash
+    of the full name (under the identity-hash key or one still in its grace period), never by
+    its masked form."""
     if not needs_real_name(amount_fen):
         return None
     if not raw:
@@ -119,7 +122,10 @@ def _payee_name(s, promoter: Promoter, amount_fen: int, raw: str | None) -> str 
     except InvalidIdentity as err:
         raise ApiError(422, "REAL_NAME_MISMATCH", str(err)) from err
     profile = s.get(PromoterProfile, promoter.id)
-    if profile is None or profile.real_name_masked != mask_name(name):
+    if profile is None or profile.real_name_hash is None:
+        raise ApiError(409, "REAL_NAME_NOT_ON_FILE",
+                       "no full real name was verified for this promoter; contact support to verify it again")
+    if profile.real_name_hash not in hashes_under(name, keys.all, real_name_hash):
         raise ApiError(422, "REAL_NAME_MISMATCH", "the name does not match the one verified at onboarding")
     return name
 
@@ -141,7 +147,7 @@ async def request_withdrawal(body: WithdrawalBody, request: Request, response: R
                 if not s.scalar(select(User.openid).where(User.id == promoter.user_id)):
                     raise ApiError(409, "NO_WECHAT_ACCOUNT",
                                    "log in with WeChat first: the money goes to your WeChat change")
-                payee_name = _payee_name(s, promoter, body.amount_fen, body.real_name)
+                payee_name = _payee_name(s, promoter, body.amount_fen, body.real_name, settings.identity_hash_keys)
                 w, created = open_withdrawal(s, promoter_id=promoter.id, amount_fen=body.amount_fen,
                                              request_key=idempotency_key, local_day=local_day,
                                              rules_=settings.withdrawal_rules, payee_name=payee_name)
