@@ -27,7 +27,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # the suite's schemathesis run (tests/test_api_fuzz.py), longer: more examples per operation and role
-FUZZ_EXAMPLES ?= 50
+FUZZ_EXAMPLES ?= 10
 FUZZ_BUDGET_SECONDS ?= 900
 fuzz: $(STAMP)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_BUDGET_SECONDS=$(FUZZ_BUDGET_SECONDS) \

@@ -90,6 +90,9 @@ def settings(tmp_path_factory, database_url) -> Settings:
         _env_file=None, data_dir=tmp_path_factory.mktemp("data"), database_url=database_url,
         sandbox_url=SANDBOX_URL, public_base_url=API_URL, task_queue=f"test-{uuid.uuid4().hex[:8]}",
         jwt_secret="test-secret-test-secret-test-secret-0123456789", master_key=TEST_MASTER_KEY,
+        # POST /orders holds the request until the prepay exists, as tests of stock, faults and
+        # money expect (a shared 2-core machine is slow); tests of the 202 answer set it to 0
+        order_prepay_wait_seconds=20.0,
     )
 
 

@@ -234,9 +234,16 @@ async def _prepay_progress(client: Client, order_no: str, wait: float) -> OrderP
         except WorkflowUpdateFailedError as err:
             raise update_refused(err) from err
         except RPCError as err:
-            if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            if err.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+                raise
+            # the process has ended (placement refused, closed unpaid): how it ended
+            try:
+                ended = await handle.query(OrderWorkflow.progress)
+            except RPCError:
+                ended = None
+            if ended is None:
                 raise ApiError(409, "ORDER_NOT_PAYABLE", f"order {order_no} is no longer payable") from err
-            raise
+            return ended
     return None
 
 
