@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from api import channels_wake, errors
+from api.ratelimit import ViewerLimits
 from api.routers import (
     auth,
     catalog,
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     app.state.sessions = sessions
     app.state.temporal = Temporal(settings, temporal_client)
     app.state.pay = pay or WeChatPayClient(WeChatPayConfig.from_settings(settings))
+    app.state.viewer_limits = ViewerLimits(settings)
     errors.install(app)
     channels_wake.install(app)  # window/listing changes wake the Channels sync
     for router in (auth.router, catalog.router, orders.router, wallet.router, webhooks.router, ops.router,

@@ -5,12 +5,13 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from api.access import public
 from api.auth import (
     STAFF_ROLES,
     Principal,
     check_password,
-    current_principal,
     issue_token,
+    signed_in,
 )
 from api.deps import sessions_of
 from api.errors import ApiError
@@ -37,7 +38,8 @@ class TokenOut(BaseModel):
     user_id: int
 
 
-@router.post("/wechat", response_model=TokenOut, summary="Buyer/promoter login with a WeChat OAuth code")
+@router.post("/wechat", response_model=TokenOut, summary="Buyer/promoter login with a WeChat OAuth code",
+             dependencies=[Depends(public("the login itself: WeChat's OAuth code is the credential"))])
 async def wechat_login(body: WeChatLogin, request: Request) -> TokenOut:
     settings = request.app.state.settings
     try:
@@ -62,7 +64,8 @@ async def wechat_login(body: WeChatLogin, request: Request) -> TokenOut:
     return TokenOut(access_token=issue_token(settings, user.id, user.role), role=user.role, user_id=user.id)
 
 
-@router.post("/token", response_model=TokenOut, summary="Staff and supplier login with a password")
+@router.post("/token", response_model=TokenOut, summary="Staff and supplier login with a password",
+             dependencies=[Depends(public("the login itself: the password is the credential"))])
 def password_login(body: PasswordLogin, request: Request) -> TokenOut:
     with sessions_of(request)() as s:
         user = s.scalar(select(User).where(User.username == body.username))
@@ -74,7 +77,7 @@ def password_login(body: PasswordLogin, request: Request) -> TokenOut:
 
 
 @router.get("/me", summary="Who the bearer token belongs to")
-def me(request: Request, principal: Principal = Depends(current_principal)) -> dict:
+def me(request: Request, principal: Principal = Depends(signed_in)) -> dict:
     with sessions_of(request)() as s:
         user = s.get(User, principal.user_id)
     if user is None:
