@@ -14,7 +14,8 @@ from api.errors import ApiError
 
 class ViewerLimits:
     def __init__(self, settings):
-        self._limiter = strategies.MovingWindowRateLimiter(storage.storage_from_string(settings.rate_limit_storage))
+        self._storage = storage.storage_from_string(settings.rate_limit_storage)
+        self._limiter = strategies.MovingWindowRateLimiter(self._storage)
         self._rate = parse(settings.window_event_rate)
         self._once = RateLimitItemPerSecond(1, max(1, int(settings.window_event_dedup.total_seconds())))
 
@@ -29,3 +30,7 @@ class ViewerLimits:
     def first_in_period(self, *key: str) -> bool:
         """True the first time this key is seen in the dedup period (WINDOW_EVENT_DEDUP)."""
         return self._limiter.hit(self._once, "once", *key)
+
+    def reset(self) -> None:
+        """Forget every count (tests: ids restart with each emptied database)."""
+        self._storage.reset()
