@@ -126,8 +126,13 @@ def order_scope(viewer: Viewer):
     return false()
 
 
+def _sees_whole(viewer: Viewer, order: Order) -> bool:
+    """The platform's staff, and the order's own buyer (a promoter buying is a buyer too)."""
+    return viewer.staff or (viewer.role in ("buyer", "promoter") and order.buyer_user_id == viewer.principal.user_id)
+
+
 def order_visible(viewer: Viewer, order: Order) -> bool:
-    if viewer.staff or (order.buyer_user_id == viewer.principal.user_id and viewer.role in ("buyer", "promoter")):
+    if _sees_whole(viewer, order):
         return True
     if viewer.role == "promoter":
         return viewer.promoter_id is not None and order.promoter_id == viewer.promoter_id
@@ -152,7 +157,7 @@ def order_view(viewer: Viewer, order: Order) -> OrderOut | None:
         created_at=order.created_at, paid_at=order.paid_at, completed_at=order.completed_at,
         lines=[LineOut.model_validate(line, from_attributes=True) for line in order.lines],
         history=[EventOut.model_validate(e, from_attributes=True) for e in order.events])
-    if viewer.staff or viewer.role in ("buyer", "promoter") and order.buyer_user_id == viewer.principal.user_id:
+    if _sees_whole(viewer, order):
         return out
     # someone else's buyer: masked, and the notes (waybills, payment ids, risk holds) left out
     out.shipping_address = mask_address(order.shipping_address)
