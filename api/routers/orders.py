@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+import structlog
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, model_validator
@@ -60,6 +61,7 @@ from domain.search_attributes import BUSINESS_STATUS, ORDER_NO, PROMOTER_ID
 from workflows.order import OrderWorkflow, workflow_id
 
 router = APIRouter(prefix="/orders", tags=["orders"])
+log = structlog.get_logger()
 PREPAY_WAIT_SECONDS = 20.0
 
 
@@ -243,6 +245,8 @@ def ship_to(order_no: str, request: Request,
         if isinstance(found, str):
             raise ApiError(409, found, "the full address is shown only while you have lines of this order to ship"
                            if found == "NOTHING_TO_SHIP" else "this order is not delivered by a supplier")
+        # who read a buyer's full address, and when: ids only, never the address
+        log.info("shipping address read", order_no=order_no, user_id=principal.user_id, role=principal.role)
         return found
 
 
