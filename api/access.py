@@ -40,8 +40,8 @@ def declare(dependency, access: Access):
 
 
 def public(why: str):
-    """A route anybody may call, with or without a token. `why` is required and shows in the
-    route table (GET /docs lists it under the route's description)."""
+    """A route anybody may call, with or without a token. `why` is required and kept in the
+    declaration, so the route table says why each open route is open."""
     if not why.strip():
         raise ValueError("say why the route needs no token")
     from api.auth import ROLES
