@@ -164,6 +164,12 @@ class Settings(BaseSettings):
     supplier_more_info_timeout: timedelta = timedelta(days=7)
     product_review_sla: timedelta = timedelta(hours=24)
     low_stock_threshold: int = 5
+    window_event_rate: str = Field(default="120/minute", description="window exposures/clicks one viewer may "
+                                                                       "send (limits notation); more: 429")
+    window_event_dedup: timedelta = Field(default=timedelta(minutes=30), description="one exposure (or click) "
+                                          "of a window item counted per viewer in this period")
+    rate_limit_storage: str = Field(default="memory://", description="where rate-limit counts live (limits "
+                                    "storage URI); memory:// is per API process")
     assessment_cycle: timedelta = timedelta(days=30)
     assessment_target_orders: int = 3
     revival_window: timedelta = timedelta(days=30)

@@ -11,6 +11,7 @@ from temporalio.client import Client
 
 from api import channels_wake, contract, errors
 from api.login_limits import LoginLimiter
+from api.ratelimit import ViewerLimits
 from api.routers import (
     auth,
     catalog,
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     app.state.codec = payload_codec(settings)
     app.state.login_limiter = LoginLimiter(settings)
     app.add_middleware(codec.CodecCORS, origins=settings.resolved_codec_cors_origins)
+    app.state.viewer_limits = ViewerLimits(settings)
     errors.install(app)
     channels_wake.install(app)  # window/listing changes wake the Channels sync
     for router in (auth.router, catalog.router, orders.router, wallet.router, webhooks.router, ops.router,

@@ -19,6 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from api.access import Access, declare
 from api.errors import ApiError
 from db.models import AuthSession, User
 from settings import Settings
@@ -117,9 +118,34 @@ def current_principal(request: Request,
 
 
 def require_roles(*roles: str):
+    """The route's access declaration (api/access.py): a token of one of these roles."""
+    unknown = set(roles) - set(ROLES)
+    if unknown or not roles:
+        raise ValueError(f"unknown roles: {sorted(unknown)}")
+
     def dependency(principal: Principal = Depends(current_principal)) -> Principal:
         if principal.role not in roles:
             raise ApiError(403, "FORBIDDEN", f"this needs one of the roles: {', '.join(roles)}")
         return principal
 
-    return dependency
+    return declare(dependency, Access(frozenset(roles)))
+
+
+# any signed-in user; what each role then sees is decided by api/views.py
+signed_in = require_roles(*ROLES)
+
+
+def optional_roles(*roles: str, why: str):
+    """Anonymous callers allowed (`why` says what the route checks instead); a token of any
+    other role is refused with 403. Gives the Principal or None."""
+
+    def dependency(request: Request,
+                   credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal | None:
+        if credentials is None:
+            return None
+        principal = current_principal(request, credentials)
+        if principal.role not in roles:
+            raise ApiError(403, "FORBIDDEN", f"this needs one of the roles: {', '.join(roles)}, or no token")
+        return principal
+
+    return declare(dependency, Access(frozenset(roles), anonymous=True, why=why))

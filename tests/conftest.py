@@ -143,6 +143,7 @@ async def api(stack, sandbox_app, clean_db, temporal_env, sessions):
     # Some partner tests route these origins elsewhere and clear the table; put ours back.
     route_to_app(SANDBOX_URL, sandbox_app)
     route_to_app(API_URL, stack)
+    stack.state.viewer_limits.reset()  # ids restart with the emptied database
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=stack), base_url=API_URL) as client:
         yield client
     await _stop_order_workflows(temporal_env.client, sessions)

@@ -72,6 +72,9 @@ async def test_pickup_code_is_scanned_at_the_right_outlet_and_the_order_complete
                              json={"code": mine.json()["qr_payload"]})
     assert scanned.status_code == 200, scanned.text
     assert scanned.json()["status"] == "RECEIVED"
+    # what the scan needs, nothing about the buyer (api/views.py)
+    assert scanned.json() == {"order_no": order_no, "status": "RECEIVED", "outlet_id": near,
+                              "hand_over": [{"title": scanned.json()["hand_over"][0]["title"], "quantity": 1}]}
     twice = await api.post("/pickups/verify", headers=token(staff_near["id"], "outlet_staff"), json={"code": code})
     assert twice.status_code == 409 and twice.json()["code"] == "CODE_NOT_USABLE"
 

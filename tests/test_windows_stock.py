@@ -87,10 +87,16 @@ async def test_selection_centre_filters_and_window_management(api, demo, session
     public = (await api.get(f"/windows/{demo.window_id}", headers=promoter)).json()
     assert [p["id"] for p in public["products"]] == [demo.product_id]
 
-    # stats: exposures and clicks counted per window item, orders from paid orders
-    for kind in ("exposure", "exposure", "click"):
+    # stats: exposures and clicks counted per window item and viewer (once per WINDOW_EVENT_DEDUP),
+    # never the window's own promoter; orders from paid orders
+    from tests.helpers import make_user
+
+    other_buyer = make_user(sessions, "buyer", "window-viewer")
+    for viewer, kind in ((token(demo.buyer_user_id, "buyer"), "exposure"), (token(demo.buyer_user_id, "buyer"), "exposure"),
+                         (token(other_buyer, "buyer"), "exposure"), (token(demo.buyer_user_id, "buyer"), "click"),
+                         (promoter, "exposure")):
         counted = await api.post(f"/windows/{demo.window_id}/events", json={"product_id": demo.product_id, "kind": kind},
-                                 headers=token(demo.buyer_user_id, "buyer"))
+                                 headers=viewer)
         assert counted.status_code == 204
     stats = {row["product_id"]: row for row in (await api.get("/windows/me/stats", headers=promoter)).json()}
     assert (stats[demo.product_id]["exposures"], stats[demo.product_id]["clicks"]) == (2, 1)

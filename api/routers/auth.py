@@ -5,14 +5,15 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from api.access import public
 from api.auth import (
     STAFF_ROLES,
     Principal,
     check_password,
-    current_principal,
     end_sessions,
     issue_token,
     require_roles,
+    signed_in,
 )
 from api.deps import client_ip, sessions_of
 from api.errors import ApiError
@@ -39,7 +40,8 @@ class TokenOut(BaseModel):
     user_id: int
 
 
-@router.post("/wechat", response_model=TokenOut, summary="Buyer/promoter login with a WeChat OAuth code")
+@router.post("/wechat", response_model=TokenOut, summary="Buyer/promoter login with a WeChat OAuth code",
+             dependencies=[Depends(public("the login itself: WeChat's OAuth code is the credential"))])
 async def wechat_login(body: WeChatLogin, request: Request) -> TokenOut:
     settings = request.app.state.settings
     limiter, ip = request.app.state.login_limiter, client_ip(request, settings)
@@ -68,7 +70,8 @@ async def wechat_login(body: WeChatLogin, request: Request) -> TokenOut:
 
 
 @router.post("/token", response_model=TokenOut, summary="Staff and supplier login with a password",
-             responses={429: {"description": "LOGIN_RATE_LIMITED: too many failed logins for the account or IP"}})
+             responses={429: {"description": "LOGIN_RATE_LIMITED: too many failed logins for the account or IP"}},
+             dependencies=[Depends(public("the login itself: the password is the credential"))])
 def password_login(body: PasswordLogin, request: Request) -> TokenOut:
     settings = request.app.state.settings
     limiter, ip = request.app.state.login_limiter, client_ip(request, settings)
@@ -84,7 +87,7 @@ def password_login(body: PasswordLogin, request: Request) -> TokenOut:
 
 
 @router.post("/logout", status_code=204, summary="End this token's session: it is refused from now on")
-def logout(request: Request, principal: Principal = Depends(current_principal)) -> None:
+def logout(request: Request, principal: Principal = Depends(signed_in)) -> None:
     with sessions_of(request).begin() as s:
         end_sessions(s, principal.user_id, principal.session_id)
 
@@ -109,7 +112,7 @@ def set_user_status(user_id: int, body: UserStatus, request: Request,
 
 
 @router.get("/me", summary="Who the bearer token belongs to")
-def me(request: Request, principal: Principal = Depends(current_principal)) -> dict:
+def me(request: Request, principal: Principal = Depends(signed_in)) -> dict:
     with sessions_of(request)() as s:
         user = s.get(User, principal.user_id)
     if user is None:

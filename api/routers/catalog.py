@@ -15,7 +15,7 @@ from sqlalchemy.orm import selectinload
 from activities import channels_outbox
 from activities.bonuses import window_closed
 from activities.catalog import product_in_stock
-from api.auth import Principal, current_principal, require_roles
+from api.auth import Principal, require_roles, signed_in
 from api.deps import sessions_of
 from api.errors import ApiError, not_found
 from db.catalog_models import ProductDetail, WindowProductStat
@@ -32,7 +32,7 @@ from db.models import (
 )
 from domain.catalog import WindowItemStatus, effective_commission_bps
 
-router = APIRouter(tags=["catalog"], dependencies=[Depends(current_principal)])
+router = APIRouter(tags=["catalog"])
 
 SOLD_STATUSES = ("PAID", "SHIPPED", "DELIVERED", "RECEIVED", "COMPLETED")
 
@@ -89,7 +89,7 @@ def list_products(request: Request, category: str | None = None, q: str | None =
                   min_commission_bps: int | None = None, newbie_pick: bool | None = None,
                   in_stock: bool | None = None, supplier_id: int | None = None,
                   sort: Literal["newest", "sales", "commission", "price"] = "newest",
-                  limit: int = 50, offset: int = 0):
+                  limit: int = 50, offset: int = 0, _: Principal = Depends(signed_in)):
     per_product = (select(Sku.product_id, func.max(_sku_rate()).label("rate"),
                           func.sum(Sku.stock).label("stock"), func.min(Sku.price_fen).label("price"))
                    .group_by(Sku.product_id).subquery())
@@ -302,12 +302,26 @@ class WindowEvent(BaseModel):
     kind: Literal["exposure", "click"]
 
 
-@router.post("/windows/{window_id}/events", status_code=204, summary="Count an exposure or a click")
-def window_event(window_id: int, body: WindowEvent, request: Request):
+WINDOW_VIEWERS = ("buyer", "promoter")  # who browses windows; staff and suppliers' views are not counted
+
+
+@router.post("/windows/{window_id}/events", status_code=204,
+             summary="Count an exposure or a click: once per viewer and item in WINDOW_EVENT_DEDUP, "
+                     "rate-limited per viewer (429 RATE_LIMITED)")
+def window_event(window_id: int, body: WindowEvent, request: Request,
+                 principal: Principal = Depends(require_roles(*WINDOW_VIEWERS))):
+    limits = request.app.state.viewer_limits
+    limits.spend("window event", str(principal.user_id))
     column = "exposures" if body.kind == "exposure" else "clicks"
     with sessions_of(request).begin() as s:
         if s.get(WindowProduct, (window_id, body.product_id)) is None:
             raise not_found(f"product {body.product_id} in window {window_id}")
+        owner = s.scalar(select(Promoter.user_id).join(Window, Window.promoter_id == Promoter.id)
+                         .where(Window.id == window_id))
+        if owner == principal.user_id:
+            return  # a promoter looking at their own window is no exposure
+        if not limits.first_in_period(str(principal.user_id), str(window_id), str(body.product_id), body.kind):
+            return  # this viewer was counted for this item already
         s.execute(insert(WindowProductStat).values(window_id=window_id, product_id=body.product_id, **{column: 1})
                   .on_conflict_do_update(index_elements=["window_id", "product_id"],
                                          set_={column: getattr(WindowProductStat, column) + 1}))
@@ -321,7 +335,7 @@ class WindowOut(BaseModel):
 
 
 @router.get("/windows/{window_id}", response_model=WindowOut, summary="A promoter's window (橱窗)")
-def get_window(window_id: int, request: Request):
+def get_window(window_id: int, request: Request, _: Principal = Depends(signed_in)):
     with sessions_of(request)() as s:
         window = s.get(Window, window_id)
         if window is None:

@@ -16,6 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 from temporalio.api.common.v1 import Payloads
 
+from api.access import Access, declare
 from api.auth import PLATFORM_STAFF, Principal, bearer, principal_of_token
 from api.errors import ApiError
 
@@ -26,8 +27,9 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 router = APIRouter(prefix=PREFIX, tags=["ops"])
 
 
-def codec_principal(request: Request,
-                    credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
+def _codec_principal(request: Request,
+                     credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
+    """Staff only; the token comes as a bearer header or in the codec cookie (Temporal UI)."""
     token = credentials.credentials if credentials else request.cookies.get(COOKIE)
     if not token:
         raise ApiError(401, "UNAUTHORIZED", "the codec needs a support or operator token")
@@ -35,6 +37,9 @@ def codec_principal(request: Request,
     if principal.role not in PLATFORM_STAFF:
         raise ApiError(403, "FORBIDDEN", "only support and operators may read workflow payloads")
     return principal
+
+
+codec_principal = declare(_codec_principal, Access(frozenset(PLATFORM_STAFF)))
 
 
 async def _payloads(request: Request) -> Payloads:

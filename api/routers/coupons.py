@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import select
 
-from api.auth import Principal, require_roles
+from api.auth import PLATFORM_STAFF, Principal, require_roles
 from api.deps import sessions_of
 from api.errors import ApiError
 from api.routers.pickup import _own_supplier
@@ -64,9 +64,17 @@ def create_coupon(body: CouponBody, request: Request,
         return CouponOut.model_validate(coupon, from_attributes=True)
 
 
-@router.get("", response_model=list[CouponOut], summary="Coupons of a supplier that are active")
-def list_coupons(request: Request, supplier_id: int) -> list[CouponOut]:
+@router.get("", response_model=list[CouponOut],
+            summary="A supplier's active coupons: the supplier itself, or the platform's staff naming supplier_id. "
+                    "Codes are handed out by the supplier, never listed publicly")
+def list_coupons(request: Request, supplier_id: int | None = None,
+                 principal: Principal = Depends(require_roles("supplier", *PLATFORM_STAFF))) -> list[CouponOut]:
     with sessions_of(request)() as s:
+        if principal.role in PLATFORM_STAFF:
+            if supplier_id is None:
+                raise ApiError(422, "SUPPLIER_REQUIRED", "name the supplier_id whose coupons to list")
+        else:
+            supplier_id = _own_supplier(s, principal, supplier_id)
         coupons = s.scalars(select(Coupon).where(Coupon.supplier_id == supplier_id, Coupon.active)
                             .order_by(Coupon.created_at.desc()))
         return [CouponOut.model_validate(c, from_attributes=True) for c in coupons]

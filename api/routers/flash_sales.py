@@ -15,7 +15,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities import flash_sales
-from api.auth import Principal, current_principal, require_roles
+from api.auth import Principal, require_roles, signed_in
 from api.deps import sessions_of, temporal_of
 from api.errors import ApiError, not_found
 from api.routers.orders import (
@@ -132,7 +132,7 @@ async def create(body: FlashSaleBody, request: Request,
 @router.get("", response_model=list[FlashSaleOut], summary="Flash sales running or about to start")
 def running(request: Request, sku_id: int | None = Query(default=None, gt=0, lt=2**63),
             limit: int = Query(default=20, ge=1, le=100), offset: int = Query(default=0, ge=0, le=100_000),
-            _: Principal = Depends(current_principal)) -> list[FlashSaleOut]:
+            _: Principal = Depends(signed_in)) -> list[FlashSaleOut]:
     now = datetime.now(UTC)
     with sessions_of(request)() as s:
         query = select(FlashSale).where(FlashSale.status == "active", FlashSale.ends_at > now)
@@ -143,7 +143,7 @@ def running(request: Request, sku_id: int | None = Query(default=None, gt=0, lt=
 
 
 @router.get("/{flash_sale_id}", response_model=FlashSaleOut, summary="One flash sale and how many units are left")
-def one(flash_sale_id: int, request: Request, _: Principal = Depends(current_principal)) -> FlashSaleOut:
+def one(flash_sale_id: int, request: Request, _: Principal = Depends(signed_in)) -> FlashSaleOut:
     with sessions_of(request)() as s:
         sale = s.get(FlashSale, flash_sale_id) if 0 < flash_sale_id < 2**63 else None
         if sale is None:

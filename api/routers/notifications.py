@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 from sqlalchemy import false, or_, select
 
-from api.auth import PLATFORM_STAFF, Principal, current_principal
+from api.auth import PLATFORM_STAFF, Principal, signed_in
 from api.deps import sessions_of
 from db.catalog_models import Notification
 
@@ -25,7 +25,7 @@ class NotificationOut(BaseModel):
 
 @router.get("", response_model=list[NotificationOut], summary="My notifications (and my role's), newest first")
 def my_notifications(request: Request, kind: str | None = None, limit: int = 50,
-                     principal: Principal = Depends(current_principal)) -> list[NotificationOut]:
+                     principal: Principal = Depends(signed_in)) -> list[NotificationOut]:
     with sessions_of(request)() as s:
         query = select(Notification).where(or_(
             Notification.recipient_user_id == principal.user_id,

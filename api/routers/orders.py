@@ -6,10 +6,11 @@ from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Header, Path, Request
+import structlog
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
-from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import select
 from temporalio.client import (
@@ -23,14 +24,22 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from api.auth import PLATFORM_STAFF, Principal, current_principal, require_roles
+from api.auth import PLATFORM_STAFF, Principal, require_roles
 from api.deps import client_ip, run_update, sessions_of, temporal_of
 from api.errors import ApiError, not_found, update_refused
+from api.views import (
+    OrderOut,
+    ShipToOut,
+    Viewer,
+    order_scope,
+    order_view,
+    order_visible,
+    ship_to_view,
+    viewer_of,
+)
 from db.models import (
     Order,
-    OrderLine,
     Product,
-    Promoter,
     Sku,
     Supplier,
     User,
@@ -56,6 +65,7 @@ from workflows.order import OrderWorkflow, workflow_id
 router = APIRouter(prefix="/orders", tags=["orders"])
 BUYER_MEMO = "buyer_user_id"
 ORDER_NO_PATTERN = r"^[0-9A-Za-z_\-|*]{6,32}$"  # an out_trade_no
+log = structlog.get_logger()
 
 
 class PlaceOrderBody(BaseModel):
@@ -91,45 +101,6 @@ class PlacedOut(BaseModel):
     presale: PresaleInfo | None = None
     payment_url: str | None = Field(default=None, description="where the payment parameters can always be "
                                                               "fetched again: GET /orders/{order_no}/payment")
-
-
-class LineOut(BaseModel):
-    id: int
-    sku_id: int
-    supplier_id: int
-    title: str
-    unit_price_fen: int
-    quantity: int
-    list_fen: int
-    paid_fen: int
-    refund_claimed_quantity: int
-
-
-class EventOut(BaseModel):
-    status: str
-    note: str
-    at: datetime
-
-
-class OrderOut(BaseModel):
-    order_no: str
-    status: OrderStatus
-    status_label: str
-    source: str
-    window_id: int | None
-    promoter_id: int | None
-    total_fen: int
-    discount_fen: int
-    fulfilment: str
-    outlet_id: int | None
-    open_refunds: int
-    shipping_address: dict | None
-    transaction_id: str | None
-    created_at: datetime
-    paid_at: datetime | None
-    completed_at: datetime | None
-    lines: list[LineOut]
-    history: list[EventOut]
 
 
 # --- placement -----------------------------------------------------------------------------
@@ -342,77 +313,58 @@ async def get_payment(request: Request, order_no: str = Path(pattern=ORDER_NO_PA
                       prepay=progress.prepay, presale=progress.presale)
 
 
-# --- reading -------------------------------------------------------------------------------
-def _visible_to(s, principal: Principal, order: Order) -> bool:
-    if principal.role in PLATFORM_STAFF:
-        return True
-    if principal.role == "buyer":
-        return order.buyer_user_id == principal.user_id
-    if principal.role == "promoter":
-        promoter_id = s.scalar(select(Promoter.id).where(Promoter.user_id == principal.user_id))
-        return order.buyer_user_id == principal.user_id or (
-            promoter_id is not None and order.promoter_id == promoter_id)
-    if principal.role == "supplier":
-        supplier_id = _supplier_id_of(s, principal)
-        return any(line.supplier_id == supplier_id for line in order.lines)
-    return False
+# --- reading: what each role sees is decided in api/views.py ----------------------------------
+ORDER_READERS = ("buyer", "promoter", "supplier", *PLATFORM_STAFF)
 
 
-def _supplier_id_of(s, principal: Principal) -> int | None:
-    return s.scalar(select(Supplier.id).where(Supplier.owner_user_id == principal.user_id))
-
-
-def _order_out(order: Order) -> OrderOut:
-    status = OrderStatus(order.status)
-    label = OrderStatus.AFTER_SALE.label if order.open_refunds else status.label
-    return OrderOut(
-        order_no=order.order_no, status=status, status_label=label, source=order.source,
-        window_id=order.window_id, promoter_id=order.promoter_id, total_fen=order.total_fen,
-        discount_fen=order.discount_fen, fulfilment=order.fulfilment, outlet_id=order.outlet_id,
-        open_refunds=order.open_refunds,
-        shipping_address=order.shipping_address, transaction_id=order.transaction_id,
-        created_at=order.created_at, paid_at=order.paid_at, completed_at=order.completed_at,
-        lines=[LineOut.model_validate(line, from_attributes=True) for line in order.lines],
-        history=[EventOut.model_validate(e, from_attributes=True) for e in order.events])
-
-
-def _load_visible(request: Request, principal: Principal, order_no: str) -> Order:
+def _load_visible(request: Request, principal: Principal, order_no: str) -> tuple[Viewer, Order]:
     with sessions_of(request)() as s:
+        viewer = viewer_of(s, principal)
         order = s.get(Order, order_no)
         # Someone else's order is indistinguishable from a missing one.
-        if order is None or not _visible_to(s, principal, order):
+        if order is None or not order_visible(viewer, order):
             raise not_found(f"order {order_no}")
         order.lines, order.events  # noqa: B018 - load before the session closes
-        return order
+        return viewer, order
 
 
 @router.get("/{order_no}", response_model=OrderOut, summary="An order with its status and history")
-def get_order(order_no: str, request: Request, principal: Principal = Depends(current_principal)) -> OrderOut:
-    return _order_out(_load_visible(request, principal, order_no))
+def get_order(order_no: str, request: Request,
+              principal: Principal = Depends(require_roles(*ORDER_READERS))) -> OrderOut:
+    return order_view(*_load_visible(request, principal, order_no))
 
 
 @router.get("", response_model=list[OrderOut], summary="Orders I may see, newest first")
-def list_orders(request: Request, status: OrderStatus | None = None, limit: int = 20, offset: int = 0,
-                principal: Principal = Depends(current_principal)) -> list[OrderOut]:
+def list_orders(request: Request, status: OrderStatus | None = None, limit: int = Query(default=20, ge=1, le=100),
+                offset: int = Query(default=0, ge=0),
+                principal: Principal = Depends(require_roles(*ORDER_READERS))) -> list[OrderOut]:
     with sessions_of(request)() as s:
-        query = select(Order)
-        if principal.role == "buyer":
-            query = query.where(Order.buyer_user_id == principal.user_id)
-        elif principal.role == "promoter":
-            promoter_id = s.scalar(select(Promoter.id).where(Promoter.user_id == principal.user_id))
-            query = query.where((Order.promoter_id == promoter_id) | (Order.buyer_user_id == principal.user_id))
-        elif principal.role == "supplier":
-            supplier_id = _supplier_id_of(s, principal)
-            query = query.where(Order.order_no.in_(
-                select(OrderLine.order_no).where(OrderLine.supplier_id == supplier_id)))
-        elif principal.role not in PLATFORM_STAFF:
-            return []
+        viewer = viewer_of(s, principal)
+        query = select(Order).where(order_scope(viewer))
         if status:
             query = query.where(Order.status == status)
-        orders = s.scalars(query.order_by(Order.created_at.desc()).limit(min(limit, 100)).offset(offset)).all()
+        orders = s.scalars(query.order_by(Order.created_at.desc()).limit(limit).offset(offset)).all()
         for order in orders:
             order.lines, order.events  # noqa: B018
-        return [_order_out(o) for o in orders]
+        return [out for out in (order_view(viewer, o) for o in orders) if out is not None]
+
+
+@router.get("/{order_no}/ship-to", response_model=ShipToOut,
+            summary="The full shipping address, for the supplier while it still has lines of the order to ship")
+def ship_to(order_no: str, request: Request,
+            principal: Principal = Depends(require_roles("supplier", *PLATFORM_STAFF))) -> ShipToOut:
+    with sessions_of(request)() as s:
+        viewer = viewer_of(s, principal)
+        order = s.get(Order, order_no)
+        found = ship_to_view(s, viewer, order) if order is not None else "NOT_FOUND"
+        if found == "NOT_FOUND":
+            raise not_found(f"order {order_no}")
+        if isinstance(found, str):
+            raise ApiError(409, found, "the full address is shown only while you have lines of this order to ship"
+                           if found == "NOTHING_TO_SHIP" else "this order is not delivered by a supplier")
+        # who read a buyer's full address, and when: ids only, never the address
+        log.info("shipping address read", order_no=order_no, user_id=principal.user_id, role=principal.role)
+        return found
 
 
 # --- fulfilment ----------------------------------------------------------------------------
@@ -425,9 +377,8 @@ class ShipmentBody(BaseModel):
 async def ship(order_no: str, body: ShipmentBody, request: Request,
                principal: Principal = Depends(require_roles("supplier"))) -> OrderProgress:
     def supplier_id() -> int:
-        _load_visible(request, principal, order_no)  # 404 unless the order has this supplier's goods
-        with sessions_of(request)() as s:
-            return _supplier_id_of(s, principal)
+        viewer, _ = _load_visible(request, principal, order_no)  # 404 unless the order has its goods
+        return viewer.supplier_id
 
     shipment = ShipmentInput(supplier_id=await run_in_threadpool(supplier_id),
                              carrier=body.carrier, waybill_no=body.waybill_no)
@@ -437,7 +388,7 @@ async def ship(order_no: str, body: ShipmentBody, request: Request,
 @router.post("/{order_no}/confirm-receipt", response_model=OrderProgress, summary="Buyer confirms receipt")
 async def confirm_receipt(order_no: str, request: Request,
                           principal: Principal = Depends(require_roles("buyer", "promoter"))) -> OrderProgress:
-    order = await run_in_threadpool(_load_visible, request, principal, order_no)
+    _, order = await run_in_threadpool(_load_visible, request, principal, order_no)
     if order.buyer_user_id != principal.user_id:
         raise not_found(f"order {order_no}")
     return await run_update(request, workflow_id(order_no), OrderWorkflow.confirm_receipt)

@@ -10,12 +10,14 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from activities.pickup import code_for_buyer, order_of_code
-from api.auth import Principal, current_principal, require_roles
+from api.access import public
+from api.auth import Principal, require_roles
 from api.deps import run_update, sessions_of
 from api.errors import ApiError, not_found
+from api.views import PickupScanOut, pickup_scan_view
 from db.models import Order, Supplier, User
 from db.order_models import Outlet, OutletStaff
-from domain.orders import OrderProgress, PickupScan
+from domain.orders import PickupScan
 from domain.pickup import distance_km, normalise_code, qr_payload
 from workflows.order import OrderWorkflow, workflow_id
 
@@ -100,7 +102,9 @@ def set_staff(outlet_id: int, body: StaffBody, request: Request,
 
 
 @router.get("/outlets", response_model=list[OutletOut], summary="Open outlets, nearest first")
-def list_outlets(request: Request, lat: float | None = Query(default=None, ge=-90, le=90),
+def list_outlets(request: Request, _: None = Depends(public("outlets are shops open to the public; buyers "
+                                                           "pick one before they log in")),
+                 lat: float | None = Query(default=None, ge=-90, le=90),
                  lng: float | None = Query(default=None, ge=-180, le=180), supplier_id: int | None = None,
                  limit: int = Query(default=20, ge=1, le=100)) -> list[OutletOut]:
     if (lat is None) != (lng is None):
@@ -123,7 +127,8 @@ def list_outlets(request: Request, lat: float | None = Query(default=None, ge=-9
 
 
 @router.get("/orders/{order_no}/pickup", response_model=PickupOut, summary="My pickup code and where to use it")
-def my_pickup(order_no: str, request: Request, principal: Principal = Depends(current_principal)) -> PickupOut:
+def my_pickup(order_no: str, request: Request,
+              principal: Principal = Depends(require_roles("buyer", "promoter"))) -> PickupOut:
     with sessions_of(request)() as s:
         order = s.get(Order, order_no)
         found = code_for_buyer(s, request.app.state.settings.pickup_code_keys, order_no) if (
@@ -136,9 +141,10 @@ def my_pickup(order_no: str, request: Request, principal: Principal = Depends(cu
                          expires_at=pickup.expires_at, outlet=OutletOut.model_validate(outlet, from_attributes=True))
 
 
-@router.post("/pickups/verify", response_model=OrderProgress, summary="Outlet staff scan a pickup code (核销)")
+@router.post("/pickups/verify", response_model=PickupScanOut,
+             summary="Outlet staff scan a pickup code (核销): what to hand over, nothing about the buyer")
 async def verify(body: VerifyBody, request: Request,
-                 principal: Principal = Depends(require_roles("outlet_staff"))) -> OrderProgress:
+                 principal: Principal = Depends(require_roles("outlet_staff"))) -> PickupScanOut:
     keys = request.app.state.settings.pickup_code_keys
 
     def look_up() -> tuple[str, PickupScan]:
@@ -153,4 +159,10 @@ async def verify(body: VerifyBody, request: Request,
                                         staff_active=staff.active)
 
     order_no, scan = await run_in_threadpool(look_up)
-    return await run_update(request, workflow_id(order_no), OrderWorkflow.verify_pickup, scan)
+    progress = await run_update(request, workflow_id(order_no), OrderWorkflow.verify_pickup, scan)
+
+    def answer() -> PickupScanOut:
+        with sessions_of(request)() as s:
+            return pickup_scan_view(s, order_no, progress.status, scan.outlet_id)
+
+    return await run_in_threadpool(answer)

@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from api.auth import Principal, current_principal, require_roles
+from api.auth import Principal, require_roles, signed_in
 from api.deps import run_update, sessions_of
 from api.errors import ApiError, not_found
 from db.models import Order, Payment, Product, Sku, Supplier
@@ -122,7 +122,7 @@ def end_presale(sku_id: int, request: Request,
 
 
 @router.get("/skus/{sku_id}/presale", response_model=PresaleOut, summary="A SKU's pre-sale terms")
-def get_presale(sku_id: int, request: Request, principal: Principal = Depends(current_principal)) -> PresaleOut:
+def get_presale(sku_id: int, request: Request, principal: Principal = Depends(signed_in)) -> PresaleOut:
     with sessions_of(request)() as s:
         sku, row = s.get(Sku, sku_id), s.get(SkuPresale, sku_id)
         if sku is None or row is None:

@@ -21,7 +21,7 @@ from activities.catalog import (
     stock_changed,
     suspend_product,
 )
-from api.auth import PLATFORM_STAFF, Principal, current_principal, require_roles
+from api.auth import PLATFORM_STAFF, Principal, require_roles, signed_in
 from api.deps import sessions_of, temporal_of
 from api.errors import ApiError, not_found, update_refused
 from api.routers.catalog import ProductOut, product_out
@@ -163,7 +163,7 @@ def my_products(request: Request, status: str | None = None,
 
 @router.get("/products/{product_id}", response_model=MyProductOut, summary="One product")
 def get_product(product_id: int, request: Request,
-                principal: Principal = Depends(current_principal)) -> MyProductOut:
+                principal: Principal = Depends(signed_in)) -> MyProductOut:
     with sessions_of(request)() as s:
         product = s.get(Product, product_id)
         if product is None:

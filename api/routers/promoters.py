@@ -25,6 +25,7 @@ from activities import commission_policy
 from api.auth import Principal, issue_token, require_roles
 from api.deps import sessions_of, temporal_of
 from api.errors import ApiError, update_refused
+from api.views import PromoterOut, ReferrerOut, promoter_view, viewer_of
 from db.models import Order, Promoter, User, Window
 from db.promoter_models import (
     CommissionPolicyRow,
@@ -53,9 +54,9 @@ from domain.promoters import (
     hashes_under,
     mask_id_number,
     mask_name,
-    real_name_hash,
     new_referral_code,
     normalise_code,
+    real_name_hash,
     share_scene,
     validate_id_number,
     validate_real_name,
@@ -81,30 +82,6 @@ class PromoterSignup(BaseModel):
     nickname: str | None = Field(default=None, min_length=1, max_length=32)
     window_name: str | None = Field(default=None, min_length=1, max_length=32)
     referral_code: str | None = Field(default=None, max_length=16)
-
-
-class ReferrerOut(BaseModel):
-    promoter_id: int
-    nickname: str
-    source: str
-    bound_at: datetime
-
-
-class PromoterOut(BaseModel):
-    promoter_id: int
-    user_id: int
-    nickname: str
-    status: PromoterStatus
-    referral_code: str
-    window_id: int
-    window_name: str
-    channels_finder_id: str | None
-    agreement_version: str
-    agreement_accepted_at: datetime
-    real_name: str
-    id_number: str
-    referrer: ReferrerOut | None = None
-    progress: CycleProgress | None = None
 
 
 class SignupOut(PromoterOut):
@@ -175,18 +152,12 @@ def _referrer_out(s, promoter_id: int) -> ReferrerOut | None:
                        bound_at=binding.bound_at)
 
 
-def _promoter_out(s, promoter: Promoter) -> PromoterOut:
+def _promoter_out(s, principal: Principal, promoter: Promoter) -> PromoterOut:
     profile = s.get(PromoterProfile, promoter.id)
     window = s.scalar(select(Window).where(Window.promoter_id == promoter.id))
     if profile is None or window is None:
         raise ApiError(409, "ONBOARDING_INCOMPLETE", "this promoter has no onboarding record")
-    return PromoterOut(
-        promoter_id=promoter.id, user_id=promoter.user_id, nickname=promoter.nickname,
-        status=promoter.status, referral_code=profile.referral_code, window_id=window.id,
-        window_name=window.name, channels_finder_id=window.channels_finder_id,
-        agreement_version=profile.agreement_version, agreement_accepted_at=profile.agreement_accepted_at,
-        real_name=profile.real_name_masked, id_number=profile.id_number_masked,
-        referrer=_referrer_out(s, promoter.id))
+    return promoter_view(viewer_of(s, principal), promoter, profile, window, _referrer_out(s, promoter.id))
 
 
 def _bind(s, promoter: Promoter, code: str, source: str) -> tuple[bool, ReferrerOut]:
@@ -296,7 +267,7 @@ async def become_promoter(body: PromoterSignup, request: Request,
                     _bind(s, promoter, body.referral_code, "signup")
                 user.role = "promoter"
                 s.flush()
-                return _promoter_out(s, promoter)
+                return _promoter_out(s, principal, promoter)
         except IntegrityError as err:  # a concurrent sign-up with the same account or ID number
             raise ApiError(409, "ALREADY_PROMOTER", "this account or ID number is already a promoter") from err
 
@@ -328,7 +299,7 @@ def _promoter_id_of(request: Request, user_id: int) -> int | None:
 async def me(request: Request, principal: Principal = Depends(require_roles("promoter"))) -> PromoterOut:
     def load() -> PromoterOut:
         with sessions_of(request)() as s:
-            return _promoter_out(s, _my_promoter(s, principal))
+            return _promoter_out(s, principal, _my_promoter(s, principal))
 
     out = await run_in_threadpool(load)
     out.progress = await _cycle_progress(await temporal_of(request), out.promoter_id)
@@ -348,7 +319,7 @@ def bind_referrer(body: BindBody, request: Request,
 @router.get("/me/share", response_model=ShareOut, summary="What a share poster / mini-program code carries")
 def share(request: Request, principal: Principal = Depends(require_roles("promoter"))) -> ShareOut:
     with sessions_of(request)() as s:
-        out = _promoter_out(s, _my_promoter(s, principal))
+        out = _promoter_out(s, principal, _my_promoter(s, principal))
     return ShareOut(promoter_id=out.promoter_id, referral_code=out.referral_code, window_id=out.window_id,
                     title=out.window_name,
                     path=f"pages/window/index?window_id={out.window_id}&ref={out.referral_code}",

@@ -4,9 +4,8 @@ confirm them. Each refund is a RefundWorkflow; decisions reach it as workflow up
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -18,10 +17,11 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.refunds import open_refund
-from api.auth import PLATFORM_STAFF, Principal, current_principal, require_roles
+from api.auth import PLATFORM_STAFF, Principal, require_roles
 from api.deps import run_update, sessions_of, temporal_of
 from api.errors import ApiError, not_found
-from db.models import OrderLine, Supplier
+from api.views import RefundOut, refund_scope, refund_view, viewer_of
+from db.models import OrderLine
 from db.order_models import Refund, RefundLine
 from domain.orders import ShipmentInput
 from domain.refunds import (
@@ -51,28 +51,6 @@ class RefundBody(BaseModel):
     reason: str = Field(default="", max_length=200)
 
 
-class RefundLineOut(BaseModel):
-    order_line_id: int
-    quantity: int
-    amount_fen: int
-
-
-class RefundOut(BaseModel):
-    refund_no: str
-    order_no: str
-    kind: str
-    status: RefundStatus
-    amount_fen: int
-    needs_return: bool
-    review_reasons: str
-    review_note: str
-    return_carrier: str | None
-    return_waybill_no: str | None
-    created_at: datetime
-    finished_at: datetime | None
-    lines: list[RefundLineOut]
-
-
 class ReviewBody(BaseModel):
     approve: bool
     note: str = Field(default="", max_length=500)
@@ -83,12 +61,6 @@ def _refund_no(user_id: int, idempotency_key: str | None) -> str:
         return new_refund_no()
     digest = hashlib.sha256(f"refund:{user_id}:{idempotency_key}".encode()).hexdigest()
     return f"RF{digest[:16].upper()}"
-
-
-def _out(s, refund: Refund) -> RefundOut:
-    lines = s.scalars(select(RefundLine).where(RefundLine.refund_no == refund.refund_no).order_by(RefundLine.id))
-    return RefundOut(**{k: getattr(refund, k) for k in RefundOut.model_fields if k != "lines"},
-                     lines=[RefundLineOut.model_validate(ln, from_attributes=True) for ln in lines])
 
 
 @router.post("/orders/{order_no}/refunds", status_code=201, response_model=RefundOut,
@@ -118,7 +90,7 @@ async def request_refund(order_no: str, body: RefundBody, request: Request,
                               amount_fen=refund.amount_fen, needs_return=plan.needs_return,
                               review_reasons=plan.review_reasons, supplier_ids=suppliers,
                               timings=settings.refund_timings())
-            return _out(s, refund), inp
+            return refund_view(s, viewer_of(s, principal), refund), inp
 
     out, inp = await run_in_threadpool(claim)
     client = await temporal_of(request)
@@ -138,49 +110,34 @@ async def request_refund(order_no: str, body: RefundBody, request: Request,
 def _load(request: Request, principal: Principal, refund_no: str) -> RefundOut:
     with sessions_of(request)() as s:
         refund = s.get(Refund, refund_no)
-        if refund is None or not _visible(s, principal, refund):
+        out = refund_view(s, viewer_of(s, principal), refund) if refund is not None else None
+        if out is None:
             raise not_found(f"refund {refund_no}")
-        return _out(s, refund)
+        return out
 
 
-def _visible(s, principal: Principal, refund: Refund) -> bool:
-    if principal.role in PLATFORM_STAFF:
-        return True
-    if principal.role == "supplier":
-        return principal.user_id in _supplier_owners(s, refund.refund_no)
-    return refund.buyer_user_id == principal.user_id
-
-
-def _supplier_owners(s, refund_no: str) -> set[int]:
-    return set(s.scalars(select(Supplier.owner_user_id).join(OrderLine, OrderLine.supplier_id == Supplier.id)
-                         .join(RefundLine, RefundLine.order_line_id == OrderLine.id)
-                         .where(RefundLine.refund_no == refund_no)))
+REFUND_READERS = ("buyer", "promoter", "supplier", *PLATFORM_STAFF)
 
 
 @router.get("/refunds/{refund_no}", response_model=RefundOut, summary="A refund and its lines")
-def get_refund(refund_no: str, request: Request, principal: Principal = Depends(current_principal)) -> RefundOut:
+def get_refund(refund_no: str, request: Request,
+               principal: Principal = Depends(require_roles(*REFUND_READERS))) -> RefundOut:
     return _load(request, principal, refund_no)
 
 
 @router.get("/refunds", response_model=list[RefundOut], summary="Refunds I may see, newest first")
 def list_refunds(request: Request, status: RefundStatus | None = None, order_no: str | None = None,
-                 limit: int = 20, offset: int = 0,
-                 principal: Principal = Depends(current_principal)) -> list[RefundOut]:
+                 limit: int = Query(default=20, ge=1, le=100), offset: int = Query(default=0, ge=0),
+                 principal: Principal = Depends(require_roles(*REFUND_READERS))) -> list[RefundOut]:
     with sessions_of(request)() as s:
-        query = select(Refund)
-        if principal.role == "supplier":
-            query = query.where(Refund.refund_no.in_(
-                select(RefundLine.refund_no).join(OrderLine, OrderLine.id == RefundLine.order_line_id)
-                .join(Supplier, Supplier.id == OrderLine.supplier_id)
-                .where(Supplier.owner_user_id == principal.user_id)))
-        elif principal.role not in PLATFORM_STAFF:
-            query = query.where(Refund.buyer_user_id == principal.user_id)
+        viewer = viewer_of(s, principal)
+        query = select(Refund).where(refund_scope(viewer))
         if status:
             query = query.where(Refund.status == status)
         if order_no:
             query = query.where(Refund.order_no == order_no)
-        refunds = s.scalars(query.order_by(Refund.created_at.desc()).limit(min(limit, 100)).offset(offset))
-        return [_out(s, r) for r in refunds]
+        refunds = s.scalars(query.order_by(Refund.created_at.desc()).limit(limit).offset(offset)).all()
+        return [out for out in (refund_view(s, viewer, r) for r in refunds) if out is not None]
 
 
 async def _update(request: Request, refund_no: str, update, arg) -> RefundProgress:
@@ -225,9 +182,9 @@ async def ship_return(refund_no: str, body: ReturnParcelBody, request: Request,
 async def confirm_return(refund_no: str, request: Request,
                          principal: Principal = Depends(require_roles("supplier"))) -> RefundProgress:
     def supplier_id() -> int:
-        _load(request, principal, refund_no)
+        _load(request, principal, refund_no)  # 404 unless the refund has this supplier's lines
         with sessions_of(request)() as s:
-            return s.scalar(select(Supplier.id).where(Supplier.owner_user_id == principal.user_id))
+            return viewer_of(s, principal).supplier_id
 
     receipt = ReturnReceipt(supplier_id=await run_in_threadpool(supplier_id))
     return await _update(request, refund_no, RefundWorkflow.confirm_return, receipt)

@@ -6,7 +6,6 @@ from datetime import datetime
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -22,14 +21,14 @@ from activities.catalog import (
 from api.auth import (
     PLATFORM_STAFF,
     Principal,
-    bearer,
-    principal_of_token,
     hash_password,
     issue_token,
+    optional_roles,
     require_roles,
 )
 from api.deps import sessions_of, temporal_of
 from api.errors import ApiError, not_found, update_refused
+from api.views import SupplierOut, supplier_view, viewer_of
 from db.catalog_models import SupplierProfile
 from db.models import Supplier, User
 from domain.search_attributes import BUSINESS_STATUS, SUPPLIER_ID
@@ -70,39 +69,6 @@ class AppliedOut(BaseModel):
     user_id: int
 
 
-class SupplierOut(BaseModel):
-    id: int
-    owner_user_id: int
-    name: str
-    status: str
-    service_fee_bps: int | None
-    kind: str | None = None
-    licence_no: str | None = None
-    contact_name: str | None = None
-    contact_phone: str | None = None
-    categories: list[str] = []
-    documents: list[dict] = []
-    review_note: str = ""
-    resubmissions: int = 0
-    escalations: int = 0
-    suspended_reason: str | None = None
-    reviewed_at: datetime | None = None
-
-
-def _supplier_out(supplier: Supplier, profile: SupplierProfile | None) -> SupplierOut:
-    out = SupplierOut(id=supplier.id, owner_user_id=supplier.owner_user_id, name=supplier.name,
-                      status=supplier.status,
-                      service_fee_bps=supplier.service_fee_bps if supplier.status in ("active", "suspended") else None)
-    if profile is not None:
-        out = out.model_copy(update=dict(
-            kind=profile.kind, licence_no=profile.licence_no, contact_name=profile.contact_name,
-            contact_phone=profile.contact_phone, categories=profile.categories, documents=profile.documents,
-            review_note=profile.review_note, resubmissions=profile.resubmissions,
-            escalations=profile.escalations, suspended_reason=profile.suspended_reason,
-            reviewed_at=profile.reviewed_at))
-    return out
-
-
 def _refuse_bad_application(app: SupplierApplication) -> SupplierApplication:
     problems = application_problems(app)
     if problems:
@@ -126,11 +92,9 @@ def _timings(settings) -> ReviewTimings:
 @router.post("", status_code=201, response_model=AppliedOut,
              summary="Apply as a supplier (个体工商户 or 企业): licence, contact, qualification documents")
 async def apply(body: ApplyBody, request: Request,
-                credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> AppliedOut:
+                principal: Principal | None = Depends(optional_roles(
+                    "supplier", why="applying without a token creates the supplier's own login"))) -> AppliedOut:
     settings = request.app.state.settings
-    principal = await run_in_threadpool(principal_of_token, request, credentials.credentials) if credentials else None
-    if principal is not None and principal.role != "supplier":
-        raise ApiError(403, "FORBIDDEN", "only a supplier account can apply")
     if principal is None and body.account is None:
         raise ApiError(401, "UNAUTHORIZED", "log in as a supplier, or give an account to create")
     app = _refuse_bad_application(SupplierApplication.model_validate(body.model_dump(exclude={"account"})))
@@ -227,7 +191,7 @@ def _own_supplier(s, principal: Principal, lock: bool = False) -> Supplier:
 def my_supplier(request: Request, principal: Principal = Depends(require_roles("supplier"))) -> SupplierOut:
     with sessions_of(request)() as s:
         supplier = _own_supplier(s, principal)
-        return _supplier_out(supplier, s.get(SupplierProfile, supplier.id))
+        return supplier_view(viewer_of(s, principal), supplier, s.get(SupplierProfile, supplier.id))
 
 
 @router.post("/me/resubmit", response_model=SupplierOut,
@@ -253,7 +217,7 @@ async def resubmit(body: SupplierApplication, request: Request,
                 profile.updated_at = datetime.now().astimezone()
                 supplier.status, supplier.name = "pending_review", app.name
                 s.flush()
-                return _supplier_out(supplier, profile)
+                return supplier_view(viewer_of(s, principal), supplier, profile)
         except IntegrityError as err:
             raise ApiError(409, "DUPLICATE_LICENCE", "this 统一社会信用代码 is already registered") from err
 
@@ -265,22 +229,24 @@ async def resubmit(body: SupplierApplication, request: Request,
 
 @router.get("", response_model=list[SupplierOut], summary="Suppliers by status (support, operators)")
 def list_suppliers(request: Request, status: str | None = None, limit: int = 50, offset: int = 0,
-                   _: Principal = Depends(require_roles(*PLATFORM_STAFF))) -> list[SupplierOut]:
+                   principal: Principal = Depends(require_roles(*PLATFORM_STAFF))) -> list[SupplierOut]:
     with sessions_of(request)() as s:
+        viewer = viewer_of(s, principal)
         query = select(Supplier, SupplierProfile).outerjoin(SupplierProfile, SupplierProfile.supplier_id == Supplier.id)
         if status:
             query = query.where(Supplier.status == status)
         rows = s.execute(query.order_by(Supplier.id).limit(min(limit, 200)).offset(offset)).all()
-        return [_supplier_out(sup, prof) for sup, prof in rows]
+        return [supplier_view(viewer, sup, prof) for sup, prof in rows]
 
 
 @router.get("/{supplier_id}", response_model=SupplierOut, summary="One supplier (support, operators)")
-def get_supplier(supplier_id: int, request: Request, _: Principal = Depends(require_roles(*PLATFORM_STAFF))) -> SupplierOut:
+def get_supplier(supplier_id: int, request: Request,
+                 principal: Principal = Depends(require_roles(*PLATFORM_STAFF))) -> SupplierOut:
     with sessions_of(request)() as s:
         supplier = s.get(Supplier, supplier_id)
         if supplier is None:
             raise not_found(f"supplier {supplier_id}")
-        return _supplier_out(supplier, s.get(SupplierProfile, supplier_id))
+        return supplier_view(viewer_of(s, principal), supplier, s.get(SupplierProfile, supplier_id))
 
 
 class ReviewBody(BaseModel):

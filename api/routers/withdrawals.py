@@ -28,7 +28,12 @@ from db.models import Promoter, User
 from db.promoter_models import PromoterProfile
 from db.withdrawal_models import Withdrawal
 from domain.keys import KeyRing
-from domain.promoters import InvalidIdentity, hashes_under, real_name_hash, validate_real_name
+from domain.promoters import (
+    InvalidIdentity,
+    hashes_under,
+    real_name_hash,
+    validate_real_name,
+)
 from domain.search_attributes import BUSINESS_STATUS, PROMOTER_ID
 from domain.withdrawals import (
     REAL_NAME_REQUIRED_FROM_FEN,
