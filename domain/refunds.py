@@ -214,3 +214,26 @@ class RefundOutcome(BaseModel):
     status: RefundStatus
     order_fully_refunded: bool = False
     suppliers_with_units_left: list[int] = []
+
+
+class RefundSweepInput(BaseModel):
+    """The `refunds-sweep` run: buyers' refunds saved this long ago whose workflow never started."""
+
+    stranded_after: timedelta = timedelta(minutes=10)
+    timings: RefundTimings
+    page_size: int = 100
+
+
+class StrandedRefunds(BaseModel):
+    refunds: list[RefundInput] = []
+    next_after: str | None = None
+
+
+class RefundSweepProgress(BaseModel):
+    started: int = 0
+    already_running: int = 0
+    done: bool = False
+
+
+def compensation_refund_no(order_no: str) -> str:
+    return f"RC{order_no}"

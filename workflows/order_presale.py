@@ -43,7 +43,7 @@ class PresalePath(PaymentSteps):
             return False
         if not await self._wait_for_payment(order_no, timings, deposit_trade_no(order_no)):
             return False
-        await workflow.execute_activity_method(PresaleActivities.record_deposit, self._payment, **DB_STEP)
+        await workflow.execute_activity_method(PresaleActivities.record_deposit, self._payment, **self._paid_step())
         self._set_status(OrderStatus.DEPOSIT_PAID)
         await self._send_buyer_messages()
 
@@ -79,7 +79,7 @@ class PresalePath(PaymentSteps):
         if not paid:
             await self._close_unpaid_presale(order_no, timings)
             return False
-        await workflow.execute_activity_method(PresaleActivities.record_balance, self._balance, **DB_STEP)
+        await workflow.execute_activity_method(PresaleActivities.record_balance, self._balance, **self._paid_step())
         return True
     async def _balance_at_wechat(self) -> bool:
         """The balance's deadline passed with no notice: ask WeChat Pay, then close it."""
