@@ -80,7 +80,7 @@ def activities(settings: Settings, sessions=None, pay: WeChatPayClient | None = 
         refunds.open_system_refund, refunds.open_late_payment_refund, refunds.set_refund_status,
         refunds.record_return_parcel, refunds.close_refund, refunds.request_refund, refunds.query_refund,
         refunds.complete_refund, refunds.open_compensation_refund, refunds.stranded_refunds,
-        refunds.mark_refunds_started, refunds.start_review, refunds.record_review,
+        refunds.mark_refunds_started, refunds.start_refund_review, refunds.record_refund_review,
         pickup.issue_pickup_code, pickup.record_pickup,
         logistics.subscribe_tracking, logistics.poll_tracking,
         promoters.promoter_status, promoters.count_sales, promoters.assess_cycle, promoters.remind,

@@ -335,7 +335,7 @@ class RefundActivities:
 
     # --- steps -----------------------------------------------------------------------------
     @activity.defn
-    def start_review(self, refund_no: str, note: str, deadline: datetime) -> None:
+    def start_refund_review(self, refund_no: str, note: str, deadline: datetime) -> None:
         """Support has until `deadline` to judge; after it the refund is approved automatically."""
         with self.sessions.begin() as s:
             refund = s.get(Refund, refund_no, with_for_update=True)
@@ -345,7 +345,7 @@ class RefundActivities:
         self.set_refund_status(refund_no, RefundStatus.REVIEWING, note)
 
     @activity.defn
-    def record_review(self, refund_no: str, decision: RefundDecision) -> None:
+    def record_refund_review(self, refund_no: str, decision: RefundDecision) -> None:
         """Who decided (None: approved automatically at the deadline), when, and why."""
         with self.sessions.begin() as s:
             refund = s.get(Refund, refund_no, with_for_update=True)

@@ -101,7 +101,7 @@ class RefundWorkflow:
         self._set(RefundStatus.REVIEWING)
         self._progress.note = "; ".join(inp.review_reasons)
         await workflow.execute_activity_method(
-            RefundActivities.start_review, args=[inp.refund_no, self._progress.note, deadline], **DB_STEP)
+            RefundActivities.start_refund_review, args=[inp.refund_no, self._progress.note, deadline], **DB_STEP)
         try:
             await workflow.wait_condition(lambda: self._decision is not None, timeout=inp.timings.review_deadline,
                                           timeout_summary="review deadline")
@@ -109,7 +109,7 @@ class RefundWorkflow:
             self._decision = RefundDecision(approve=True, reviewer_user_id=None,
                                             note="approved automatically: support did not decide by the deadline")
         await workflow.execute_activity_method(
-            RefundActivities.record_review, args=[inp.refund_no, self._decision], **DB_STEP)
+            RefundActivities.record_refund_review, args=[inp.refund_no, self._decision], **DB_STEP)
 
     async def _refund(self, inp: RefundInput, note: str, resumed: bool = False) -> RefundOutcome:
         self._set(RefundStatus.REFUNDING)
