@@ -283,7 +283,7 @@ FAILURES = {
     "record_payment": "BEFORE INSERT ON ledger_transactions FOR EACH ROW WHEN (NEW.kind = 'payment')",
     "record_shipment": "BEFORE INSERT ON shipments FOR EACH ROW",
     "record_tracking": "BEFORE UPDATE ON shipments FOR EACH ROW WHEN (NEW.tracking_state IS NOT NULL)",
-    "mark_received": "BEFORE INSERT ON order_events FOR EACH ROW WHEN (NEW.idempotency_key LIKE '%:received')",
+    "mark_received": "BEFORE INSERT ON order_events FOR EACH ROW WHEN (right(NEW.idempotency_key, 9) = ':received')",
     "complete_order": "BEFORE INSERT ON ledger_transactions FOR EACH ROW WHEN (NEW.kind = 'order_settlement')",
     "amount_mismatch": None,   # the order's own record says another amount than WeChat Pay took
 }
@@ -303,7 +303,7 @@ def fail_step(engine, settings, monkeypatch):
             c.execute(sa.text("CREATE OR REPLACE FUNCTION test_injected_failure() RETURNS trigger AS "
                               "$$ BEGIN RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql"))
             table = when.split(" ON ")[1].split()[0]
-            c.execute(sa.text(f"CREATE TRIGGER test_injected_failure {when} EXECUTE FUNCTION test_injected_failure()"))
+            c.exec_driver_sql(f"CREATE TRIGGER test_injected_failure {when} EXECUTE FUNCTION test_injected_failure()")
             made.append(table)
 
     yield make
