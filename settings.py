@@ -241,6 +241,8 @@ class Settings(BaseSettings):
     withdrawal_confirm_timeout: timedelta = Field(
         default=timedelta(hours=24), description="a transfer the user has not confirmed by then is cancelled "
                                                  "and the money goes back to the wallet")
+    withdrawal_polls_per_run: int = Field(default=200, ge=1, description="queries of a transfer bill before its "
+                                                                         "withdrawal workflow continues as new")
     withdrawal_sweep_every: timedelta = Field(
         default=timedelta(minutes=10), description="how often the sweep looks for withdrawals whose workflow "
                                                    "never started (schedule `withdrawals-sweep`)")
@@ -327,7 +329,8 @@ class Settings(BaseSettings):
 
     def withdrawal_timings(self) -> WithdrawalTimings:
         return WithdrawalTimings(poll_every=self.withdrawal_poll_every,
-                                 confirm_timeout=self.withdrawal_confirm_timeout)
+                                 confirm_timeout=self.withdrawal_confirm_timeout,
+                                 polls_per_run=self.withdrawal_polls_per_run)
 
     def refund_timings(self) -> RefundTimings:
         return RefundTimings(return_ship_timeout=self.return_ship_timeout,
