@@ -398,3 +398,31 @@ async def test_a_forged_payment_signal_is_not_recorded(api, sandbox, demo, token
         assert balance(s, rules.CLEARING) == PRICE
         assert_books_balance(s)
     await keep_history(temporal_env, forged_only, "order_forged_payment_ignored")
+
+
+# --- 8. long loops stay small ----------------------------------------------------------------
+async def test_a_refund_wechat_pay_keeps_processing_continues_as_new(
+        api, sandbox, sandbox_app, demo, token, temporal_env, sessions, settings, monkeypatch):
+    monkeypatch.setattr(settings, "refund_polls_per_run", 2)
+    monkeypatch.setattr(sandbox_app.state.sandbox, "settle_delay", None)   # WeChat Pay sits on it
+    buyer = token(demo.buyer_user_id, "buyer")
+    order_no = await _paid_order(api, sandbox, temporal_env, buyer, demo)
+    refund_no = (await api.post(f"/orders/{order_no}/refunds", headers=buyer, json={"kind": "cancel"})).json()[
+        "refund_no"]
+    handle = temporal_env.client.get_workflow_handle(refund_workflow_id(refund_no))
+    first_run = (await handle.describe()).run_id
+    for _ in range(200):
+        if (await sandbox.get(f"/sandbox/pay/{order_no}")).json()["trade_state"] == "REFUND":
+            break
+        await asyncio.sleep(0.05)
+    await temporal_env.sleep(settings.refund_poll_every * 7)
+    described = await handle.describe()
+    assert described.run_id != first_run                              # continued as new, at least once
+    assert described.raw_description.workflow_execution_info.history_length < 60
+    settled = await sandbox.post(f"/sandbox/refunds/{refund_no}/settle")
+    assert settled.status_code == 200, settled.text
+    await wait_refund(temporal_env.client, refund_no, RefundStatus.REFUNDED)
+    assert (await run_to_end(temporal_env, order_no)).status == OrderStatus.REFUNDED
+    with sessions() as s:
+        assert balance(s, rules.CLEARING) == 0
+        assert_books_balance(s)

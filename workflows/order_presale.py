@@ -11,7 +11,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.options import DB_STEP, PARTNER_CALL
 from workflows.order_payment import PaymentSteps
-from workflows.order_state import error_is
+from workflows.order_state import VERIFY_PAYMENT_PATCH, error_is
 from workflows.refund import RefundWorkflow
 from workflows.refund import workflow_id as refund_workflow_id
 
@@ -70,8 +70,11 @@ class PresalePath(PaymentSteps):
             due = max(presale.balance_ends_at, workflow.now() + timings.payment_timeout)
             self._progress.balance_due_at = due
             self._publish_status()
-            paid = await self._wait_for(lambda: self._balance is not None,
-                                     max(due - workflow.now(), timedelta(seconds=1)), "balance payment timeout")
+            if workflow.patched(VERIFY_PAYMENT_PATCH):
+                paid = await self._wait_for_verified_balance(due)
+            else:
+                paid = await self._wait_for(lambda: self._balance is not None,
+                                            max(due - workflow.now(), timedelta(seconds=1)), "balance payment timeout")
             if not paid and self._balance_failure is None:
                 paid = await self._balance_at_wechat()
         else:
@@ -81,6 +84,23 @@ class PresalePath(PaymentSteps):
             return False
         await workflow.execute_activity_method(PresaleActivities.record_balance, self._balance, **self._paid_step())
         return True
+    async def _wait_for_verified_balance(self, due) -> bool:
+        """The balance's payment signal counts only once WeChat Pay's own record confirms it."""
+        while True:
+            if not await self._wait_for(lambda: self._balance is not None,
+                                        max(due - workflow.now(), timedelta(seconds=1)), "balance payment timeout"):
+                return False
+            checked = await workflow.execute_activity_method(
+                PaymentActivities.verify_payment, self._balance_no, **PARTNER_CALL)
+            if checked.trade_state == "SUCCESS":
+                self._balance = checked
+                return True
+            workflow.logger.warning("balance signal for %s not confirmed by WeChat Pay (%s): ignored",
+                                    self._balance_no, checked.trade_state)
+            self._balance = None
+            self._progress.ignored_payment_signals += 1
+            if workflow.now() >= due:
+                return False
     async def _balance_at_wechat(self) -> bool:
         """The balance's deadline passed with no notice: ask WeChat Pay, then close it."""
         notice = await workflow.execute_activity_method(
