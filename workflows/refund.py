@@ -97,11 +97,11 @@ class RefundWorkflow:
         """Support judges a quality claim by a deadline the buyer sees; undecided by then, the
         refund is approved automatically."""
         deadline = workflow.now() + inp.timings.review_deadline
-        self._progress.review_deadline_at = deadline
-        self._set(RefundStatus.REVIEWING)
-        self._progress.note = "; ".join(inp.review_reasons)
+        note = "; ".join(inp.review_reasons)
         await workflow.execute_activity_method(
-            RefundActivities.start_refund_review, args=[inp.refund_no, self._progress.note, deadline], **DB_STEP)
+            RefundActivities.start_refund_review, args=[inp.refund_no, note, deadline], **DB_STEP)
+        self._progress.review_deadline_at, self._progress.note = deadline, note
+        self._set(RefundStatus.REVIEWING)   # decisions are taken from here on
         try:
             await workflow.wait_condition(lambda: self._decision is not None, timeout=inp.timings.review_deadline,
                                           timeout_summary="review deadline")
