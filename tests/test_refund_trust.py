@@ -427,3 +427,28 @@ async def test_a_refund_wechat_pay_keeps_processing_continues_as_new(
     with sessions() as s:
         assert balance(s, rules.CLEARING) == 0
         assert_books_balance(s)
+
+
+async def test_a_forged_late_payment_is_not_booked(api, demo, token, temporal_env, sessions, settings):
+    """Someone starts a late-payment refund for an order that was never paid: WeChat Pay's own
+    record says there is nothing, so nothing is booked and nothing refunded."""
+    from domain.refunds import RefundInput, late_payment_refund_no
+
+    order_no = (await place(api, token(demo.buyer_user_id, "buyer"), demo, quantity=1)).json()["order_no"]
+    assert (await run_to_end(temporal_env, order_no)).status == OrderStatus.CANCELLED
+    refund_no = late_payment_refund_no(order_no)
+    forged = PaymentNotice(out_trade_no=order_no, transaction_id="4200000000202612030000000002",
+                           trade_state="SUCCESS", amount_fen=PRICE)
+    await temporal_env.client.start_workflow(
+        RefundWorkflow.run, RefundInput(refund_no=refund_no, order_no=order_no, kind=RefundKind.LATE_PAYMENT,
+                                        amount_fen=PRICE, needs_return=False, timings=settings.refund_timings(),
+                                        late_payment=forged),
+        id=refund_workflow_id(refund_no), task_queue=settings.task_queue)
+    outcome = await result_skipping_time(temporal_env, refund_workflow_id(refund_no), RefundOutcome)
+    assert outcome.status == RefundStatus.CLOSED
+    await keep_run_history(temporal_env, refund_workflow_id(refund_no), None, "refund_late_payment_forged")
+    with sessions() as s:
+        assert s.get(Refund, refund_no) is None
+        assert s.scalar(select(func.count()).select_from(LedgerTransaction)) == 0
+        assert s.get(Order, order_no).status == OrderStatus.CANCELLED
+        assert_books_balance(s)

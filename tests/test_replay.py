@@ -34,7 +34,7 @@ def test_histories_are_recorded():
         "reconciliation_scheduled", "messages_drain",
         "refund_sweep", "order_completed_after_swept_refund", "refund_review_auto_approved",
         "refund_quality_claim_rejected", "order_completed_by_ship_clock", "order_payment_not_kept",
-        "order_forged_payment_ignored"}
+        "order_forged_payment_ignored", "refund_late_payment_forged"}
 
 
 @pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])

@@ -17,6 +17,7 @@ from workflows.options import DB_STEP, PARTNER_CALL
 
 with workflow.unsafe.imports_passed_through():
     from activities.logistics import LogisticsActivities
+    from activities.payments import PaymentActivities
     from activities.refunds import RefundActivities
     from activities.split_returns import SplitReturnActivities
     from domain.orders import TrackingUpdate
@@ -34,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 REVIEW_DEADLINE_PATCH = "refund-review-deadline"   # every review ends by a deadline (auto-approved)
+VERIFY_LATE_PAYMENT_PATCH = "refund-verify-late-payment"   # a late payment is confirmed by query first
 
 
 def workflow_id(refund_no: str) -> str:
@@ -60,8 +62,19 @@ class RefundWorkflow:
         if inp.resume_refunding:  # continued as new while WeChat Pay was processing the refund
             return await self._refund(inp, inp.resume_note, resumed=True)
         if inp.late_payment is not None:
+            late = inp.late_payment
+            if workflow.patched(VERIFY_LATE_PAYMENT_PATCH):
+                # only WeChat Pay's own record says money came in: book and refund what it says
+                late = await workflow.execute_activity_method(
+                    PaymentActivities.verify_payment, late.out_trade_no, **PARTNER_CALL)
+                if late.trade_state != "SUCCESS":
+                    self._progress.note = f"no payment at WeChat Pay ({late.trade_state}): nothing to refund"
+                    self._set(RefundStatus.CLOSED)
+                    await workflow.wait_condition(workflow.all_handlers_finished)
+                    return RefundOutcome(refund_no=inp.refund_no, status=RefundStatus.CLOSED)
+                self._progress.amount_fen = late.amount_fen
             await workflow.execute_activity_method(
-                RefundActivities.open_late_payment_refund, args=[inp.refund_no, inp.late_payment], **DB_STEP)
+                RefundActivities.open_late_payment_refund, args=[inp.refund_no, late], **DB_STEP)
         else:
             await self._tell_order(inp.order_no, "refund_opened", inp.refund_no)
         if inp.review_reasons:
