@@ -12,11 +12,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from activities import bonuses, ledger, risk
+from activities import bonuses, coupons, ledger, risk
 from activities.catalog import notify
 from activities.errors import business_error
 from activities.order_events import record_event
-from activities import coupons
 from activities.orders import restock
 from activities.payments import as_activity_error
 from activities.presale import order_of_trade, plan_refund_payments, refund_payments
@@ -45,7 +44,6 @@ from domain.refunds import (
     RefundOutcome,
     RefundPlan,
     RefundRefused,
-    WHOLE_PAYMENT,
     RefundDecision,
     RefundInput,
     RefundRules,
@@ -53,6 +51,7 @@ from domain.refunds import (
     RefundTimings,
     ReturnParcel,
     StrandedRefunds,
+    WHOLE_PAYMENT,
     plan_refund,
     share_of,
 )

@@ -2,9 +2,10 @@
 
     place (reserve stock, apply coupon) → WeChat Pay JSAPI order → wait for the payment notice
       (timeout: ask WeChat Pay, then close and release stock; paid after all → refunded)
-    → record payment + pending commission
+    → the payment signal confirmed with WeChat Pay (query) → record payment + pending commission
     → delivery: each supplier ships (late → alert) → tracking pushes, polling when they stop
-        → buyer confirms receipt or auto-confirm
+        → buyer confirms receipt, or auto-confirm AUTO_CONFIRM_AFTER after the last parcel
+          shipped (extendable once), whatever tracking says
       pickup: code issued → outlet staff scan it → picked up; unclaimed → expires → refunded
     → refund window (refunds still open hold it) → completed: commission available
 
@@ -14,7 +15,8 @@ balance (`{order_no}B`, created on the buyer's request, with its own timeout); a
 by the end closes the order and refunds the deposit (domain/presale.py).
 
 Refunds run in their own RefundWorkflow and tell this one when they open and end; an order
-whose every unit was refunded ends REFUNDED. Each state change the buyer follows is also sent
+whose every unit was refunded ends REFUNDED. A step after payment that fails for good is
+compensated: the buyer is refunded (`RC{order_no}`), so no run ends holding the money. Each state change the buyer follows is also sent
 as a subscribe message (the notification outbox, activities/messages.py); orders from
 the Channels shop have their shipments sent to the shop too.
 """
