@@ -138,7 +138,14 @@ class Settings(BaseSettings):
     order_prepay_wait_seconds: float = Field(
         default=5.0, ge=0, le=60, description="POST /orders waits this long for the WeChat Pay parameters, "
                                               "then answers 202 and the client fetches GET /orders/{no}/payment")
-    auto_confirm_after: timedelta = timedelta(days=10)
+    auto_confirm_after: timedelta = Field(
+        default=timedelta(days=10), description="receipt is confirmed automatically this long after the last "
+                                                "parcel ships, whatever the carrier's tracking says")
+    receipt_extension: timedelta = Field(
+        default=timedelta(days=5), description="how far a buyer may push auto-confirm back, once")
+    paid_step_give_up_after: timedelta = Field(
+        default=timedelta(hours=1), description="a step of a paid order still failing after this long is "
+                                                "compensated: the buyer is refunded")
     refund_window: timedelta = timedelta(days=7)
     pickup_code_valid: timedelta = timedelta(days=7)
     shipment_sla: timedelta = timedelta(hours=48)
@@ -153,7 +160,18 @@ class Settings(BaseSettings):
                                                  "or it is accepted")
     refund_poll_every: timedelta = Field(
         default=timedelta(minutes=10), description="ask WeChat Pay about a refund still processing")
-    refund_review_above_fen: int = 50_000
+    refund_review_above_fen: int = Field(default=50_000, description="refunds above this are flagged for "
+                                                                     "support (quality claims are reviewed)")
+    refund_review_deadline: timedelta = Field(
+        default=timedelta(hours=48), description="a refund review not decided by then is approved automatically")
+    refund_polls_per_run: int = Field(default=200, ge=1, description="WeChat Pay polls of a refund still "
+                                                                     "processing before its workflow continues as new")
+    refund_sweep_every: timedelta = Field(
+        default=timedelta(minutes=10), description="how often the sweep looks for refunds whose workflow never "
+                                                   "started (schedule `refunds-sweep`)")
+    refund_stranded_after: timedelta = Field(
+        default=timedelta(minutes=10), description="a buyer's refund saved this long ago whose workflow never "
+                                                   "started is handed to it")
     frequent_returns: int = Field(default=3, description="refunds in the window that send a buyer's "
                                                          "next refund to support review")
     frequent_returns_window: timedelta = timedelta(days=30)
@@ -273,6 +291,8 @@ class Settings(BaseSettings):
     withdrawal_confirm_timeout: timedelta = Field(
         default=timedelta(hours=24), description="a transfer the user has not confirmed by then is cancelled "
                                                  "and the money goes back to the wallet")
+    withdrawal_polls_per_run: int = Field(default=200, ge=1, description="queries of a transfer bill before its "
+                                                                         "withdrawal workflow continues as new")
     withdrawal_sweep_every: timedelta = Field(
         default=timedelta(minutes=10), description="how often the sweep looks for withdrawals whose workflow "
                                                    "never started (schedule `withdrawals-sweep`)")
@@ -284,6 +304,8 @@ class Settings(BaseSettings):
         "jwt_ttl", "payment_timeout", "prepay_valid_for", "auto_confirm_after", "refund_window", "pickup_code_valid",
         "shipment_sla", "tracking_poll_every", "return_window", "quality_claim_window",
         "return_ship_timeout", "return_receipt_timeout", "refund_poll_every", "frequent_returns_window",
+        "receipt_extension", "paid_step_give_up_after", "refund_review_deadline", "refund_sweep_every",
+        "refund_stranded_after",
         "assessment_cycle", "revival_window", "assessment_reminder_before",
         "assessment_refresh_every", "revival_refresh_every", "risk_window", "withdrawal_poll_every",
         "withdrawal_confirm_timeout", "withdrawal_sweep_every", "withdrawal_stranded_after", "settlement_catchup_window", "profit_sharing_poll_every",
@@ -406,7 +428,9 @@ class Settings(BaseSettings):
         return OrderTimings(payment_timeout=self.payment_timeout, auto_confirm_after=self.auto_confirm_after,
                             refund_window=self.refund_window, pickup_code_valid=self.pickup_code_valid,
                             shipment_sla=self.shipment_sla, tracking_poll_every=self.tracking_poll_every,
-                            refunds=self.refund_timings(), prepay_valid_for=self.prepay_valid_for)
+                            receipt_extension=self.receipt_extension,
+                            step_give_up_after=self.paid_step_give_up_after, refunds=self.refund_timings(),
+                            prepay_valid_for=self.prepay_valid_for)
 
     @property
     def withdrawal_rules(self) -> WithdrawalRules:
@@ -415,12 +439,14 @@ class Settings(BaseSettings):
 
     def withdrawal_timings(self) -> WithdrawalTimings:
         return WithdrawalTimings(poll_every=self.withdrawal_poll_every,
-                                 confirm_timeout=self.withdrawal_confirm_timeout)
+                                 confirm_timeout=self.withdrawal_confirm_timeout,
+                                 polls_per_run=self.withdrawal_polls_per_run)
 
     def refund_timings(self) -> RefundTimings:
         return RefundTimings(return_ship_timeout=self.return_ship_timeout,
                              return_receipt_timeout=self.return_receipt_timeout,
-                             refund_poll_every=self.refund_poll_every)
+                             refund_poll_every=self.refund_poll_every, review_deadline=self.refund_review_deadline,
+                             polls_per_run=self.refund_polls_per_run)
 
     @property
     def sandbox_dir(self) -> Path:

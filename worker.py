@@ -47,6 +47,7 @@ from workflows.product import ProductReviewWorkflow
 from workflows.promoter_lifecycle import PromoterLifecycleWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
 from workflows.refund import RefundWorkflow
+from workflows.refund_sweep import RefundSweepWorkflow
 from workflows.revival import RevivalWorkflow
 from workflows.schedules import ensure_schedules
 from workflows.settlement import (
@@ -60,7 +61,7 @@ from workflows.withdrawal import WithdrawalWorkflow
 WORKFLOWS = [OrderWorkflow, RefundWorkflow, PromoterLifecycleWorkflow, RevivalWorkflow, SupplierOnboardingWorkflow,
              ProductReviewWorkflow, ChannelsSyncWorkflow, WithdrawalWorkflow, PayoutWorkflow,
              SupplierSettlementWorkflow, CommissionSettlementWorkflow, CommissionStatementBatchesWorkflow,
-             ReconciliationWorkflow, MessageDrainWorkflow, FlashSaleWorkflow]
+             ReconciliationWorkflow, MessageDrainWorkflow, FlashSaleWorkflow, RefundSweepWorkflow]
 log = structlog.get_logger()
 
 
@@ -79,10 +80,11 @@ def activities(settings: Settings, sessions=None, pay: WeChatPayClient | None = 
         orders.place_order, orders.cancel_unpaid, orders.record_payment, orders.record_shipment,
         orders.record_tracking, orders.mark_received, orders.complete_order,
         FulfilmentAlerts(sessions).shipment_overdue,
-        payments.create_payment, payments.query_payment, payments.close_payment,
+        payments.create_payment, payments.query_payment, payments.verify_payment, payments.close_payment,
         refunds.open_system_refund, refunds.open_late_payment_refund, refunds.set_refund_status,
         refunds.record_return_parcel, refunds.close_refund, refunds.request_refund, refunds.query_refund,
-        refunds.complete_refund,
+        refunds.complete_refund, refunds.open_compensation_refund, refunds.stranded_refunds,
+        refunds.mark_refunds_started, refunds.start_refund_review, refunds.record_refund_review,
         pickup.issue_pickup_code, pickup.record_pickup,
         logistics.subscribe_tracking, logistics.poll_tracking,
         promoters.promoter_status, promoters.count_sales, promoters.assess_cycle, promoters.remind,

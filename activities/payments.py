@@ -80,6 +80,29 @@ class PaymentActivities:
                              success_time=txn.success_time)
 
     @activity.defn
+    async def verify_payment(self, out_trade_no: str) -> PaymentNotice:
+        """What WeChat Pay itself says of a payment a signal claimed: its state (SUCCESS only when
+        the transaction is our merchant's and app's, under this out_trade_no) and the amount
+        really paid. The notice returned is WeChat Pay's record, never the signal's; an amount
+        that does not match the order is refused when recorded, and the order refunds it."""
+        try:
+            txn = await self.pay.query(out_trade_no)
+        except PartnerRejected as err:
+            if err.code == "ORDER_NOT_EXIST":
+                return PaymentNotice(out_trade_no=out_trade_no, transaction_id="", trade_state="NOT_FOUND",
+                                     amount_fen=0)
+            raise as_activity_error(err) from err
+        except Exception as err:  # noqa: BLE001
+            raise as_activity_error(err) from err
+        state = txn.trade_state
+        if (txn.mchid, txn.appid) != (self.pay.config.mchid, self.pay.config.appid) or txn.out_trade_no != out_trade_no:
+            state = "NOT_OURS"
+        elif state == "SUCCESS" and not txn.transaction_id:
+            state = "NO_TRANSACTION"
+        return PaymentNotice(out_trade_no=out_trade_no, transaction_id=txn.transaction_id or "",
+                             trade_state=state, amount_fen=txn.amount.total, success_time=txn.success_time)
+
+    @activity.defn
     async def close_payment(self, out_trade_no: str) -> None:
         try:
             await self.pay.close(out_trade_no)

@@ -6,13 +6,13 @@ balance is carried, never lost), the supplier's payable and platform revenue aft
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from activities import bonuses, ledger, risk
+from activities import bonuses, coupons, ledger, risk
 from activities.catalog import notify
 from activities.errors import business_error
 from activities.order_events import record_event
@@ -36,6 +36,7 @@ from domain.order_status import OrderStatus
 from domain.orders import PaymentNotice
 from domain.presale import combined_refund_status
 from domain.refunds import (
+    BUYER_KINDS,
     RESTOCKED,
     RefundKind,
     RefundLineRequest,
@@ -43,9 +44,14 @@ from domain.refunds import (
     RefundOutcome,
     RefundPlan,
     RefundRefused,
+    RefundDecision,
+    RefundInput,
     RefundRules,
     RefundStatus,
+    RefundTimings,
     ReturnParcel,
+    StrandedRefunds,
+    WHOLE_PAYMENT,
     plan_refund,
     share_of,
 )
@@ -67,11 +73,17 @@ def open_refund(s: Session, *, refund_no: str, order_no: str, buyer_user_id: int
     if existing is not None:
         if existing.order_no != order_no:
             raise RefundRefused("IDEMPOTENCY_CONFLICT", "this request key was used for another order")
-        return existing, RefundPlan(existing.needs_return, [r for r in existing.review_reasons.split("; ") if r])
+        return existing, plan_of(existing)
     order_lines = {ln.id: ln for ln in s.scalars(
         select(OrderLine).where(OrderLine.order_no == order_no).order_by(OrderLine.id).with_for_update())}
     wanted = lines or [RefundLineRequest(line_id=ln.id, quantity=ln.quantity - ln.refund_claimed_quantity)
                        for ln in order_lines.values() if ln.quantity > ln.refund_claimed_quantity]
+    if not wanted or any(w.line_id in order_lines and w.quantity > order_lines[w.line_id].quantity
+                         - order_lines[w.line_id].refund_claimed_quantity for w in wanted):
+        # a retried request (no Idempotency-Key) finds the same refund still open
+        same = _open_same_request(s, order_no, buyer_user_id, kind, lines)
+        if same is not None:
+            return same, plan_of(same)
     if not wanted:
         raise RefundRefused("NOTHING_TO_REFUND", "every unit of this order is already refunded or being refunded")
     if len({w.line_id for w in wanted}) != len(wanted):
@@ -103,6 +115,10 @@ def open_refund(s: Session, *, refund_no: str, order_no: str, buyer_user_id: int
             risk.raise_flag(s, RiskKind.FREQUENT_RETURNS, "refund", refund_no,
                             f"buyer has {recent} refunds in {rules_.frequent_returns_window.days} days",
                             buyer_user_id=order.buyer_user_id, order_no=order_no)
+        if amount > rules_.review_above_fen:  # flagged for support; never holds the refund up
+            risk.raise_flag(s, RiskKind.LARGE_REFUND, "refund", refund_no,
+                            f"refund of {amount} fen above {rules_.review_above_fen}",
+                            buyer_user_id=order.buyer_user_id, order_no=order_no)
     refund = Refund(refund_no=refund_no, order_no=order_no, buyer_user_id=order.buyer_user_id, kind=kind,
                     reason=reason, amount_fen=amount, needs_return=plan.needs_return,
                     review_reasons="; ".join(plan.review_reasons),
@@ -117,6 +133,45 @@ def open_refund(s: Session, *, refund_no: str, order_no: str, buyer_user_id: int
                  f"refund:{refund_no}:opened")
     s.flush()
     return refund, plan
+
+
+def plan_of(refund: Refund) -> RefundPlan:
+    return RefundPlan(refund.needs_return, [r for r in refund.review_reasons.split("; ") if r])
+
+
+def _open_same_request(s: Session, order_no: str, buyer_user_id: int | None, kind: RefundKind,
+                       lines: list[RefundLineRequest] | None) -> Refund | None:
+    """The buyer's refund of this kind still open on the order for the same units (any units
+    when the request names none): what a retried request without an Idempotency-Key meant."""
+    if buyer_user_id is None:
+        return None
+    candidates = s.scalars(select(Refund).where(
+        Refund.order_no == order_no, Refund.buyer_user_id == buyer_user_id, Refund.kind == kind,
+        Refund.status.not_in([st.value for st in RefundStatus if st.final])).order_by(Refund.created_at.desc()))
+    for refund in candidates:
+        if lines is None:
+            return refund
+        claimed = {(rl.order_line_id, rl.quantity) for rl in s.scalars(
+            select(RefundLine).where(RefundLine.refund_no == refund.refund_no))}
+        if claimed == {(ln.line_id, ln.quantity) for ln in lines}:
+            return refund
+    return None
+
+
+def refund_input(s: Session, refund: Refund, timings: RefundTimings) -> RefundInput:
+    """What a buyer's refund's workflow is started with, from its row."""
+    suppliers = sorted(set(s.scalars(select(OrderLine.supplier_id).join(
+        RefundLine, RefundLine.order_line_id == OrderLine.id).where(RefundLine.refund_no == refund.refund_no))))
+    plan = plan_of(refund)
+    return RefundInput(refund_no=refund.refund_no, order_no=refund.order_no, kind=refund.kind,
+                       amount_fen=refund.amount_fen, needs_return=plan.needs_return,
+                       review_reasons=plan.review_reasons, supplier_ids=suppliers, timings=timings)
+
+
+def mark_started(s: Session, refund_nos: list[str]) -> None:
+    if refund_nos:
+        s.execute(update(Refund).where(Refund.refund_no.in_(refund_nos), Refund.workflow_started_at.is_(None))
+                  .values(workflow_started_at=datetime.now(UTC)))
 
 
 def _received_at(s: Session, order_no: str) -> datetime | None:
@@ -208,7 +263,100 @@ class RefundActivities:
                          f"refund:{refund_no}:opened")
             return notice.amount_fen
 
+    @activity.defn
+    def open_compensation_refund(self, refund_no: str, order_no: str, notice: PaymentNotice, reason: str) -> int:
+        """A step after payment failed for good: give the buyer's money back. If the payment was
+        never recorded (e.g. its amount did not match), the order is cancelled, its stock and
+        coupon released and the payment booked in, to be refunded whole; if it was, every unit
+        not yet refunded is. Returns the amount (0: nothing left to refund). Idempotent."""
+        with self.sessions.begin() as s:
+            order = s.get(Order, order_no, with_for_update=True)
+            existing = s.get(Refund, refund_no)
+            if existing is not None:
+                return existing.amount_fen
+            if order.status in (OrderStatus.PENDING_PAYMENT, OrderStatus.CANCELLED):
+                if order.status == OrderStatus.PENDING_PAYMENT:
+                    _cancel_for_compensation(s, order, reason)
+                ledger.lock_accounts(s, {rules.CLEARING, rules.ORDERS_HELD})
+                ledger.post(s, f"order:{order_no}:payment_failed:{notice.out_trade_no}", "payment_not_kept",
+                            rules.transfer(rules.CLEARING, rules.ORDERS_HELD, notice.amount_fen),
+                            order_no=order_no, memo=f"paid but not kept ({reason}), WeChat Pay {notice.transaction_id}")
+                s.execute(update(Payment).where(Payment.out_trade_no == notice.out_trade_no).values(
+                    status="SUCCESS", transaction_id=notice.transaction_id, paid_at=datetime.now(UTC)))
+                s.add(Refund(refund_no=refund_no, order_no=order_no, buyer_user_id=order.buyer_user_id,
+                             kind=RefundKind.PAYMENT_FAILED, reason=reason, status=RefundStatus.REFUNDING,
+                             amount_fen=notice.amount_fen, workflow_started_at=datetime.now(UTC)))
+                if notice.out_trade_no != order_no:  # a pre-sale part: refunded by its own out_trade_no
+                    s.flush()
+                    s.add(RefundPayment(out_refund_no=refund_no, refund_no=refund_no,
+                                        out_trade_no=notice.out_trade_no, amount_fen=notice.amount_fen))
+                order.open_refunds += 1
+                record_event(s, order_no, OrderStatus.CANCELLED,
+                             f"payment not kept ({reason}): refunding {notice.amount_fen} fen",
+                             f"refund:{refund_no}:opened")
+                amount = notice.amount_fen
+            else:
+                try:
+                    refund, _ = open_refund(s, refund_no=refund_no, order_no=order_no, buyer_user_id=None,
+                                            kind=RefundKind.PAYMENT_FAILED, lines=None, reason=reason,
+                                            rules_=self.rules)
+                except RefundRefused as err:
+                    if err.code == "NOTHING_TO_REFUND":
+                        return 0
+                    raise business_error(err.code, err.message) from err
+                refund.workflow_started_at = datetime.now(UTC)
+                amount = refund.amount_fen
+            notify(s, role="support", kind="payment_not_kept", subject_type="order", subject_id=order_no,
+                   message=f"订单 {order_no} 支付后处理失败（{reason}），已自动全额退款 {amount / 100:.2f} 元",
+                   key=f"order:{order_no}:payment_not_kept")
+            return amount
+
+    # --- the sweep: buyers' refunds whose workflow never started ---------------------------
+    @activity.defn
+    def stranded_refunds(self, stranded_after_seconds: float, after_refund_no: str, limit: int,
+                         timings: RefundTimings) -> StrandedRefunds:
+        """The next page of buyers' refunds still open, saved over `stranded_after_seconds` ago,
+        whose workflow was never seen to start (the API died between the two)."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=stranded_after_seconds)
+        with self.sessions() as s:
+            refunds = s.scalars(select(Refund).where(
+                Refund.workflow_started_at.is_(None), Refund.created_at <= cutoff,
+                Refund.refund_no > after_refund_no, Refund.kind.in_([k.value for k in BUYER_KINDS]),
+                Refund.status.not_in([st.value for st in RefundStatus if st.final]))
+                .order_by(Refund.refund_no).limit(limit)).all()
+            return StrandedRefunds(refunds=[refund_input(s, r, timings) for r in refunds],
+                                   next_after=refunds[-1].refund_no if len(refunds) == limit else None)
+
+    @activity.defn
+    def mark_refunds_started(self, refund_nos: list[str]) -> None:
+        with self.sessions.begin() as s:
+            mark_started(s, refund_nos)
+
     # --- steps -----------------------------------------------------------------------------
+    @activity.defn
+    def start_refund_review(self, refund_no: str, note: str, deadline: datetime) -> None:
+        """Support has until `deadline` to judge; after it the refund is approved automatically."""
+        with self.sessions.begin() as s:
+            refund = s.get(Refund, refund_no, with_for_update=True)
+            if RefundStatus(refund.status).final:
+                return
+            refund.review_deadline_at = deadline
+        self.set_refund_status(refund_no, RefundStatus.REVIEWING, note)
+
+    @activity.defn
+    def record_refund_review(self, refund_no: str, decision: RefundDecision) -> None:
+        """Who decided (None: approved automatically at the deadline), when, and why."""
+        with self.sessions.begin() as s:
+            refund = s.get(Refund, refund_no, with_for_update=True)
+            if refund.reviewed_at is not None or RefundStatus(refund.status).final:
+                return
+            refund.reviewed_by_user_id, refund.reviewed_at = decision.reviewer_user_id, datetime.now(UTC)
+            refund.review_note = decision.note or refund.review_note
+            verdict = "approved" if decision.approve else "rejected"
+            who = f"support user {decision.reviewer_user_id}" if decision.reviewer_user_id else "the review deadline"
+            record_event(s, refund.order_no, OrderStatus.AFTER_SALE, f"refund {refund_no} {verdict} by {who}",
+                         f"refund:{refund_no}:reviewed")
+
     @activity.defn
     def set_refund_status(self, refund_no: str, status: RefundStatus, note: str) -> None:
         with self.sessions.begin() as s:
@@ -317,9 +465,12 @@ class RefundActivities:
             ledger.lock_accounts(s, {p.account for p in postings})
             ledger.post(s, f"refund:{refund_no}", "refund", postings, order_no=order.order_no,
                         memo=f"refund {refund_no} ({refund.kind}) {note}".strip())
-            if refund.kind in RESTOCKED:
-                for rl, line in s.execute(select(RefundLine, OrderLine).join(
-                        OrderLine, OrderLine.id == RefundLine.order_line_id).where(RefundLine.refund_no == refund_no)):
+            shipped = set(s.scalars(select(Shipment.supplier_id).where(Shipment.order_no == order.order_no)))
+            for rl, line in s.execute(select(RefundLine, OrderLine).join(
+                    OrderLine, OrderLine.id == RefundLine.order_line_id).where(RefundLine.refund_no == refund_no)):
+                # a payment not kept: what never left the supplier goes back on sale
+                if refund.kind in RESTOCKED or (refund.kind == RefundKind.PAYMENT_FAILED
+                                                and line.supplier_id not in shipped):
                     restock(s, line.sku_id, rl.quantity)
             refund.status, refund.finished_at = RefundStatus.REFUNDED, datetime.now(UTC)
             parts = refund_payments(s, refund_no)
@@ -330,7 +481,8 @@ class RefundActivities:
                 wechat_refund_id = ids[0]
             refund.wechat_refund_id = wechat_refund_id or refund.wechat_refund_id
             order.open_refunds -= 1
-            if refund.kind != RefundKind.LATE_PAYMENT and not any(_units_left(s, order.order_no).values()):
+            if refund.kind != RefundKind.LATE_PAYMENT and order.status != OrderStatus.CANCELLED \
+                    and not any(_units_left(s, order.order_no).values()):
                 order.status = OrderStatus.REFUNDED
             record_event(s, order.order_no, OrderStatus.REFUNDED if order.status == OrderStatus.REFUNDED
                          else OrderStatus.AFTER_SALE, f"refund {refund_no}: {refund.amount_fen} fen refunded",
@@ -342,7 +494,9 @@ class RefundActivities:
 
     def _reversal(self, s: Session, refund: Refund, order: Order) -> list[rules.Posting]:
         clearing = [rules.Posting(rules.CLEARING, -refund.amount_fen)]
-        if refund.kind in (RefundKind.LATE_PAYMENT, RefundKind.PRESALE_LAPSED):  # no goods, no commission yet
+        whole = refund.kind in WHOLE_PAYMENT and s.scalar(
+            select(func.count()).select_from(RefundLine).where(RefundLine.refund_no == refund.refund_no)) == 0
+        if whole:  # no goods, no commission yet: the payment goes back whole
             return [rules.Posting(rules.ORDERS_HELD, refund.amount_fen), *clearing]
         settled = s.scalar(select(LedgerTransaction.id).where(
             LedgerTransaction.idempotency_key == f"order:{order.order_no}:settle")) is not None
@@ -398,3 +552,13 @@ def _line_commission(s: Session, order_no: str) -> dict[int, dict[tuple[int, int
         key = (tier, rules.owner_of(code)[1])
         per_line[key] = per_line.get(key, 0) - amount  # credits are negative
     return out
+
+
+def _cancel_for_compensation(s: Session, order: Order, reason: str) -> None:
+    """The order could not keep its payment: cancel it, its stock and coupon released."""
+    for line in s.scalars(select(OrderLine).where(OrderLine.order_no == order.order_no)):
+        restock(s, line.sku_id, line.quantity)
+    coupons.release(s, order.order_no)
+    order.status = OrderStatus.CANCELLED
+    record_event(s, order.order_no, OrderStatus.CANCELLED, f"cancelled after payment: {reason}",
+                 f"order:{order.order_no}:cancelled")

@@ -24,12 +24,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import false, select, true
 
 from api.auth import PLATFORM_STAFF, Principal
 from api.errors import not_found
-from db.models import Order, OrderLine, Promoter, Shipment, Supplier
+from db.models import Order, OrderLine, Promoter, Shipment, Supplier, User
 from db.order_models import Refund, RefundLine
 from domain.assessment import CycleProgress
 from domain.order_status import OrderStatus
@@ -217,6 +217,11 @@ class RefundOut(BaseModel):
     return_waybill_no: str | None
     created_at: datetime
     finished_at: datetime | None
+    review_deadline_at: datetime | None = Field(
+        default=None, description="under review: approved automatically if support has not decided by then")
+    reviewed_by: str | None = Field(default=None, description="who decided the review: a support member, or "
+                                                              "the deadline (approved automatically)")
+    reviewed_at: datetime | None = None
     lines: list[RefundLineOut]
     view: str = "full"
 
@@ -235,11 +240,19 @@ def refund_scope(viewer: Viewer):
     return false()
 
 
+def _reviewer(s, refund: Refund) -> str | None:
+    if refund.reviewed_at is None:
+        return None
+    staff = s.get(User, refund.reviewed_by_user_id) if refund.reviewed_by_user_id else None
+    return f"support: {staff.display_name or f'#{staff.id}'}" if staff else "deadline: approved automatically"
+
+
 def refund_view(s, viewer: Viewer, refund: Refund) -> RefundOut | None:
     rows = s.execute(select(RefundLine, OrderLine.supplier_id)
                      .join(OrderLine, OrderLine.id == RefundLine.order_line_id)
                      .where(RefundLine.refund_no == refund.refund_no).order_by(RefundLine.id)).all()
-    fields = {k: getattr(refund, k) for k in RefundOut.model_fields if k not in ("lines", "view")}
+    fields = {k: getattr(refund, k) for k in RefundOut.model_fields if k not in ("lines", "view", "reviewed_by")}
+    fields["reviewed_by"] = _reviewer(s, refund)
     if viewer.staff or (viewer.role in ("buyer", "promoter") and refund.buyer_user_id == viewer.principal.user_id):
         return RefundOut(**fields, lines=[RefundLineOut.model_validate(ln, from_attributes=True) for ln, _ in rows])
     if viewer.role == "supplier" and viewer.supplier_id is not None:

@@ -12,10 +12,12 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -120,7 +122,14 @@ class Refund(Base):
     wechat_refund_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = created_at_column()
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    __table_args__ = (CheckConstraint("amount_fen > 0", name="ck_refunds_amount"),)
+    # set once its RefundWorkflow is known to run; a buyer's refund left without one is started
+    # by the `refunds-sweep` schedule
+    workflow_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    review_deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reviewed_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    __table_args__ = (CheckConstraint("amount_fen > 0", name="ck_refunds_amount"),
+                      Index("ix_refunds_unstarted", "created_at", postgresql_where=text("workflow_started_at IS NULL")))
 
 
 class RefundLine(Base):

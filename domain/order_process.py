@@ -19,6 +19,8 @@ class OrderTimings(BaseModel):
     tracking_poll_every: timedelta = timedelta(hours=6)
     # WeChat Pay's prepay_id lives 2 hours; past this the payment parameters are created afresh
     prepay_valid_for: timedelta = timedelta(minutes=110)
+    receipt_extension: timedelta = timedelta(days=5)      # the buyer may push auto-confirm back once
+    step_give_up_after: timedelta = timedelta(hours=1)    # a step after payment failing this long: compensate
     refunds: RefundTimings = RefundTimings(return_ship_timeout=timedelta(days=7),
                                            return_receipt_timeout=timedelta(days=10),
                                            refund_poll_every=timedelta(minutes=10))

@@ -146,6 +146,9 @@ class OrderProgress(BaseModel):
     balance_open: bool = False
     balance_prepay: PrepayParams | None = None
     balance_due_at: datetime | None = None
+    auto_confirm_at: datetime | None = None   # receipt is confirmed automatically then (from shipment)
+    receipt_extended: bool = False
+    ignored_payment_signals: int = 0          # payment signals WeChat Pay did not confirm
 
 
 class PickupScan(BaseModel):

@@ -22,11 +22,17 @@ class RefundKind(StrEnum):
     PICKUP_EXPIRED = "pickup_expired"      # unclaimed pickup code (system)
     LATE_PAYMENT = "late_payment"          # paid after the order was closed (system)
     PRESALE_LAPSED = "presale_lapsed"      # pre-sale balance not paid in time: deposit back (system)
+    PAYMENT_FAILED = "payment_failed"      # a payment the order could not keep: all of it back (system)
 
 
 BUYER_KINDS = (RefundKind.CANCEL, RefundKind.RETURN, RefundKind.QUALITY_RETURN, RefundKind.QUALITY_REFUND)
 # Goods that come back unopened (or never left) go back on sale.
 RESTOCKED = (RefundKind.CANCEL, RefundKind.RETURN, RefundKind.PICKUP_EXPIRED)
+# The buyer's right: a cancel before shipment and a 7-day no-reason return are always honoured.
+# They are never reviewed or rejected; large amounts and frequent returners are only flagged.
+NEVER_REJECTABLE = (RefundKind.CANCEL, RefundKind.RETURN)
+# Money refunded whole, with no goods and no commission booked against it.
+WHOLE_PAYMENT = (RefundKind.LATE_PAYMENT, RefundKind.PRESALE_LAPSED, RefundKind.PAYMENT_FAILED)
 
 
 class RefundStatus(StrEnum):
@@ -62,7 +68,8 @@ class RefundRules:
 @dataclass
 class RefundPlan:
     needs_return: bool
-    review_reasons: list[str] = field(default_factory=list)
+    review_reasons: list[str] = field(default_factory=list)   # support judges first (with a deadline)
+    flags: list[str] = field(default_factory=list)            # noted for support, never holding it up
 
 
 SHIPPED_STATES = (OrderStatus.SHIPPED, OrderStatus.DELIVERED, OrderStatus.RECEIVED, OrderStatus.COMPLETED)
@@ -72,7 +79,10 @@ def plan_refund(kind: RefundKind, *, status: OrderStatus, pickup: bool, picked_u
                 received_at: datetime | None, now: datetime, amount_fen: int,
                 recent_refunds: int, rules: RefundRules) -> RefundPlan:
     """Decide how a buyer's refund request proceeds, or refuse it with a reason the buyer can
-    act on. Nothing here depends on sales targets: every paid order can be refunded."""
+    act on. Nothing here depends on sales targets: every paid order can be refunded.
+
+    A cancel before shipment and a 7-day no-reason return are never reviewed (large amounts and
+    frequent returners are flagged only); support reviews quality claims, with a deadline."""
     handed_over = picked_up if pickup else status in SHIPPED_STATES
     if status == OrderStatus.DEPOSIT_PAID:
         raise RefundRefused("PRESALE_BALANCE_PENDING", "only the deposit is paid: an unpaid balance closes the "
@@ -82,7 +92,7 @@ def plan_refund(kind: RefundKind, *, status: OrderStatus, pickup: bool, picked_u
     if kind == RefundKind.CANCEL:
         if handed_over:
             raise RefundRefused("ALREADY_SHIPPED", "the goods are on their way: ask for a return instead")
-        return RefundPlan(needs_return=False, review_reasons=_review(amount_fen, recent_refunds, rules))
+        return RefundPlan(needs_return=False, flags=_review(amount_fen, recent_refunds, rules))
     if kind not in BUYER_KINDS:
         raise RefundRefused("INVALID_KIND", f"{kind} refunds are started by the platform")
     if not handed_over:
@@ -91,6 +101,8 @@ def plan_refund(kind: RefundKind, *, status: OrderStatus, pickup: bool, picked_u
     if received_at is not None and now - received_at > window:
         raise RefundRefused("WINDOW_CLOSED", f"{kind} is possible for {window.days} days after receipt")
     reasons = _review(amount_fen, recent_refunds, rules)
+    if kind == RefundKind.RETURN:
+        return RefundPlan(needs_return=True, flags=reasons)
     if kind == RefundKind.QUALITY_REFUND:
         reasons.insert(0, "quality claim without return")
     return RefundPlan(needs_return=kind != RefundKind.QUALITY_REFUND, review_reasons=reasons)
@@ -140,6 +152,10 @@ class RefundTimings(BaseModel):
     return_ship_timeout: timedelta
     return_receipt_timeout: timedelta
     refund_poll_every: timedelta
+    review_deadline: timedelta = Field(default=timedelta(hours=48),
+                                       description="a review not decided by then is approved automatically")
+    polls_per_run: int = Field(default=200, ge=1,
+                               description="WeChat Pay polls of a PROCESSING refund before continuing as new")
 
 
 class RefundInput(BaseModel):
@@ -153,12 +169,15 @@ class RefundInput(BaseModel):
     timings: RefundTimings
     late_payment: PaymentNotice | None = Field(
         default=None, description="set when refunding a payment that came after the order was closed")
+    resume_refunding: bool = Field(
+        default=False, description="continued as new while WeChat Pay was still processing the refund")
+    resume_note: str = ""
 
 
 class RefundDecision(BaseModel):
     approve: bool
     note: str = Field(default="", max_length=500)
-    reviewer_user_id: int
+    reviewer_user_id: int | None = Field(description="None: approved automatically at the review deadline")
 
 
 class ReturnParcel(BaseModel):
@@ -185,6 +204,7 @@ class RefundProgress(BaseModel):
     review_reasons: list[str] = []
     note: str = ""
     updated_at: datetime | None = None
+    review_deadline_at: datetime | None = None
 
 
 class RefundOutcome(BaseModel):
@@ -194,3 +214,26 @@ class RefundOutcome(BaseModel):
     status: RefundStatus
     order_fully_refunded: bool = False
     suppliers_with_units_left: list[int] = []
+
+
+class RefundSweepInput(BaseModel):
+    """The `refunds-sweep` run: buyers' refunds saved this long ago whose workflow never started."""
+
+    stranded_after: timedelta = timedelta(minutes=10)
+    timings: RefundTimings
+    page_size: int = 100
+
+
+class StrandedRefunds(BaseModel):
+    refunds: list[RefundInput] = []
+    next_after: str | None = None
+
+
+class RefundSweepProgress(BaseModel):
+    started: int = 0
+    already_running: int = 0
+    done: bool = False
+
+
+def compensation_refund_no(order_no: str) -> str:
+    return f"RC{order_no}"

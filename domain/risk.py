@@ -21,6 +21,7 @@ class RiskKind(StrEnum):
     SHARED_IP = "shared_ip"
     SHARED_ADDRESS = "shared_address"
     FREQUENT_RETURNS = "frequent_returns"
+    LARGE_REFUND = "large_refund"          # noted for support; the refund itself goes ahead
 
 
 class RiskStatus(StrEnum):

@@ -146,6 +146,8 @@ def status_for_bill(state: str) -> WithdrawalStatus:
 class WithdrawalTimings(BaseModel):
     poll_every: timedelta
     confirm_timeout: timedelta
+    polls_per_run: int = Field(default=200, ge=1,
+                               description="queries of a transfer bill before the workflow continues as new")
 
 
 class WithdrawalInput(BaseModel):
@@ -154,6 +156,10 @@ class WithdrawalInput(BaseModel):
     amount_fen: int
     needs_review: bool = False
     timings: WithdrawalTimings
+    # continued as new while waiting for the transfer's result: where it was
+    resume_bill: TransferState | None = None
+    resume_deadline: datetime | None = None
+    resume_cancel_tried: bool = False
 
 
 class WithdrawalDecision(BaseModel):
@@ -219,3 +225,6 @@ class PayoutRunProgress(BaseModel):
     already_running: int = 0
     skipped: int = 0
     done: bool = False
+
+
+WithdrawalInput.model_rebuild()  # its resume_bill is a TransferState, defined below it

@@ -92,6 +92,10 @@ def install(app: FastAPI, sb: Sandbox) -> None:
             return _fail("501", "重复订阅")
         parcel["subscription"] = {"callbackurl": callbackurl, "salt": parameters.get("salt") or ""}
         sb.store.put(PARCEL, key, parcel)
+        if parcel["steps"]:
+            # 快递100 pushes what it already knows right after a subscription, so a subscriber
+            # who came after the carrier's last event still learns the parcel's current state
+            sb.spawn(_push(sb, parcel, parcel["subscription"]))
         return {"result": True, "returnCode": "200", "message": "提交成功"}
 
     @router.post("/poll/query.do")

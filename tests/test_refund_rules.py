@@ -84,12 +84,17 @@ def test_who_may_refund_what():
     assert system.value.code == "INVALID_KIND"
 
 
-def test_support_looks_at_large_refunds_frequent_returners_and_refund_only_claims():
+def test_support_looks_at_quality_claims_and_only_flags_cancels_and_returns():
     assert _plan(RefundKind.CANCEL).review_reasons == []
-    assert "above" in _plan(RefundKind.CANCEL, amount=50_001).review_reasons[0]
-    assert "3 refunds" in _plan(RefundKind.CANCEL, recent=3).review_reasons[0]
+    # a cancel before shipment and a 7-day return are the buyer's right: flagged, never reviewed
+    large = _plan(RefundKind.CANCEL, amount=50_001)
+    assert large.review_reasons == [] and "above" in large.flags[0]
+    frequent = _plan(RefundKind.RETURN, OrderStatus.DELIVERED, received_days_ago=1, recent=3)
+    assert frequent.review_reasons == [] and "3 refunds" in frequent.flags[0] and frequent.needs_return
     only = _plan(RefundKind.QUALITY_REFUND, OrderStatus.DELIVERED, received_days_ago=1)
     assert not only.needs_return and only.review_reasons == ["quality claim without return"]
+    claim = _plan(RefundKind.QUALITY_RETURN, OrderStatus.DELIVERED, received_days_ago=1, amount=50_001)
+    assert claim.needs_return and "above" in claim.review_reasons[0]
 
 
 def test_pickup_codes_are_stable_distinct_and_stored_only_hashed():

@@ -148,36 +148,43 @@ async def test_partial_refund_after_commission_release_reverses_every_party(
         assert_books_balance(s)
 
 
-async def test_large_refund_waits_for_support_who_rejects_then_approves(
+async def test_support_judges_a_quality_claim_rejects_then_approves(
         api, sandbox, demo, token, temporal_env, sessions):
-    buyer = token(demo.buyer_user_id, "buyer")
+    buyer, supplier = token(demo.buyer_user_id, "buyer"), token(demo.supplier_user_id, "supplier")
     support = token(make_user(sessions, "support", "kefu-1"), "support")
     order_no = (await place(api, buyer, demo, quantity=3)).json()["order_no"]   # 59 700 > 50 000
     await pay(sandbox, order_no)
     await wait_status(temporal_env.client, order_no, OrderStatus.PAID)
+    await ship_and_deliver(api, sandbox, temporal_env.client, supplier, order_no, "SF4000000001")
 
-    first = (await api.post(f"/orders/{order_no}/refunds", headers=buyer, json={"kind": "cancel"})).json()
-    assert first["status"] == "REVIEWING" and "above" in first["review_reasons"]
+    first = (await api.post(f"/orders/{order_no}/refunds", headers=buyer,
+                            json={"kind": "quality_refund", "reason": "发霉"})).json()
+    assert first["status"] == "REVIEWING" and "quality claim" in first["review_reasons"]
     await wait_refund(temporal_env.client, first["refund_no"], RefundStatus.REVIEWING)
+    shown = (await api.get(f"/refunds/{first['refund_no']}", headers=buyer)).json()
+    assert shown["review_deadline_at"] is not None and shown["reviewed_by"] is None
     not_support = await api.post(f"/refunds/{first['refund_no']}/review", headers=buyer, json={"approve": True})
     assert not_support.status_code == 403
     rejected = await api.post(f"/refunds/{first['refund_no']}/review", headers=support,
-                              json={"approve": False, "note": "请先联系客服"})
+                              json={"approve": False, "note": "照片不清晰，请补充"})
     assert rejected.status_code == 200, rejected.text
     await wait_refund(temporal_env.client, first["refund_no"], RefundStatus.REJECTED)
     twice = await api.post(f"/refunds/{first['refund_no']}/review", headers=support, json={"approve": True})
     assert twice.status_code == 409
+    shown = (await api.get(f"/refunds/{first['refund_no']}", headers=buyer)).json()
+    assert shown["reviewed_by"] == "support: kefu-1" and shown["reviewed_at"] is not None
     with sessions() as s:  # the units are free again
         assert s.scalar(select(OrderLine.refund_claimed_quantity).where(OrderLine.order_no == order_no)) == 0
 
-    second = (await api.post(f"/orders/{order_no}/refunds", headers=buyer, json={"kind": "cancel"})).json()
+    second = (await api.post(f"/orders/{order_no}/refunds", headers=buyer,
+                             json={"kind": "quality_refund", "reason": "发霉"})).json()
     await wait_refund(temporal_env.client, second["refund_no"], RefundStatus.REVIEWING)
     await api.post(f"/refunds/{second['refund_no']}/review", headers=support, json={"approve": True})
     assert (await run_to_end(temporal_env, order_no)).status == OrderStatus.REFUNDED
     with sessions() as s:
         assert balance(s, rules.CLEARING) == 0
         assert_books_balance(s)
-    await keep_run_history(temporal_env, f"refund-{first['refund_no']}", None, "refund_rejected_by_support")
+    await keep_run_history(temporal_env, f"refund-{first['refund_no']}", None, "refund_quality_claim_rejected")
 
 
 async def test_payment_after_close_is_refunded_automatically_once(

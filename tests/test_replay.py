@@ -30,7 +30,10 @@ def test_histories_are_recorded():
         "settlement_supplier_day", "settlement_supplier_faults", "settlement_supplier_scheduled",
         "settlement_commission_reviewed", "settlement_commission_team_bonus", "settlement_commission_batches", "settlement_commission_scheduled", "channels_sync", "channels_sync_reconcile",
         "reconciliation_clean", "reconciliation_differences", "reconciliation_bill_retried",
-        "reconciliation_scheduled", "messages_drain", "flash_sale_ended", "order_prepay_refreshed", "order_paid_encrypted_payloads"}
+        "reconciliation_scheduled", "messages_drain", "flash_sale_ended", "order_prepay_refreshed", "order_paid_encrypted_payloads",
+        "refund_sweep", "order_completed_after_swept_refund", "refund_review_auto_approved",
+        "refund_quality_claim_rejected", "order_completed_by_ship_clock", "order_payment_not_kept",
+        "order_forged_payment_ignored", "refund_late_payment_forged"}
 
 
 @pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])

@@ -12,7 +12,8 @@ from db.order_models import Refund
 from db.risk_models import OrderFingerprint, RiskFlag
 from domain.order_status import OrderStatus
 from domain.risk import RiskKind, RiskRules, address_key, findings, fingerprint
-from tests.helpers import ADDRESS, make_user, pay, place, wait_status
+from domain.refunds import RefundStatus
+from tests.helpers import ADDRESS, assert_books_balance, make_user, pay, place, wait_refund, wait_status
 
 
 def _buyers(sessions, n: int, prefix: str) -> list[int]:
@@ -92,7 +93,7 @@ async def test_many_accounts_on_one_device_and_one_address_are_flagged_never_blo
                            json={"status": "cleared", "note": "x"})).status_code == 403
 
 
-async def test_a_frequent_returner_is_flagged_and_their_refund_still_proceeds_to_review(
+async def test_a_frequent_returner_is_flagged_and_their_cancel_still_goes_ahead(
         api, sandbox, demo, token, temporal_env, sessions):
     buyer = token(demo.buyer_user_id, "buyer")
     order_no = (await place(api, buyer, demo, quantity=1)).json()["order_no"]
@@ -103,7 +104,11 @@ async def test_a_frequent_returner_is_flagged_and_their_refund_still_proceeds_to
                           kind="cancel", status="REFUNDED", amount_fen=1) for n in range(3)])
     asked = await api.post(f"/orders/{order_no}/refunds", headers=buyer, json={"kind": "cancel"})
     assert asked.status_code == 201, asked.text
-    assert asked.json()["status"] == "REVIEWING"          # support looks; the buyer is not refused
+    # a cancel is the buyer's right: flagged for support, never held for review
+    assert asked.json()["status"] == "REFUNDING" and asked.json()["review_reasons"] == ""
     flags = _flags(sessions, RiskKind.FREQUENT_RETURNS)
     assert [(f.subject_id, f.buyer_user_id) for f in flags] == [(asked.json()["refund_no"], demo.buyer_user_id)]
     assert "3 refunds in 30 days" in flags[0].detail
+    await wait_refund(temporal_env.client, asked.json()["refund_no"], RefundStatus.REFUNDED)
+    with sessions() as s:
+        assert_books_balance(s)

@@ -222,6 +222,29 @@ async def test_transfer_never_confirmed_is_cancelled_and_money_returned(api, san
         assert_books_balance(s)
 
 
+async def test_a_long_wait_for_the_transfer_continues_as_new_and_still_returns_the_money(
+        api, sandbox, sandbox_app, demo, token, sessions, temporal_env, settings, monkeypatch, faults_cleared):
+    """Polling a bill that stays unconfirmed keeps the history small: after
+    WITHDRAWAL_POLLS_PER_RUN queries the workflow continues as new where it was."""
+    monkeypatch.setattr(settings, "withdrawal_poll_every", timedelta(hours=2))
+    monkeypatch.setattr(settings, "withdrawal_polls_per_run", 3)
+    headers = token(demo.promoter_user_id, "promoter")
+    fund(sessions, demo.promoter_id, 10_000)
+    await sandbox.put("/sandbox/faults", json=NEVER_CONFIRMS)
+    wid = (await withdraw(api, headers, 5_000)).json()["id"]
+    await wait_status(api, headers, wid, "WAIT_USER_CONFIRM")
+    first_run = (await temporal_env.client.get_workflow_handle(workflow_id(wid)).describe()).run_id
+    result = await finished(temporal_env, wid)  # 24 hours pass: 12 queries, 4 runs
+    assert (result.status, result.bill_state) == (WithdrawalStatus.CANCELLED, "CANCELLED")
+    described = await temporal_env.client.get_workflow_handle(workflow_id(wid)).describe()
+    assert described.run_id != first_run
+    assert described.raw_description.workflow_execution_info.history_length < 60
+    assert balances(sessions, demo.promoter_id) == (10_000, 0)
+    with sessions() as s:
+        assert ledger.balance(s, rules.CLEARING) == 10_000
+        assert_books_balance(s)
+
+
 async def test_failed_transfer_returns_the_money(api, sandbox, demo, token, sessions, temporal_env, faults_cleared):
     headers = token(demo.promoter_user_id, "promoter")
     fund(sessions, demo.promoter_id, 2_000)

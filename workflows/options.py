@@ -13,3 +13,11 @@ PARTNER_CALL = dict(start_to_close_timeout=timedelta(seconds=20),
 # Sending the outbox's subscribe messages: a few tries, then the next drain sends them.
 MESSAGE_SEND = dict(start_to_close_timeout=timedelta(seconds=60),
                     retry_policy=RetryPolicy(maximum_attempts=3, maximum_interval=timedelta(seconds=10)))
+
+
+def paid_step(give_up_after: timedelta) -> dict:
+    """A database step of an order that holds the buyer's money: retried, but only for
+    `give_up_after` (a setting); then the order compensates (the money goes back) instead of
+    waiting for good on a record that cannot be written."""
+    return dict(start_to_close_timeout=timedelta(seconds=30), schedule_to_close_timeout=give_up_after,
+                retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)))

@@ -10,7 +10,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 from workflows.options import DB_STEP, PARTNER_CALL
-from workflows.order_state import OrderState
+from workflows.order_state import SHIP_CLOCK_PATCH, OrderState
 
 with workflow.unsafe.imports_passed_through():
     from activities.channels_delivery import ChannelsDeliveryActivities
@@ -25,18 +25,30 @@ class DeliveryPath(OrderState):
     async def _deliver(self, order_no: str, timings: OrderTimings) -> None:
         """Each supplier ships its part; tracking pushes arrive until every parcel is signed
         for (the carrier is asked directly when pushes stop). The buyer may confirm receipt at
-        any point after shipping. A supplier late to ship is reported once."""
+        any point after shipping. A supplier late to ship is reported once.
+
+        The auto-confirm clock starts when the last parcel ships: when it runs out, delivery is
+        over whatever the carrier says (tracking that never reports delivery cannot hold the
+        order), so polling the carrier is bounded by it too."""
+        clock = workflow.patched(SHIP_CLOCK_PATCH)
         shipped: set[int] = set()
         sla_deadline = workflow.now() + timings.shipment_sla
         alerted = False
         while True:
+            if clock and self._confirm_by is None and shipped and self._suppliers <= shipped:
+                self._start_confirm_clock(timings)
             late = not alerted and not self._suppliers <= shipped
             timeout = max(sla_deadline - workflow.now(), timedelta(seconds=1)) if late else (
                 timings.tracking_poll_every if self._waybills - self._waybills_delivered else None)
+            if self._confirm_by is not None:
+                left = max(self._confirm_by - workflow.now(), timedelta(seconds=1))
+                timeout = left if timeout is None else min(timeout, left)
             woke = await self._wait_for(
                 lambda: bool(self._shipments or self._tracking) or self._refunded or self._delivery_done(shipped),
                 timeout, "shipment SLA" if late else "tracking poll")
             if self._refunded:
+                return
+            if self._clock_ran_out():
                 return
             if not woke:
                 if late:
@@ -50,10 +62,8 @@ class DeliveryPath(OrderState):
             while self._shipments:
                 shipment = self._shipments.pop(0)
                 await workflow.execute_activity_method(
-                    OrderActivities.record_shipment, args=[order_no, shipment], **DB_STEP)
-                await workflow.execute_activity_method(
-                    LogisticsActivities.subscribe_tracking, args=[shipment.carrier, shipment.waybill_no],
-                    **PARTNER_CALL)
+                    OrderActivities.record_shipment, args=[order_no, shipment], **self._paid_step())
+                await self._subscribe(shipment)
                 if self._channels:
                     await self._send_to_channels(order_no, shipment)
                 shipped.add(shipment.supplier_id)
@@ -61,11 +71,13 @@ class DeliveryPath(OrderState):
                 self._progress.shipped_suppliers = sorted(shipped)
                 if self._suppliers <= shipped:
                     self._set_status(OrderStatus.SHIPPED)
+                    if clock and self._confirm_by is None:
+                        self._start_confirm_clock(timings)
                 await self._send_buyer_messages()
             while self._tracking:
                 update = self._tracking.pop(0)
                 await workflow.execute_activity_method(
-                    OrderActivities.record_tracking, args=[order_no, update], **DB_STEP)
+                    OrderActivities.record_tracking, args=[order_no, update], **self._paid_step())
                 if update.delivered:
                     self._waybills_delivered.add(f"{update.carrier}:{update.waybill_no}")
             if self._delivery_done(shipped):
@@ -74,6 +86,21 @@ class DeliveryPath(OrderState):
                     self._set_status(OrderStatus.DELIVERED)
                     await self._send_buyer_messages()
                 return
+    def _start_confirm_clock(self, timings: OrderTimings) -> None:
+        self._confirm_by = workflow.now() + timings.auto_confirm_after
+        self._progress.auto_confirm_at = self._confirm_by
+    def _clock_ran_out(self) -> bool:
+        return (self._confirm_by is not None and workflow.now() >= self._confirm_by
+                and not self._shipments and not self._tracking)
+    async def _subscribe(self, shipment: ShipmentInput) -> None:
+        """Tracking pushes for the parcel; a carrier refusing the subscription only leaves the
+        order to polling and the auto-confirm clock."""
+        try:
+            await workflow.execute_activity_method(
+                LogisticsActivities.subscribe_tracking, args=[shipment.carrier, shipment.waybill_no],
+                **PARTNER_CALL)
+        except ActivityError as err:
+            workflow.logger.warning("tracking subscription for %s refused: %s", shipment.waybill_no, err.cause)
     async def _send_to_channels(self, order_no: str, shipment: ShipmentInput) -> None:
         """A Channels shop order: the shop gets the parcel too (idempotent at the shop)."""
         try:
@@ -95,5 +122,17 @@ class DeliveryPath(OrderState):
         if not self._suppliers <= shipped or self._shipments or self._tracking:
             return False
         return self._receipt_confirmed or self._all_delivered()
-    async def _auto_confirm(self, after: timedelta) -> None:
-        await self._wait_for(lambda: self._receipt_confirmed or self._refunded, after, "auto-confirm receipt")
+    async def _auto_confirm(self, timings: OrderTimings) -> None:
+        """Wait for the buyer's confirmation until the auto-confirm clock runs out (counted from
+        the last shipment, pushed back once if the buyer extends it); orders from before the
+        clock count auto_confirm_after from delivery."""
+        if self._confirm_by is None:
+            await self._wait_for(lambda: self._receipt_confirmed or self._refunded, timings.auto_confirm_after,
+                                 "auto-confirm receipt")
+            return
+        while not (self._receipt_confirmed or self._refunded):
+            deadline = self._confirm_by
+            if workflow.now() >= deadline:
+                return
+            await self._wait_for(lambda: self._receipt_confirmed or self._refunded or self._confirm_by != deadline,
+                                 deadline - workflow.now(), "auto-confirm receipt")

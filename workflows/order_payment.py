@@ -3,12 +3,14 @@ Pay itself; close what was not paid; refund a payment that came after the order 
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 from workflows.options import DB_STEP, PARTNER_CALL
-from workflows.order_state import OrderState, error_is
+from workflows.order_state import COMPENSATE_PATCH, VERIFY_PAYMENT_PATCH, OrderState, error_is
 from workflows.refund import RefundWorkflow
 from workflows.refund import workflow_id as refund_workflow_id
 
@@ -55,9 +57,14 @@ class PaymentSteps(OrderState):
                 self._progress.prepay, self._prepay_at = prepay, workflow.now()
 
     async def _wait_for_payment(self, order_no: str, timings: OrderTimings, out_trade_no: str | None = None) -> bool:
-        """The order's payment (a pre-sale order's deposit: `out_trade_no`) within the timeout."""
+        """The order's payment (a pre-sale order's deposit: `out_trade_no`) within the timeout.
+        Only WeChat Pay's own record makes it paid: a payment signal is checked by a query (state,
+        amount, merchant and app) before it counts; one WeChat Pay does not confirm is ignored."""
         trade_no = out_trade_no or order_no
-        if await self._wait_for(lambda: self._payment is not None, timings.payment_timeout, "payment timeout"):
+        if workflow.patched(VERIFY_PAYMENT_PATCH):
+            if await self._wait_for_verified_payment(trade_no, timings):
+                return True
+        elif await self._wait_for(lambda: self._payment is not None, timings.payment_timeout, "payment timeout"):
             return True
         # The notice may have been lost: WeChat Pay's own record decides.
         notice = await workflow.execute_activity_method(
@@ -69,15 +76,36 @@ class PaymentSteps(OrderState):
             await workflow.execute_activity_method(PaymentActivities.close_payment, trade_no, **PARTNER_CALL)
         except ActivityError as err:
             if not error_is(err, "WECHATPAY_ORDERPAID"):
-                raise
+                if not workflow.patched(COMPENSATE_PATCH):
+                    raise
+                # the close failed: WeChat Pay's record decides; unpaid, the order is closed on our
+                # side (the JSAPI order expires at WeChat Pay; a payment still made is refunded)
+                workflow.logger.warning("closing %s at WeChat Pay failed: %s", trade_no, err.cause)
             # paid between our query and the close: it is a normal payment
-            self._payment = await workflow.execute_activity_method(
+            paid = await workflow.execute_activity_method(
                 PaymentActivities.query_payment, trade_no, **PARTNER_CALL)
-            return True
+            if paid.trade_state == "SUCCESS" or error_is(err, "WECHATPAY_ORDERPAID"):
+                self._payment = paid
+                return True
         await self._cancel_unpaid(order_no, "payment timed out; WeChat Pay order closed")
         if self._payment is not None:
             # the notice came while we were closing: the buyer's money goes back
             await self._refund_late_payment(order_no, self._payment, timings)
+        return False
+    async def _wait_for_verified_payment(self, trade_no: str, timings: OrderTimings) -> bool:
+        deadline = workflow.now() + timings.payment_timeout
+        while (left := deadline - workflow.now()) > timedelta(0):
+            if not await self._wait_for(lambda: self._payment is not None, left, "payment timeout"):
+                return False
+            checked = await workflow.execute_activity_method(
+                PaymentActivities.verify_payment, trade_no, **PARTNER_CALL)
+            if checked.trade_state == "SUCCESS":
+                self._payment = checked
+                return True
+            workflow.logger.warning("payment signal for %s not confirmed by WeChat Pay (%s): ignored",
+                                    trade_no, checked.trade_state)
+            self._payment = None
+            self._progress.ignored_payment_signals += 1
         return False
     async def _refund_late_payment(self, order_no: str, notice: PaymentNotice, timings: OrderTimings) -> None:
         refund_no = late_payment_refund_no(notice.out_trade_no)

@@ -21,7 +21,7 @@ class PickupPath(OrderState):
     async def _issue_pickup_code(self, order_no: str, timings: OrderTimings) -> None:
         self._pickup_expires = workflow.now() + timings.pickup_code_valid
         self._pickup_outlet = await workflow.execute_activity_method(
-            PickupActivities.issue_pickup_code, args=[order_no, self._pickup_expires], **DB_STEP)
+            PickupActivities.issue_pickup_code, args=[order_no, self._pickup_expires], **self._paid_step())
         self._progress.pickup_expires_at = self._pickup_expires
     async def _wait_for_pickup(self, order_no: str, timings: OrderTimings) -> None:
         """Wait for the outlet's scan until the code expires; unclaimed goods are refunded."""
@@ -29,7 +29,7 @@ class PickupPath(OrderState):
                              timings.pickup_code_valid, "pickup code valid"):
             if self._pickup_scan is not None:
                 await workflow.execute_activity_method(
-                    PickupActivities.record_pickup, args=[order_no, self._pickup_scan.staff_user_id], **DB_STEP)
+                    PickupActivities.record_pickup, args=[order_no, self._pickup_scan.staff_user_id], **self._paid_step())
             return
         await workflow.wait_condition(lambda: not self._open_refunds)
         if self._refunded:

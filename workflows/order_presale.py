@@ -11,7 +11,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.options import DB_STEP, PARTNER_CALL
 from workflows.order_payment import PaymentSteps
-from workflows.order_state import error_is
+from workflows.order_state import VERIFY_PAYMENT_PATCH, error_is
 from workflows.refund import RefundWorkflow
 from workflows.refund import workflow_id as refund_workflow_id
 
@@ -45,7 +45,7 @@ class PresalePath(PaymentSteps):
             return False
         if not await self._wait_for_payment(order_no, timings, deposit_trade_no(order_no)):
             return False
-        await workflow.execute_activity_method(PresaleActivities.record_deposit, self._payment, **DB_STEP)
+        await workflow.execute_activity_method(PresaleActivities.record_deposit, self._payment, **self._paid_step())
         self._set_status(OrderStatus.DEPOSIT_PAID)
         await self._send_buyer_messages()
 
@@ -72,8 +72,11 @@ class PresalePath(PaymentSteps):
             due = max(presale.balance_ends_at, workflow.now() + timings.payment_timeout)
             self._progress.balance_due_at = due
             self._publish_status()
-            paid = await self._wait_for(lambda: self._balance is not None,
-                                     max(due - workflow.now(), timedelta(seconds=1)), "balance payment timeout")
+            if workflow.patched(VERIFY_PAYMENT_PATCH):
+                paid = await self._wait_for_verified_balance(due)
+            else:
+                paid = await self._wait_for(lambda: self._balance is not None,
+                                            max(due - workflow.now(), timedelta(seconds=1)), "balance payment timeout")
             if not paid and self._balance_failure is None:
                 paid = await self._balance_at_wechat()
         else:
@@ -81,8 +84,25 @@ class PresalePath(PaymentSteps):
         if not paid:
             await self._close_unpaid_presale(order_no, timings)
             return False
-        await workflow.execute_activity_method(PresaleActivities.record_balance, self._balance, **DB_STEP)
+        await workflow.execute_activity_method(PresaleActivities.record_balance, self._balance, **self._paid_step())
         return True
+    async def _wait_for_verified_balance(self, due) -> bool:
+        """The balance's payment signal counts only once WeChat Pay's own record confirms it."""
+        while True:
+            if not await self._wait_for(lambda: self._balance is not None,
+                                        max(due - workflow.now(), timedelta(seconds=1)), "balance payment timeout"):
+                return False
+            checked = await workflow.execute_activity_method(
+                PaymentActivities.verify_payment, self._balance_no, **PARTNER_CALL)
+            if checked.trade_state == "SUCCESS":
+                self._balance = checked
+                return True
+            workflow.logger.warning("balance signal for %s not confirmed by WeChat Pay (%s): ignored",
+                                    self._balance_no, checked.trade_state)
+            self._balance = None
+            self._progress.ignored_payment_signals += 1
+            if workflow.now() >= due:
+                return False
     async def _balance_at_wechat(self) -> bool:
         """The balance's deadline passed with no notice: ask WeChat Pay, then close it."""
         notice = await workflow.execute_activity_method(

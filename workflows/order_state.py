@@ -10,14 +10,20 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from domain.search_attributes import BUSINESS_STATUS
-from workflows.options import MESSAGE_SEND
+from workflows.options import DB_STEP, MESSAGE_SEND, paid_step
 
 with workflow.unsafe.imports_passed_through():
     from activities.messages import MessageActivities
+    from domain.order_process import OrderTimings
     from domain.order_status import OrderStatus
     from domain.orders import OrderProgress, PaymentNotice, PickupScan, ShipmentInput, TrackingUpdate
 
 MESSAGES_PATCH = "order-subscribe-messages"
+VERIFY_PAYMENT_PATCH = "order-verify-payment"      # a payment signal is checked with WeChat Pay first
+COMPENSATE_PATCH = "order-compensate-payment"      # a step after payment that fails gives the money back
+SHIP_CLOCK_PATCH = "order-ship-clock"              # auto-confirm counts from the last shipment
+SHIP_ANSWER_PATCH = "order-ship-answer"            # the ship update answers once the parcel is recorded
+REFUND_WAIT_PATCH = "order-refund-wait"            # completion waits for a refund's signal, no timer loop
 
 
 class OrderState:
@@ -47,6 +53,10 @@ class OrderState:
         self._prepay_at: datetime | None = None
         self._prepay_valid_for = timedelta(minutes=110)
         self._prepay_lock = asyncio.Lock()
+        self._timings: OrderTimings | None = None
+        self._confirm_by: datetime | None = None
+        self._refund_signals = 0
+        self._receipt_extended = False
 
     async def _wait_for(self, condition, timeout: timedelta | None, summary: str) -> bool:
         """Wait for `condition`; False when `timeout` passed first."""
@@ -55,6 +65,11 @@ class OrderState:
             return True
         except TimeoutError:
             return False
+    def _paid_step(self) -> dict:
+        """Options of a database step taken while the order holds the buyer's money."""
+        if self._timings is None:
+            return DB_STEP
+        return paid_step(self._timings.step_give_up_after)
     def _set_status(self, status: OrderStatus) -> None:
         if self._refunded:
             return

@@ -45,6 +45,11 @@ class PromoterLifecycleWorkflow:
 
     @workflow.run
     async def run(self, inp: LifecycleInput) -> CycleProgress:
+        progress = await self._run(inp)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return progress
+
+    async def _run(self, inp: LifecycleInput) -> CycleProgress:
         t = inp.timings
         status = PromoterStatus(await workflow.execute_activity_method(
             PromoterActivities.promoter_status, inp.promoter_id, **DB_STEP))
@@ -60,7 +65,7 @@ class PromoterLifecycleWorkflow:
             await workflow.wait_condition(lambda: self._revived or self._leaving)
             if self._leaving:
                 return await self._leave(inp.promoter_id)
-            workflow.continue_as_new(self._next(inp, failed_in_row=0))
+            await self._continue_as_new(self._next(inp, failed_in_row=0))
 
         start = workflow.now()
         end = start + t.cycle
@@ -90,7 +95,7 @@ class PromoterLifecycleWorkflow:
             if self._leaving:
                 return await self._leave(inp.promoter_id)
             if self._revived:  # revived mid-cycle: a fresh cycle starts now
-                workflow.continue_as_new(self._next(inp, failed_in_row=0))
+                await self._continue_as_new(self._next(inp, failed_in_row=0))
             self._recount = False
 
         result = await workflow.execute_activity_method(
@@ -103,7 +108,12 @@ class PromoterLifecycleWorkflow:
         self._set_status(result.status)
         if result.status == PromoterStatus.LEFT:
             return self._progress
-        workflow.continue_as_new(self._next(inp, failed_in_row=result.failed_in_row))
+        await self._continue_as_new(self._next(inp, failed_in_row=result.failed_in_row))
+
+    @staticmethod
+    async def _continue_as_new(next_inp: LifecycleInput) -> None:
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(next_inp)
 
     async def _count(self, promoter_id: int, start, end) -> None:
         completed = await workflow.execute_activity_method(

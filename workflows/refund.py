@@ -1,6 +1,6 @@
 """RefundWorkflow (`refund-{refund_no}`): one refund from request to money back.
 
-    [support review when rules flag it] → [buyer ships the return → supplier confirms receipt
+    [support review of a quality claim, approved automatically at its deadline] → [buyer ships the return → supplier confirms receipt
     (or it is accepted when they do not in time)] → WeChat Pay refund (out_refund_no =
     refund_no) → result by REFUND.* notification or by query → books reversed per line,
     stock restored → what had been split to suppliers is taken back (分账回退) → the order's
@@ -17,10 +17,12 @@ from workflows.options import DB_STEP, PARTNER_CALL
 
 with workflow.unsafe.imports_passed_through():
     from activities.logistics import LogisticsActivities
+    from activities.payments import PaymentActivities
     from activities.refunds import RefundActivities
     from activities.split_returns import SplitReturnActivities
     from domain.orders import TrackingUpdate
     from domain.refunds import (
+        NEVER_REJECTABLE,
         RefundDecision,
         RefundInput,
         RefundKind,
@@ -32,6 +34,8 @@ with workflow.unsafe.imports_passed_through():
         ReturnReceipt,
     )
 
+REVIEW_DEADLINE_PATCH = "refund-review-deadline"   # every review ends by a deadline (auto-approved)
+VERIFY_LATE_PAYMENT_PATCH = "refund-verify-late-payment"   # a late payment is confirmed by query first
 
 
 def workflow_id(refund_no: str) -> str:
@@ -55,14 +59,30 @@ class RefundWorkflow:
         self._progress = RefundProgress(refund_no=inp.refund_no, order_no=inp.order_no, kind=inp.kind,
                                         status=RefundStatus.REFUNDING, amount_fen=inp.amount_fen,
                                         review_reasons=inp.review_reasons)
+        if inp.resume_refunding:  # continued as new while WeChat Pay was processing the refund
+            return await self._refund(inp, inp.resume_note, resumed=True)
         if inp.late_payment is not None:
+            late = inp.late_payment
+            if workflow.patched(VERIFY_LATE_PAYMENT_PATCH):
+                # only WeChat Pay's own record says money came in: book and refund what it says
+                late = await workflow.execute_activity_method(
+                    PaymentActivities.verify_payment, late.out_trade_no, **PARTNER_CALL)
+                if late.trade_state != "SUCCESS":
+                    self._progress.note = f"no payment at WeChat Pay ({late.trade_state}): nothing to refund"
+                    self._set(RefundStatus.CLOSED)
+                    await workflow.wait_condition(workflow.all_handlers_finished)
+                    return RefundOutcome(refund_no=inp.refund_no, status=RefundStatus.CLOSED)
+                self._progress.amount_fen = late.amount_fen
             await workflow.execute_activity_method(
-                RefundActivities.open_late_payment_refund, args=[inp.refund_no, inp.late_payment], **DB_STEP)
+                RefundActivities.open_late_payment_refund, args=[inp.refund_no, late], **DB_STEP)
         else:
             await self._tell_order(inp.order_no, "refund_opened", inp.refund_no)
         if inp.review_reasons:
-            await self._step(RefundStatus.REVIEWING, "; ".join(inp.review_reasons))
-            await workflow.wait_condition(lambda: self._decision is not None)
+            if workflow.patched(REVIEW_DEADLINE_PATCH):
+                await self._review_with_deadline(inp)
+            else:
+                await self._step(RefundStatus.REVIEWING, "; ".join(inp.review_reasons))
+                await workflow.wait_condition(lambda: self._decision is not None)
             if not self._decision.approve:
                 return await self._close(RefundStatus.REJECTED, self._decision.note or "rejected by support")
         note = ""
@@ -86,25 +106,53 @@ class RefundWorkflow:
                 note = "return accepted: the supplier did not confirm in time"
         return await self._refund(inp, note)
 
-    async def _refund(self, inp: RefundInput, note: str) -> RefundOutcome:
-        self._set(RefundStatus.REFUNDING)
+    async def _review_with_deadline(self, inp: RefundInput) -> None:
+        """Support judges a quality claim by a deadline the buyer sees; undecided by then, the
+        refund is approved automatically."""
+        deadline = workflow.now() + inp.timings.review_deadline
+        note = "; ".join(inp.review_reasons)
+        await workflow.execute_activity_method(
+            RefundActivities.start_refund_review, args=[inp.refund_no, note, deadline], **DB_STEP)
+        self._progress.review_deadline_at, self._progress.note = deadline, note
+        self._set(RefundStatus.REVIEWING)   # decisions are taken from here on
         try:
+            await workflow.wait_condition(lambda: self._decision is not None, timeout=inp.timings.review_deadline,
+                                          timeout_summary="review deadline")
+        except TimeoutError:
+            self._decision = RefundDecision(approve=True, reviewer_user_id=None,
+                                            note="approved automatically: support did not decide by the deadline")
+        await workflow.execute_activity_method(
+            RefundActivities.record_refund_review, args=[inp.refund_no, self._decision], **DB_STEP)
+
+    async def _refund(self, inp: RefundInput, note: str, resumed: bool = False) -> RefundOutcome:
+        self._set(RefundStatus.REFUNDING)
+        if resumed:
             notice = await workflow.execute_activity_method(
-                RefundActivities.request_refund, inp.refund_no, **PARTNER_CALL)
-        except ActivityError as err:
-            # WeChat Pay refused (NOT_ENOUGH: the merchant balance is short; INVALID_REQUEST: more
-            # than is left): a person must look, the money is owed
-            cause = err.cause
-            code = cause.type if isinstance(cause, ApplicationError) else "FAILED"
-            notice = RefundNotice(refund_no=inp.refund_no, status="ABNORMAL")
-            note = f"WeChat Pay refused the refund: {code}"
+                RefundActivities.query_refund, inp.refund_no, **PARTNER_CALL)
+        else:
+            try:
+                notice = await workflow.execute_activity_method(
+                    RefundActivities.request_refund, inp.refund_no, **PARTNER_CALL)
+            except ActivityError as err:
+                # WeChat Pay refused (NOT_ENOUGH: the merchant balance is short; INVALID_REQUEST:
+                # more than is left): a person must look, the money is owed
+                cause = err.cause
+                code = cause.type if isinstance(cause, ApplicationError) else "FAILED"
+                notice = RefundNotice(refund_no=inp.refund_no, status="ABNORMAL")
+                note = f"WeChat Pay refused the refund: {code}"
+        polls = 0
         while notice.status == "PROCESSING":
+            if polls >= inp.timings.polls_per_run or workflow.info().is_continue_as_new_suggested():
+                # a refund WeChat Pay keeps processing: start afresh with a short history
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(inp.model_copy(update={"resume_refunding": True, "resume_note": note}))
             try:
                 await workflow.wait_condition(
                     lambda: self._notice is not None and self._notice.status != "PROCESSING",
                     timeout=inp.timings.refund_poll_every)
                 notice = self._notice
             except TimeoutError:
+                polls += 1
                 notice = await workflow.execute_activity_method(
                     RefundActivities.query_refund, inp.refund_no, **PARTNER_CALL)
         if notice.status == "ABNORMAL":
@@ -130,6 +178,7 @@ class RefundWorkflow:
         self._set(outcome.status)
         if self._progress.kind != RefundKind.LATE_PAYMENT:
             await self._tell_order(self._progress.order_no, "refund_finished", outcome)
+        await workflow.wait_condition(workflow.all_handlers_finished)
         return outcome
 
     async def _step(self, status: RefundStatus, note: str) -> None:
@@ -158,6 +207,9 @@ class RefundWorkflow:
 
     @review.validator
     def _validate_review(self, decision: RefundDecision) -> None:
+        if not decision.approve and self._progress is not None and self._progress.kind in NEVER_REJECTABLE:
+            raise ApplicationError(f"a {self._progress.kind} refund is the buyer's right and cannot be rejected",
+                                   type="NOT_REJECTABLE")
         self._expect(RefundStatus.REVIEWING, "is not waiting for review")
         if self._decision is not None:
             raise ApplicationError("already decided", type="ALREADY_DECIDED")

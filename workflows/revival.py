@@ -45,6 +45,11 @@ class RevivalWorkflow:
 
     @workflow.run
     async def run(self, inp: RevivalInput) -> RevivalProgress:
+        progress = await self._run(inp)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return progress
+
+    async def _run(self, inp: RevivalInput) -> RevivalProgress:
         t = inp.timings
         start = workflow.now()
         deadline = start + t.window

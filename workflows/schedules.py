@@ -8,6 +8,7 @@ Schedules in Temporal UI:
 * `reconciliation-daily`: settings.reconciliation_cron (default 10:30 Beijing time, WeChat Pay's
   own day): yesterday's WeChat Pay bill against the ledger (`reconciliation-{date}`)
 * `withdrawals-sweep`: every settings.withdrawal_sweep_every, withdrawals whose workflow never started
+* `refunds-sweep`: every settings.refund_sweep_every, buyers' refunds whose workflow never started
 * `channels-reconcile`: every settings.channels_reconcile_every, window stats and product status
   from the Channels shop
 * `messages-drain`: every settings.messages_drain_every, the notification outbox sent as
@@ -49,6 +50,9 @@ from workflows.settlement import CommissionSettlementWorkflow, SupplierSettlemen
 from workflows.channels_sync import ChannelsSyncWorkflow
 from workflows.messages import DRAIN_WORKFLOW_ID, MessageDrainWorkflow
 from workflows.payouts import SWEEP_WORKFLOW_ID, PayoutWorkflow
+from workflows.refund_sweep import SWEEP_WORKFLOW_ID as REFUND_SWEEP_WORKFLOW_ID
+from workflows.refund_sweep import RefundSweepWorkflow
+from domain.refunds import RefundSweepInput
 from domain.reconciliation import WECHATPAY_TIMEZONE, ReconciliationInput
 from domain.reconciliation import run_workflow_id as reconciliation_workflow_id
 from workflows.reconciliation import ReconciliationWorkflow
@@ -56,6 +60,7 @@ from workflows.reconciliation import ReconciliationWorkflow
 SUPPLIER_SCHEDULE_ID = "settlement-supplier-daily"
 COMMISSION_SCHEDULE_ID = "settlement-commission-monthly"
 SWEEP_SCHEDULE_ID = "withdrawals-sweep"
+REFUND_SWEEP_SCHEDULE_ID = "refunds-sweep"
 CHANNELS_RECONCILE_SCHEDULE_ID = "channels-reconcile"
 RECONCILIATION_SCHEDULE_ID = "reconciliation-daily"
 MESSAGES_DRAIN_SCHEDULE_ID = "messages-drain"
@@ -81,6 +86,10 @@ def reconciliation_input(settings: Settings, day: str | None = None, attempt: in
     return ReconciliationInput(day=day, attempt=attempt, timezone=WECHATPAY_TIMEZONE,
                                retry_every=settings.reconciliation_bill_retry_every,
                                wait_at_most=settings.reconciliation_bill_wait_at_most)
+
+
+def refund_sweep_input(settings: Settings) -> RefundSweepInput:
+    return RefundSweepInput(stranded_after=settings.refund_stranded_after, timings=settings.refund_timings())
 
 
 def commission_cron(settings: Settings) -> str:
@@ -116,6 +125,13 @@ def schedules(settings: Settings) -> dict[str, Schedule]:
             spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=settings.withdrawal_sweep_every)]),
             policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
             state=ScheduleState(note="withdrawals whose workflow never started are handed to it")),
+        REFUND_SWEEP_SCHEDULE_ID: Schedule(
+            action=ScheduleActionStartWorkflow(
+                RefundSweepWorkflow.run, refund_sweep_input(settings),
+                id=REFUND_SWEEP_WORKFLOW_ID, task_queue=settings.task_queue),
+            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=settings.refund_sweep_every)]),
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+            state=ScheduleState(note="buyers' refunds whose workflow never started are handed to it")),
         RECONCILIATION_SCHEDULE_ID: Schedule(
             action=ScheduleActionStartWorkflow(
                 ReconciliationWorkflow.run, reconciliation_input(settings), id="reconciliation-scheduled",

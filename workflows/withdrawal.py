@@ -47,9 +47,17 @@ class WithdrawalWorkflow:
 
     @workflow.run
     async def run(self, inp: WithdrawalInput) -> WithdrawalProgress:
+        progress = await self._run(inp)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return progress
+
+    async def _run(self, inp: WithdrawalInput) -> WithdrawalProgress:
         self._progress = WithdrawalProgress(withdrawal_id=inp.withdrawal_id, promoter_id=inp.promoter_id,
                                             amount_fen=inp.amount_fen, status=WithdrawalStatus.REQUESTED)
         workflow.upsert_search_attributes([PROMOTER_ID.value_set(str(inp.promoter_id))])
+        if inp.resume_bill is not None:  # continued as new while waiting for the transfer's result
+            self._progress.out_bill_no = out_bill_no(inp.withdrawal_id)
+            return await self._conclude(inp, await self._await_result(inp, inp.resume_bill))
         self._set(WithdrawalStatus.REQUESTED)
         if inp.needs_review:
             await self._step(WithdrawalStatus.REVIEWING, "amount above the review threshold")
@@ -74,7 +82,9 @@ class WithdrawalWorkflow:
             if bill.state == BILL_NOT_FOUND:
                 return await self._give_back(WithdrawalStatus.FAILED, code)
 
-        bill = await self._await_result(inp, bill)
+        return await self._conclude(inp, await self._await_result(inp, bill))
+
+    async def _conclude(self, inp: WithdrawalInput, bill: TransferState) -> WithdrawalProgress:
         if bill.state == "SUCCESS":
             status = await workflow.execute_activity_method(
                 WithdrawalActivities.complete_withdrawal, args=[inp.withdrawal_id, bill], **DB_STEP)
@@ -91,9 +101,17 @@ class WithdrawalWorkflow:
         self._bill(bill)
         self._set(WithdrawalStatus.WAIT_USER_CONFIRM)
         self._progress.note = "waiting for the promoter to confirm receipt in WeChat"
-        deadline = workflow.now() + t.confirm_timeout
-        cancel_tried = False
+        deadline = inp.resume_deadline or workflow.now() + t.confirm_timeout
+        cancel_tried = inp.resume_cancel_tried
+        if cancel_tried:
+            self._set(WithdrawalStatus.CANCELLING)
+        polls = 0
         while not bill.final:
+            if polls >= t.polls_per_run or workflow.info().is_continue_as_new_suggested():
+                # a bill that stays unsettled (e.g. cancelling at WeChat Pay): a fresh, short history
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(inp.model_copy(update={
+                    "resume_bill": bill, "resume_deadline": deadline, "resume_cancel_tried": cancel_tried}))
             if not cancel_tried and (self._cancel is not None or workflow.now() >= deadline):
                 cancel_tried = True
                 if await workflow.execute_activity_method(
@@ -107,6 +125,7 @@ class WithdrawalWorkflow:
                     lambda: self._notice is not None or (self._cancel is not None and not cancel_tried),
                     timeout=wait)
             except TimeoutError:
+                polls += 1
                 bill = await self._query(inp.withdrawal_id)
                 continue
             if self._notice is not None:

@@ -16,16 +16,16 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from activities.refunds import open_refund
+from activities.refunds import mark_started, open_refund, refund_input
 from api.auth import PLATFORM_STAFF, Principal, require_roles
 from api.deps import run_update, sessions_of, temporal_of
 from api.errors import ApiError, not_found
 from api.views import RefundOut, refund_scope, refund_view, viewer_of
-from db.models import OrderLine
-from db.order_models import Refund, RefundLine
+from db.order_models import Refund
 from domain.orders import ShipmentInput
 from domain.refunds import (
     BUYER_KINDS,
+    NEVER_REJECTABLE,
     RefundDecision,
     RefundInput,
     RefundKind,
@@ -73,37 +73,40 @@ async def request_refund(order_no: str, body: RefundBody, request: Request,
     settings = request.app.state.settings
     refund_no = _refund_no(principal.user_id, idempotency_key)
 
-    def claim() -> tuple[RefundOut, RefundInput]:
+    def claim() -> tuple[RefundOut, RefundInput, bool]:
         with sessions_of(request).begin() as s:
             try:
-                refund, plan = open_refund(s, refund_no=refund_no, order_no=order_no,
-                                           buyer_user_id=principal.user_id, kind=body.kind, lines=body.lines,
-                                           reason=body.reason, rules_=settings.refund_rules)
+                refund, _ = open_refund(s, refund_no=refund_no, order_no=order_no,
+                                        buyer_user_id=principal.user_id, kind=body.kind, lines=body.lines,
+                                        reason=body.reason, rules_=settings.refund_rules)
             except RefundRefused as err:
                 status = 404 if err.code == "ORDER_NOT_FOUND" else 409 if err.code in (
                     "NOTHING_TO_REFUND", "ALREADY_SHIPPED", "NOT_SHIPPED", "WINDOW_CLOSED",
                     "NOT_REFUNDABLE", "IDEMPOTENCY_CONFLICT") else 422
                 raise ApiError(status, err.code, err.message) from err
-            suppliers = sorted(set(s.scalars(select(OrderLine.supplier_id).join(
-                RefundLine, RefundLine.order_line_id == OrderLine.id).where(RefundLine.refund_no == refund_no))))
-            inp = RefundInput(refund_no=refund_no, order_no=order_no, kind=refund.kind,
-                              amount_fen=refund.amount_fen, needs_return=plan.needs_return,
-                              review_reasons=plan.review_reasons, supplier_ids=suppliers,
-                              timings=settings.refund_timings())
-            return refund_view(s, viewer_of(s, principal), refund), inp
+            return refund_view(s, viewer_of(s, principal), refund), refund_input(s, refund, settings.refund_timings()), \
+                refund.workflow_started_at is None
 
-    out, inp = await run_in_threadpool(claim)
-    client = await temporal_of(request)
-    try:
-        # The claim is committed first; a retried request with the same Idempotency-Key finds
-        # it and starts the workflow if a crash came in between.
-        await client.start_workflow(
-            RefundWorkflow.run, inp, id=workflow_id(refund_no), task_queue=settings.task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes([SearchAttributePair(ORDER_NO, order_no),
-                                                     SearchAttributePair(BUSINESS_STATUS, "REFUND_REQUESTED")]))
-    except WorkflowAlreadyStartedError:
-        pass
+    out, inp, unstarted = await run_in_threadpool(claim)
+    if unstarted:
+        # The claim is committed first. A crash before the workflow starts is repaired by a
+        # retried request (with or without its Idempotency-Key it finds the same open refund)
+        # or by the `refunds-sweep` schedule, which starts any refund left without a workflow.
+        client = await temporal_of(request)
+        try:
+            await client.start_workflow(
+                RefundWorkflow.run, inp, id=workflow_id(out.refund_no), task_queue=settings.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=TypedSearchAttributes([SearchAttributePair(ORDER_NO, order_no),
+                                                         SearchAttributePair(BUSINESS_STATUS, "REFUND_REQUESTED")]))
+        except WorkflowAlreadyStartedError:
+            pass
+
+        def started() -> None:
+            with sessions_of(request).begin() as s:
+                mark_started(s, [out.refund_no])
+
+        await run_in_threadpool(started)
     return out
 
 
@@ -145,10 +148,12 @@ async def _update(request: Request, refund_no: str, update, arg) -> RefundProgre
 
 
 @router.post("/refunds/{refund_no}/review", response_model=RefundProgress,
-             summary="Support approves or rejects a flagged refund")
+             summary="Support judges a quality claim (by its deadline); cancels and 7-day returns cannot be rejected")
 async def review(refund_no: str, body: ReviewBody, request: Request,
                  principal: Principal = Depends(require_roles(*PLATFORM_STAFF))) -> RefundProgress:
-    await run_in_threadpool(_load, request, principal, refund_no)
+    refund = await run_in_threadpool(_load, request, principal, refund_no)
+    if not body.approve and RefundKind(refund.kind) in NEVER_REJECTABLE:
+        raise ApiError(409, "NOT_REJECTABLE", f"a {refund.kind} refund is the buyer's right: it is never rejected")
     decision = RefundDecision(approve=body.approve, note=body.note, reviewer_user_id=principal.user_id)
     return await _update(request, refund_no, RefundWorkflow.review, decision)
 
