@@ -398,7 +398,7 @@ async def confirm_receipt(order_no: str, request: Request,
              summary="Buyer pushes automatic confirmation of receipt back, once (receipt_extension)")
 async def extend_receipt(order_no: str, request: Request,
                          principal: Principal = Depends(require_roles("buyer", "promoter"))) -> OrderProgress:
-    order = await run_in_threadpool(_load_visible, request, principal, order_no)
+    _, order = await run_in_threadpool(_load_visible, request, principal, order_no)
     if order.buyer_user_id != principal.user_id:
         raise not_found(f"order {order_no}")
     return await run_update(request, workflow_id(order_no), OrderWorkflow.extend_receipt)
