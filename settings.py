@@ -11,11 +11,11 @@ from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.channels import ChannelsSyncInput
-from domain.commission import CommissionPolicy
+from domain.commission import CommissionPolicy, PolicyRefused, policy_from_rates
 from domain.order_process import OrderTimings
 from domain.refunds import RefundRules, RefundTimings
 from domain.risk import RiskRules
@@ -208,10 +208,14 @@ class Settings(BaseSettings):
                                               "that close a promoter's window")
 
     # --- money rules ---------------------------------------------------------------------
-    commission_tiers: int = 1
+    commission_tiers: int = Field(
+        default=1, description="the ceiling on every kind of upline pay (1..3): commission tiers and the team "
+                               "bonus never reach deeper; read on every payment, policy change and settlement run, "
+                               "and the depth of the first policy version")
     commission_tier_rates_bps: list[int] = Field(
-        default_factory=lambda: [10_000, 0, 0],
-        description="share of the SKU commission paid to tier 1..3, in basis points",
+        default_factory=lambda: [10_000],
+        description="share of the SKU commission paid to tier 1..COMMISSION_TIERS, in basis points: one rate "
+                    "above 0 per tier (the first policy version)",
     )
     supplier_service_fee_bps_min: int = 100
     supplier_service_fee_bps_max: int = 500
@@ -263,6 +267,14 @@ class Settings(BaseSettings):
             )
         return v
 
+    @model_validator(mode="after")
+    def _a_rate_for_every_tier(self):
+        try:
+            self.commission_policy()
+        except PolicyRefused as err:
+            raise ValueError(f"COMMISSION_TIERS / COMMISSION_TIER_RATES_BPS: {err}") from err
+        return self
+
     # --- derived -------------------------------------------------------------------------
     @property
     def resolved_pickup_code_key(self) -> str:
@@ -286,7 +298,9 @@ class Settings(BaseSettings):
 
     def commission_policy(self) -> CommissionPolicy:
         """The policy in force until an operator saves a version (PUT /promoters/commission-policy)."""
-        return CommissionPolicy(tiers=self.commission_tiers, tier_rates_bps=tuple(self.commission_tier_rates_bps))
+        return policy_from_rates(self.commission_tiers, self.commission_tier_rates_bps[: self.commission_tiers]
+                                 if len(self.commission_tier_rates_bps) >= self.commission_tiers
+                                 else self.commission_tier_rates_bps, ceiling=self.commission_tiers)
 
     def channels_sync_input(self, mode: str = "drain") -> ChannelsSyncInput:
         return ChannelsSyncInput(mode=mode, batch_size=self.channels_sync_batch_size,

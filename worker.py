@@ -65,7 +65,7 @@ def activities(settings: Settings, sessions=None, pay: WeChatPayClient | None = 
     pay = pay or WeChatPayClient(WeChatPayConfig.from_settings(settings))
     channels = ChannelsClient.from_settings(settings)
     orders = OrderActivities(sessions, settings.commission_policy(), settings.risk_rules,
-                             level_period=settings.level_period)
+                             level_period=settings.level_period, tier_ceiling=lambda: settings.commission_tiers)
     payments = PaymentActivities(sessions, pay)
     logistics = LogisticsActivities(settings)
     promoters = PromoterActivities(sessions)
@@ -86,7 +86,7 @@ def activities(settings: Settings, sessions=None, pay: WeChatPayClient | None = 
         *CatalogActivities(sessions, pay, channels).all(),
         *ChannelsSyncActivities(sessions, channels).all(),
         *presale_and_messages(settings, sessions, orders, payments, channels),
-        *BonusActivities(sessions, settings.level_period).all(),
+        *BonusActivities(sessions, settings.level_period, tier_ceiling=lambda: settings.commission_tiers).all(),
         *WithdrawalActivities(sessions, pay).all(),
         *PayoutActivities(sessions, settings.withdrawal_rules, settings.withdrawal_timings(),
                           settings.settlement_timezone).all(),

@@ -90,19 +90,6 @@ class AssessmentCycle(Base):
     __table_args__ = (UniqueConstraint("promoter_id", "cycle_no", name="uq_assessment_cycle"),)
 
 
-class PromoterNotification(Base):
-    """Messages we owe a promoter (reminders, results); a messaging client delivers them."""
-
-    __tablename__ = "promoter_notifications"
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    promoter_id: Mapped[int] = mapped_column(ForeignKey("promoters.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(40))
-    message: Mapped[str] = mapped_column(Text)
-    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
-    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = created_at_column()
-
-
 class Revival(Base):
     __tablename__ = "revivals"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

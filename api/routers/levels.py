@@ -1,6 +1,7 @@
 """Levels, team and regional bonuses (operators), fake-trade findings (support), a promoter's
 level and leaving. Everything extra is off until an operator configures it, and stays inside
-the pay rules: levels by own sales only, bonuses on sales only, never deeper than 3 tiers."""
+the pay rules: levels by own sales only, bonuses on sales only, every upline pay (commission tiers
+and team bonus) never deeper than COMMISSION_TIERS (default 1, at most 3)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ class LevelBody(BaseModel):
     name: str = Field(min_length=1, max_length=20, description="e.g. 达人, 团长, 联创, 运营中心")
     min_gmv_fen: int = Field(description="own completed sales (GMV, fen) over LEVEL_PERIOD that reach it")
     uplift_bps: int = Field(default=0, description="extra own rate, of what is paid for each line")
-    team_bonus_bps: int = Field(default=0, description="monthly, of the tier-2..3 downline's completed sales")
+    team_bonus_bps: int = Field(default=0, description="monthly, of the downline's sales from tier 2 down to "
+                                "team_bonus_depth, never deeper than COMMISSION_TIERS (with 1 tier: refused)")
 
 
 class RegionalRates(BaseModel):
@@ -54,7 +56,8 @@ class RegionalRates(BaseModel):
 
 class BonusPolicyBody(BaseModel):
     levels: list[LevelBody] = Field(default=[], max_length=20)
-    team_bonus_depth: int = Field(default=3, description="2 or 3: the deepest tier a team bonus reaches")
+    team_bonus_depth: int = Field(default=3, description="2 or 3: the deepest tier a team bonus reaches; a team "
+                                  "bonus is refused when COMMISSION_TIERS (the ceiling of all upline pay) is below it")
     regional_bps: RegionalRates = RegionalRates()
     note: str = Field(default="", max_length=200)
 
@@ -97,7 +100,7 @@ def put_bonus_policy(body: BonusPolicyBody, request: Request,
                 s, levels=[Level(**lv.model_dump()) for lv in body.levels], team_bonus_depth=body.team_bonus_depth,
                 regional_bps=body.regional_bps.model_dump(), min_service_fee_bps=settings.supplier_service_fee_bps_min,
                 max_service_fee_bps=settings.supplier_service_fee_bps_max, by_user_id=principal.user_id,
-                note=body.note)
+                tier_ceiling=settings.commission_tiers, note=body.note)
             return _policy_out(row)
     except PolicyRefused as err:
         raise ApiError(422, "POLICY_REFUSED", str(err)) from err
