@@ -78,13 +78,6 @@ def validate(levels: list[Level] | tuple[Level, ...], regional_bps: dict[str, in
         raise PolicyRefused(f"team bonus depth {team_bonus_depth} refused: a team bonus reaches tier 2 or 3, "
                             f"never deeper than {MAX_TIERS} tiers; the platform pays for selling goods, "
                             "never for recruiting")
-    if any(lv.team_bonus_bps for lv in levels):
-        if tier_ceiling < 2:
-            raise PolicyRefused("team bonus refused: COMMISSION_TIERS is 1, so no pay reaches beyond the seller's "
-                                "own sales (a team bonus is paid on tier-2 and deeper sales)")
-        if team_bonus_depth > tier_ceiling:
-            raise PolicyRefused(f"team bonus depth {team_bonus_depth} refused: COMMISSION_TIERS caps every upline "
-                                f"pay at {tier_ceiling} tiers")
     unknown = set(regional_bps) - set(REGION_LEVELS)
     if unknown:
         raise PolicyRefused(f"regional rates are per {', '.join(REGION_LEVELS)}; not {sorted(unknown)}")
@@ -105,6 +98,14 @@ def validate(levels: list[Level] | tuple[Level, ...], regional_bps: dict[str, in
         raise PolicyRefused(
             f"team bonus {most_team} bps on {payers} tier(s) would exceed the platform's "
             f"minimum service fee ({min_service_fee_bps} bps) on the same sales")
+    # one ceiling for every upline pay: COMMISSION_TIERS
+    if any(lv.team_bonus_bps for lv in levels):
+        if tier_ceiling < 2:
+            raise PolicyRefused("team bonus refused: COMMISSION_TIERS is 1, so no pay reaches beyond the seller's "
+                                "own sales (a team bonus is paid on tier-2 and deeper sales)")
+        if team_bonus_depth > tier_ceiling:
+            raise PolicyRefused(f"team bonus depth {team_bonus_depth} refused: COMMISSION_TIERS caps every upline "
+                                f"pay at {tier_ceiling} tiers")
     return BonusPolicy(levels=levels, team_bonus_depth=team_bonus_depth, regional_bps=regional)
 
 

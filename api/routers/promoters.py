@@ -491,7 +491,7 @@ class PolicyHistoryOut(BaseModel):
 
 
 def _default_policy(request: Request):
-    return request.app.state.settings.commission_policy()
+    return request.app.state.first_commission_policy
 
 
 def _policy_out(row, ceiling: int) -> PolicyOut:
