@@ -183,6 +183,11 @@ class Settings(BaseSettings):
                                                            "empty: not sent")
     message_template_presale_balance: str = "CC-TPL-PRESALE-BALANCE"
     message_template_refund: str = "CC-TPL-REFUND-RESULT"
+    message_template_promoter: str = Field(default="CC-TPL-PROMOTER-NOTICE", description="a promoter's notices: "
+                                           "commission credited, withdrawal result, automatic payout, assessment "
+                                           "reminder and result, revival, window closed; empty: not sent")
+    message_template_supplier: str = Field(default="CC-TPL-SUPPLIER-NOTICE", description="a supplier's notices: "
+                                           "review results, suspension and reinstatement, stock; empty: not sent")
     message_template_general: str = Field(default="", description="every other notification; empty: not sent")
     message_resend_after: timedelta = Field(
         default=timedelta(minutes=10), description="a message claimed by a drain that crashed is tried again after this")

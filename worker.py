@@ -101,7 +101,9 @@ def presale_and_messages(settings: Settings, sessions, orders: OrderActivities, 
     presale = PresaleActivities(sessions, orders)
     templates = MessageTemplates(order_status=settings.message_template_order_status,
                                  presale_balance=settings.message_template_presale_balance,
-                                 refund=settings.message_template_refund, general=settings.message_template_general)
+                                 refund=settings.message_template_refund, general=settings.message_template_general,
+                                 promoter=settings.message_template_promoter,
+                                 supplier=settings.message_template_supplier)
     messages = MessageActivities(sessions, MessagesClient.from_settings(settings), templates,
                                  resend_after=settings.message_resend_after, tz=settings.settlement_timezone)
     channels = ChannelsDeliveryActivities(sessions, channels_client)

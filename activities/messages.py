@@ -104,7 +104,8 @@ class MessageActivities:
             for n in rows:
                 openid = (s.scalar(select(User.openid).where(User.id == n.recipient_user_id))
                           if n.recipient_user_id is not None else None)
-                message = subscribe_message(n.kind, n.subject_id, n.message, n.created_at, self.templates, self.tz)
+                message = subscribe_message(n.kind, n.subject_id, n.message, n.created_at, self.templates, self.tz,
+                                            subject_type=n.subject_type)
                 skip = ("no single recipient (role notification)" if n.recipient_user_id is None
                         else "user has no openid" if not openid
                         else f"no template for {n.kind}" if message is None
