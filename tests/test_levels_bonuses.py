@@ -207,6 +207,9 @@ async def test_a_level_reached_by_own_sales_raises_the_sellers_rate(api, sandbox
     entries = (await api.get("/wallet/entries", params={"kind": "commission_pending"}, headers=seller)).json()
     assert sorted(e["amount_fen"] for e in entries) == sorted([sku_commission, uplift])
     assert any(e["rule"].startswith("level:2:团长:uplift:200bps") for e in entries)
+    shown = (await api.get("/promoters/me/level/orders", headers=seller)).json()  # the recorded level, read
+    assert [(o["order_no"], o["level"], o["uplift_fen"], o["own_gmv_fen"]) for o in shown] == [
+        (order_no, "团长", uplift, 400_000)], shown
 
 
 async def test_a_regional_agent_earns_on_goods_shipped_to_the_region_reversed_per_line_on_refund(
@@ -351,6 +354,9 @@ async def test_the_team_bonus_is_paid_on_tier_2_and_3_sales_only(api, demo, toke
     assert [(e["kind"], e["amount_fen"]) for e in detail] == [("team_bonus", expected[top])]
     shown = (await api.get("/settlements/statements", params={"month": month}, headers=token(top_user, "promoter")))
     assert shown.json()[0]["team_bonus_fen"] == expected[top], shown.text
+    bonus = (await api.get("/promoters/me/team-bonuses", headers=token(top_user, "promoter"))).json()
+    assert [(b["month"], b["level"], b["downline_gmv_fen"], b["amount_fen"], b["orders"]) for b in bonus] == [
+        (month, "团长", 350_000, expected[top], 3)], bonus
     await keep_run_history(temporal_env, run_id, None, "settlement_commission_team_bonus")
 
     # the team view: tier 1 is me, tiers 2-3 below, never deeper

@@ -11,7 +11,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import func, select
 from temporalio.service import RPCError
 
 from activities import bonuses
@@ -22,7 +22,10 @@ from api.errors import ApiError, not_found
 from db.bonus_models import (
     BonusPolicyRow,
     FakeTradeFinding,
+    OrderLevel,
     RegionalAgent,
+    TeamBonus,
+    TeamBonusSale,
     WindowClosure,
 )
 from db.models import Promoter, Window
@@ -216,6 +219,57 @@ def my_level(request: Request, principal: Principal = Depends(require_roles("pro
                         next_level=nxt.name if nxt else None, next_min_gmv_fen=nxt.min_gmv_fen if nxt else None)
 
 
+class OrderLevelOut(BaseModel):
+    order_no: str
+    level: str | None
+    rank: int | None
+    own_gmv_fen: int = Field(description="own sales over LEVEL_PERIOD when the order was paid")
+    uplift_bps: int
+    uplift_fen: int
+    recorded_at: datetime
+
+
+@promoter_router.get("/me/level/orders", response_model=list[OrderLevelOut],
+                     summary="The level each order sold through my window was paid at, and the uplift it added")
+def my_order_levels(request: Request, limit: int = 50,
+                    principal: Principal = Depends(require_roles("promoter"))) -> list[OrderLevelOut]:
+    with sessions_of(request)() as s:
+        promoter = _my_promoter(s, principal)
+        rows = s.scalars(select(OrderLevel).where(OrderLevel.promoter_id == promoter.id)
+                         .order_by(OrderLevel.recorded_at.desc(), OrderLevel.order_no.desc())
+                         .limit(max(1, min(limit, 200)))).all()
+        return [OrderLevelOut(order_no=r.order_no, level=r.level_name, rank=r.level_rank, own_gmv_fen=r.own_gmv_fen,
+                              uplift_bps=r.uplift_bps, uplift_fen=r.uplift_fen, recorded_at=r.recorded_at)
+                for r in rows]
+
+
+class TeamBonusOut(BaseModel):
+    month: str
+    level: str
+    team_bonus_bps: int
+    own_gmv_fen: int
+    downline_gmv_fen: int = Field(description="the month's sales of the downline the bonus reached")
+    amount_fen: int
+    orders: int = Field(description="orders the bonus was paid on")
+    refunded_fen: int = Field(description="of those orders' GMV, refunded since (the bonus on it was taken back)")
+
+
+@promoter_router.get("/me/team-bonuses", response_model=list[TeamBonusOut],
+                     summary="My team bonuses, month by month, and the sales each was paid on")
+def my_team_bonuses(request: Request, principal: Principal = Depends(require_roles("promoter"))) -> list[TeamBonusOut]:
+    with sessions_of(request)() as s:
+        promoter = _my_promoter(s, principal)
+        sales = {month: (n, refunded) for month, n, refunded in s.execute(
+            select(TeamBonusSale.month, func.count(), func.coalesce(func.sum(TeamBonusSale.refunded_fen), 0))
+            .where(TeamBonusSale.promoter_id == promoter.id).group_by(TeamBonusSale.month)).all()}
+        rows = s.scalars(select(TeamBonus).where(TeamBonus.promoter_id == promoter.id)
+                         .order_by(TeamBonus.month.desc())).all()
+        return [TeamBonusOut(month=r.month, level=r.level_name, team_bonus_bps=r.team_bonus_bps,
+                             own_gmv_fen=r.own_gmv_fen, downline_gmv_fen=r.downline_gmv_fen, amount_fen=r.amount_fen,
+                             orders=sales.get(r.month, (0, 0))[0], refunded_fen=int(sales.get(r.month, (0, 0))[1]))
+                for r in rows]
+
+
 class LeaveOut(BaseModel):
     promoter_id: int
     status: str
@@ -272,7 +326,6 @@ class FindingOut(BaseModel):
 
 
 def _finding_out(s, f: FakeTradeFinding) -> FindingOut:
-    from sqlalchemy import func
 
     confirmed = s.scalar(select(func.count()).select_from(FakeTradeFinding).where(
         FakeTradeFinding.promoter_id == f.promoter_id, FakeTradeFinding.status == "confirmed")) or 0
