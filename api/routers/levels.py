@@ -215,7 +215,9 @@ def my_level(request: Request, principal: Principal = Depends(require_roles("pro
         return LevelOut(promoter_id=promoter.id, own_gmv_fen=gmv, period_days=period.total_seconds() / 86_400,
                         level=reached[1].name if reached else None, rank=reached[0] if reached else None,
                         uplift_bps=reached[1].uplift_bps if reached else 0,
-                        team_bonus_bps=reached[1].team_bonus_bps if reached else 0,
+                        # a team bonus beyond the ceiling COMMISSION_TIERS is never paid: shown as 0
+                        team_bonus_bps=reached[1].team_bonus_bps
+                        if reached and policy.team_depth(request.app.state.settings.commission_tiers) >= 2 else 0,
                         next_level=nxt.name if nxt else None, next_min_gmv_fen=nxt.min_gmv_fen if nxt else None)
 
 
