@@ -57,7 +57,7 @@ class CommissionPolicyRow(Base):
     version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     tiers: Mapped[int] = mapped_column(Integer)
     tier_rates_bps: Mapped[list] = mapped_column(JSONB)
-    self_purchase_commission: Mapped[bool] = mapped_column(Boolean, default=False)
+    self_purchase_commission: Mapped[bool] = mapped_column(Boolean, default=False)  # old versions only: never read
     set_by_user_id: Mapped[int | None] = mapped_column(BigInteger)
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = created_at_column()

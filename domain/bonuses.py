@@ -36,7 +36,7 @@ class Level:
     name: str
     min_gmv_fen: int          # own completed sales over the level period that reach it
     uplift_bps: int = 0       # extra own rate, of what was paid for each line
-    team_bonus_bps: int = 0   # monthly, of the tier-2..3 downline's completed sales
+    team_bonus_bps: int = 0   # monthly, of the downline's sales, tier 2 to the depth (never beyond COMMISSION_TIERS)
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ def line_extras(*, paid_fen: int, service_fee_fen: int, commission_fen: int, upl
 
 
 def team_bonus(gmv_fen: int, level: Level | None) -> int:
-    """A month's team bonus on the tier-2..3 downline's completed sales (rounded down)."""
+    """A month's team bonus on the downline's sales it reaches (rounded down)."""
     if level is None or level.team_bonus_bps <= 0 or gmv_fen <= 0:
         return 0
     return apply_bps(gmv_fen, level.team_bonus_bps)
