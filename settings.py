@@ -13,12 +13,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from domain.channels import ChannelsSyncInput
 from domain import keys
-from domain.commission import CommissionPolicy
+from domain.channels import ChannelsSyncInput
+from domain.commission import CommissionPolicy, PolicyRefused, policy_from_rates
 from domain.order_process import OrderTimings
 from domain.refunds import RefundRules, RefundTimings
 from domain.risk import RiskRules
@@ -249,6 +249,11 @@ class Settings(BaseSettings):
                                                            "empty: not sent")
     message_template_presale_balance: str = "CC-TPL-PRESALE-BALANCE"
     message_template_refund: str = "CC-TPL-REFUND-RESULT"
+    message_template_promoter: str = Field(default="CC-TPL-PROMOTER-NOTICE", description="a promoter's notices: "
+                                           "commission credited, withdrawal result, automatic payout, assessment "
+                                           "reminder and result, revival, window closed; empty: not sent")
+    message_template_supplier: str = Field(default="CC-TPL-SUPPLIER-NOTICE", description="a supplier's notices: "
+                                           "review results, suspension and reinstatement, stock; empty: not sent")
     message_template_general: str = Field(default="", description="every other notification; empty: not sent")
     message_resend_after: timedelta = Field(
         default=timedelta(minutes=10), description="a message claimed by a drain that crashed is tried again after this")
@@ -276,10 +281,14 @@ class Settings(BaseSettings):
                                               "that close a promoter's window")
 
     # --- money rules ---------------------------------------------------------------------
-    commission_tiers: int = 1
+    commission_tiers: int = Field(
+        default=1, description="the ceiling on every kind of upline pay (1..3): commission tiers and the team "
+                               "bonus never reach deeper; read on every payment, policy change and settlement run, "
+                               "and the depth of the first policy version")
     commission_tier_rates_bps: list[int] = Field(
-        default_factory=lambda: [10_000, 0, 0],
-        description="share of the SKU commission paid to tier 1..3, in basis points",
+        default_factory=lambda: [10_000],
+        description="share of the SKU commission paid to tier 1..COMMISSION_TIERS, in basis points: one rate "
+                    "above 0 per tier (the first policy version)",
     )
     supplier_service_fee_bps_min: int = 100
     supplier_service_fee_bps_max: int = 500
@@ -334,6 +343,14 @@ class Settings(BaseSettings):
                 "selling goods, never for recruiting, and never deeper than 3 tiers"
             )
         return v
+
+    @model_validator(mode="after")
+    def _a_rate_for_every_tier(self):
+        try:
+            self.commission_policy()
+        except PolicyRefused as err:
+            raise ValueError(f"COMMISSION_TIERS / COMMISSION_TIER_RATES_BPS: {err}") from err
+        return self
 
     # --- derived -------------------------------------------------------------------------
     @property
@@ -417,7 +434,9 @@ class Settings(BaseSettings):
 
     def commission_policy(self) -> CommissionPolicy:
         """The policy in force until an operator saves a version (PUT /commission-policy)."""
-        return CommissionPolicy(tiers=self.commission_tiers, tier_rates_bps=tuple(self.commission_tier_rates_bps))
+        return policy_from_rates(self.commission_tiers, self.commission_tier_rates_bps[: self.commission_tiers]
+                                 if len(self.commission_tier_rates_bps) >= self.commission_tiers
+                                 else self.commission_tier_rates_bps, ceiling=self.commission_tiers)
 
     def channels_sync_input(self, mode: str = "drain") -> ChannelsSyncInput:
         return ChannelsSyncInput(mode=mode, batch_size=self.channels_sync_batch_size,

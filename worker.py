@@ -70,7 +70,7 @@ def activities(settings: Settings, sessions=None, pay: WeChatPayClient | None = 
     pay = pay or WeChatPayClient(WeChatPayConfig.from_settings(settings))
     channels = ChannelsClient.from_settings(settings)
     orders = OrderActivities(sessions, settings.commission_policy(), settings.risk_rules,
-                             level_period=settings.level_period)
+                             level_period=settings.level_period, tier_ceiling=lambda: settings.commission_tiers)
     payments = PaymentActivities(sessions, pay)
     logistics = LogisticsActivities(settings)
     promoters = PromoterActivities(sessions)
@@ -92,7 +92,7 @@ def activities(settings: Settings, sessions=None, pay: WeChatPayClient | None = 
         *CatalogActivities(sessions, pay, channels).all(),
         *ChannelsSyncActivities(sessions, channels).all(),
         *presale_and_messages(settings, sessions, orders, payments, channels),
-        *BonusActivities(sessions, settings.level_period).all(),
+        *BonusActivities(sessions, settings.level_period, tier_ceiling=lambda: settings.commission_tiers).all(),
         *WithdrawalActivities(sessions, pay).all(),
         *PayoutActivities(sessions, settings.withdrawal_rules, settings.withdrawal_timings(),
                           settings.settlement_timezone).all(),
@@ -108,7 +108,9 @@ def presale_and_messages(settings: Settings, sessions, orders: OrderActivities, 
     presale = PresaleActivities(sessions, orders)
     templates = MessageTemplates(order_status=settings.message_template_order_status,
                                  presale_balance=settings.message_template_presale_balance,
-                                 refund=settings.message_template_refund, general=settings.message_template_general)
+                                 refund=settings.message_template_refund, general=settings.message_template_general,
+                                 promoter=settings.message_template_promoter,
+                                 supplier=settings.message_template_supplier)
     messages = MessageActivities(sessions, MessagesClient.from_settings(settings), templates,
                                  resend_after=settings.message_resend_after, tz=settings.settlement_timezone)
     channels = ChannelsDeliveryActivities(sessions, channels_client)

@@ -22,6 +22,7 @@ to the platform). Nothing else about the order changes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -53,9 +54,9 @@ from db.models import (
     Window,
     WindowProduct,
 )
-from db.order_models import Refund
 from db.referrals import downline
 from db.risk_models import RiskFlag
+from db.sales import order_sales, sales_by_promoter
 from domain import ledger as rules
 from domain.bonuses import (
     REGION_LEVELS,
@@ -68,8 +69,9 @@ from domain.bonuses import (
     team_bonus_taken_back,
     validate,
 )
+from domain.commission import MAX_TIERS
+from domain.money import yuan
 from domain.order_status import OrderStatus
-from domain.refunds import RefundStatus
 from domain.risk import RiskStatus
 from domain.settlement import month_bounds
 
@@ -107,10 +109,12 @@ def history(s: Session) -> list[BonusPolicyRow]:
 
 def set_policy(s: Session, *, levels: list[Level], team_bonus_depth: int, regional_bps: dict[str, int],
                min_service_fee_bps: int, max_service_fee_bps: int, by_user_id: int | None,
-               note: str = "") -> BonusPolicyRow:
-    """Add a version; PolicyRefused (nothing written) for a config outside the pay rules."""
+               tier_ceiling: int, note: str = "") -> BonusPolicyRow:
+    """Add a version; PolicyRefused (nothing written) for a config outside the pay rules,
+    a team bonus deeper than the ceiling COMMISSION_TIERS (`tier_ceiling`) included."""
     policy = validate(levels, regional_bps, team_bonus_depth=team_bonus_depth,
-                      max_service_fee_bps=max_service_fee_bps, min_service_fee_bps=min_service_fee_bps)
+                      max_service_fee_bps=max_service_fee_bps, min_service_fee_bps=min_service_fee_bps,
+                      tier_ceiling=tier_ceiling)
     s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": BONUS_LOCK})
     current_policy(s)
     version = (s.scalar(select(func.max(BonusPolicyRow.version))) or 0) + 1
@@ -122,44 +126,10 @@ def set_policy(s: Session, *, levels: list[Level], team_bonus_depth: int, region
     return row
 
 
-# --- sales -----------------------------------------------------------------------------------
-def _frozen_clause():
-    return exists().where(RiskFlag.order_no == Order.order_no, RiskFlag.subject_type == "order",
-                          RiskFlag.status.in_(FREEZING))
-
-
-def _sales(key, start: datetime, end: datetime):
-    """`key` and the GMV of each order counted as a sale: completed in [start, end) through a
-    promoter's window, what was paid less what was refunded. The promoter's own purchases and
-    orders under a risk flag not cleared do not count: only real sales do."""
-    refunded = (select(Refund.order_no, func.sum(Refund.amount_fen).label("fen"))
-                .where(Refund.status == RefundStatus.REFUNDED).group_by(Refund.order_no).subquery())
-    gmv = Order.total_fen - func.coalesce(refunded.c.fen, 0)
-    return (select(key, gmv.label("gmv"))
-            .join(Promoter, Promoter.id == Order.promoter_id)
-            .outerjoin(refunded, refunded.c.order_no == Order.order_no)
-            .where(Order.status == OrderStatus.COMPLETED, Order.completed_at >= start, Order.completed_at < end,
-                   Order.buyer_user_id != Promoter.user_id, ~_frozen_clause()))
-
-
+# --- sales (the one rule: domain/sales.py, its query: db/sales.py) ---------------------------------
 def sales_gmv(s: Session, promoter_ids: list[int] | None, start: datetime, end: datetime) -> dict[int, int]:
-    """promoter id → GMV of their sales completed in [start, end) (see `_sales`)."""
-    if promoter_ids is not None and not promoter_ids:
-        return {}
-    sales = _sales(Order.promoter_id, start, end)
-    if promoter_ids is not None:
-        sales = sales.where(Order.promoter_id.in_(promoter_ids))
-    sales = sales.subquery()
-    query = select(sales.c.promoter_id, func.sum(sales.c.gmv)).group_by(sales.c.promoter_id)
-    return {int(pid): int(gmv) for pid, gmv in s.execute(query).all() if gmv}
-
-
-def order_sales(s: Session, promoter_ids: list[int], start: datetime, end: datetime) -> dict[str, int]:
-    """order no → GMV of the sales of these promoters completed in [start, end)."""
-    if not promoter_ids:
-        return {}
-    query = _sales(Order.order_no, start, end).where(Order.promoter_id.in_(promoter_ids))
-    return {no: int(gmv) for no, gmv in s.execute(query).all() if gmv > 0}
+    """promoter id → GMV of their sales completed in [start, end)."""
+    return {pid: gmv for pid, (_, gmv) in sales_by_promoter(s, promoter_ids, start, end).items() if gmv}
 
 
 def promoter_level(s: Session, promoter_id: int, at: datetime, period: timedelta,
@@ -286,11 +256,18 @@ def release_commission(s: Session, order_no: str, pending: dict[tuple[int, int |
         return True
     if is_frozen(s, order_no):
         return False
+    credited: dict[int, int] = {}
     for (tier, promoter_id), amount in sorted(pending.items()):
         key, kind = release_key(order_no, tier, promoter_id)
-        ledger.post(s, key, kind, rules.transfer(rules.promoter_pending(promoter_id),
-                                                 rules.promoter_available(promoter_id), amount, tier=tier or None),
-                    order_no=order_no, memo=memo)
+        if ledger.post(s, key, kind, rules.transfer(rules.promoter_pending(promoter_id),
+                                                    rules.promoter_available(promoter_id), amount,
+                                                    tier=tier or None),
+                       order_no=order_no, memo=memo):
+            credited[promoter_id] = credited.get(promoter_id, 0) + amount
+    for promoter_id, amount in sorted(credited.items()):
+        notify(s, promoter_id, "commission_credited",
+               f"订单{order_no[-6:]}佣金 {yuan(amount)} 元已到账，可提现",
+               f"order:{order_no}:commission:{promoter_id}:credited")
     return True
 
 
@@ -398,21 +375,25 @@ def window_closed(s: Session, window_id: int | None) -> bool:
 
 # --- the commission settlement run's step ------------------------------------------------------
 class BonusActivities:
-    def __init__(self, sessions: sessionmaker[Session], level_period: timedelta = DEFAULT_LEVEL_PERIOD):
+    def __init__(self, sessions: sessionmaker[Session], level_period: timedelta = DEFAULT_LEVEL_PERIOD,
+                 tier_ceiling: Callable[[], int] = lambda: MAX_TIERS):
         self.sessions = sessions
         self.level_period = level_period
+        self.tier_ceiling = tier_ceiling  # COMMISSION_TIERS, read at every run
 
     @activity.defn
     def post_team_bonuses(self, month: str, timezone: str) -> int:
         """The month's team bonuses, once per (month, promoter): for each active promoter whose
         level (own sales over the level period to the month's end) has a team-bonus rate, that
-        rate of the completed sales in the month of their tier-2..3 downline (tier 1 is them).
-        Paid by the platform into `available` (the sales are completed). Returns the fen posted."""
+        rate of the sales (domain/sales.py) completed in the month of their downline from tier 2
+        down to the version's depth, never deeper than COMMISSION_TIERS now (tier 1 is them; with
+        1 tier nothing is paid). Paid by the platform into `available`. Returns the fen posted."""
         start, end = month_bounds(month, timezone)
         with self.sessions.begin() as s:
             version, policy = current_policy(s)
+            depth = policy.team_depth(self.tier_ceiling())
             paying = [lv for lv in policy.levels if lv.team_bonus_bps > 0]
-            if not paying:
+            if not paying or depth < 2:
                 return 0
             own = {pid: g for pid, g in sales_gmv(s, None, end - self.level_period, end).items()
                    if g >= min(lv.min_gmv_fen for lv in paying)}
@@ -422,7 +403,7 @@ class BonusActivities:
                 reached = level_for(policy, own[pid])
                 if reached is None:
                     continue
-                sales = order_sales(s, downline(s, pid, policy.team_bonus_depth - 1), start, end)
+                sales = order_sales(s, downline(s, pid, depth - 1), start, end)
                 gmv = sum(sales.values())
                 amount = team_bonus(gmv, reached[1])
                 if amount > 0:
@@ -436,12 +417,14 @@ class BonusActivities:
                                rules.transfer(rules.PLATFORM_REVENUE, rules.promoter_available(pid), amount,
                                               rule=f"team_bonus:{lv.name}:{lv.team_bonus_bps}bps:b{version}"),
                                memo=f"{month} team bonus: {lv.team_bonus_bps} bps of {gmv} fen "
-                                    f"tier 2-{policy.team_bonus_depth} sales"):
+                                    f"tier 2-{depth} sales"):
                     s.add(TeamBonus(month=month, promoter_id=pid, bonus_version=version, level_name=lv.name,
                                     team_bonus_bps=lv.team_bonus_bps, own_gmv_fen=own_gmv, downline_gmv_fen=gmv,
                                     amount_fen=amount))
                     s.add_all(TeamBonusSale(month=month, promoter_id=pid, order_no=no, team_bonus_bps=lv.team_bonus_bps,
                                             gmv_fen=fen, refunded_fen=0) for no, fen in sales.items())
+                    notify(s, pid, "commission_credited", f"{month} 团队奖励 {yuan(amount)} 元已到账，可提现",
+                           f"team_bonus:{month}:{pid}:credited")
                     total += amount
             return total
 

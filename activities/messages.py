@@ -107,7 +107,8 @@ class MessageActivities:
                     break
             claimed: list[_Claimed] = []
             for n, openid in rows:
-                message = subscribe_message(n.kind, n.subject_id, n.message, n.created_at, self.templates, self.tz)
+                message = subscribe_message(n.kind, n.subject_id, n.message, n.created_at, self.templates, self.tz,
+                                            subject_type=n.subject_type)
                 skip = ("no single recipient (role notification)" if n.recipient_user_id is None
                         else "user has no openid" if not openid
                         else f"no template for {n.kind}" if message is None

@@ -3,6 +3,7 @@ finds its own earlier work (by order_no, event key or ledger key) and does nothi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
@@ -21,7 +22,6 @@ from db.models import (
     OrderLine,
     Payment,
     Product,
-    Promoter,
     Shipment,
     Sku,
     Supplier,
@@ -38,6 +38,7 @@ from domain.commission import (
     SkuCommission,
     line_commission_pool,
     split_by_tier,
+    within_ceiling,
 )
 from domain.money import apply_bps
 from domain.order_status import OrderStatus
@@ -51,13 +52,17 @@ from domain.orders import (
 )
 from domain.refunds import remaining_share
 from domain.risk import RiskRules
+from domain.sales import SELF_PURCHASE_DEPTH, is_self_purchase
 
 
 class OrderActivities:
     def __init__(self, sessions: sessionmaker[Session], policy: CommissionPolicy,
-                 risk_rules: RiskRules | None = None, level_period: timedelta | None = None):
+                 risk_rules: RiskRules | None = None, level_period: timedelta | None = None,
+                 tier_ceiling: Callable[[], int] | None = None):
         self.sessions = sessions
-        self.policy = policy
+        self.policy = policy  # version 1, until an operator saves one
+        # COMMISSION_TIERS, read at every payment: no version pays deeper than the ceiling now
+        self.tier_ceiling = tier_ceiling or (lambda: policy.tiers)
         self.risk_rules = risk_rules or RiskRules()
         self.level_period = level_period  # own sales over this period set the seller's level
 
@@ -235,11 +240,19 @@ class OrderActivities:
         in force now (recorded with the order), the seller's level uplift and the regional
         agents' bonus, pending until the order completes."""
         no = order.order_no
-        version = commission_policy.current_policy(s, self.policy)
-        self_purchase = self._is_self_purchase(s, order)
+        stored = commission_policy.current_policy(s, self.policy)
+        version = PolicyVersion(stored.version, within_ceiling(stored.policy, self.tier_ceiling()))
+        buyer_tier = self._buyer_tier(s, order)
+        self_purchase = buyer_tier is not None
         s.add(OrderCommissionPolicy(order_no=no, policy_version=version.version, self_purchase=self_purchase))
-        earns = not self_purchase or version.policy.self_purchase_commission
+        # a purchase made inside the seller's chain is no sale (domain/sales.py): nobody earns on it,
+        # at any tier; the whole commission stays with the platform at completion
+        earns = not self_purchase
         commission = list(self._commission_postings(s, order, version)) if earns else []
+        if self_purchase:
+            who = "the seller" if buyer_tier == 1 else f"the seller's tier-{buyer_tier} upline"
+            record_event(s, no, order.status, f"self-purchase: the buyer is {who}; no commission or bonus "
+                         "is paid on it, its share stays with the platform", f"order:{no}:self_purchase")
         # the seller's level uplift (tier 1) and regional agents' bonus; off by default
         commission, regional = bonuses.extras_at_payment(s, order, commission, earns=earns,
                                                          level_period=self.level_period)
@@ -254,23 +267,26 @@ class OrderActivities:
             ledger.post(s, f"order:{no}:regional:{agent_id}", "commission_pending", postings,
                         order_no=no, memo=f"regional bonus for agent {agent_id}")
 
-    def _is_self_purchase(self, s: Session, order: Order) -> bool:
+    def _buyer_tier(self, s: Session, order: Order) -> int | None:
+        """The tier (1 = the seller) at which the buyer is in the seller's referral chain, or None."""
         if order.promoter_id is None:
-            return False
-        seller_user = s.scalar(select(Promoter.user_id).where(Promoter.id == order.promoter_id))
-        return seller_user == order.buyer_user_id
+            return None
+        chain = [p.user_id for p in referral_chain(s, order.promoter_id, SELF_PURCHASE_DEPTH)]
+        if not is_self_purchase(order.buyer_user_id, chain):
+            return None
+        return chain.index(order.buyer_user_id) + 1
 
-    def _commission_chain(self, s: Session, promoter_id: int | None,
-                          policy: CommissionPolicy | None = None) -> list[int]:
-        """The seller first, then who referred them, as deep as the policy pays.
-        Only active promoters earn; a missing or paused tier's share stays with the platform."""
-        policy = policy or self.policy
-        return [p.id if p.status == "active" else None
+    def _commission_chain(self, s: Session, promoter_id: int | None, policy: CommissionPolicy,
+                          buyer_user_id: int | None = None) -> list[int | None]:
+        """The seller first, then who referred them, as deep as the policy pays. Only active
+        promoters earn, and never the buyer; a missing, paused or buying tier's share stays with
+        the platform."""
+        return [p.id if p.status == "active" and p.user_id != buyer_user_id else None
                 for p in referral_chain(s, promoter_id, policy.tiers)]
 
     def _commission_postings(self, s: Session, order: Order, version: PolicyVersion):
         policy = version.policy
-        chain = self._commission_chain(s, order.promoter_id, policy)
+        chain = self._commission_chain(s, order.promoter_id, policy, order.buyer_user_id)
         lines = s.scalars(select(OrderLine).where(OrderLine.order_no == order.order_no)).all()
         per_tier: dict[int, list[rules.Posting]] = {}
         for line in lines:

@@ -15,8 +15,8 @@ from activities.catalog import notify
 from activities.order_events import record_event
 from db.models import Order
 from db.order_models import Outlet, PickupCode
-from domain.order_status import OrderStatus
 from domain.keys import KeyRing
+from domain.order_status import OrderStatus
 from domain.pickup import code_hash, pickup_code
 
 

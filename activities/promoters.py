@@ -6,18 +6,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from db.models import Order, Promoter
+from activities.catalog import notify as notify_user
+from db.models import Promoter
 from db.promoter_models import (
     AssessmentCycle,
-    PromoterNotification,
     PromoterProfile,
     Revival,
 )
+from db.sales import sales_by_promoter
 from domain.assessment import (
     AssessCycleInput,
     CycleResult,
@@ -26,30 +27,29 @@ from domain.assessment import (
     SalesWindow,
     assess,
 )
-from domain.order_status import OrderStatus
 from domain.promoters import PromoterStatus
 
 log = structlog.get_logger()
 
 
 def count_completed_sales(s: Session, promoter_id: int, start: datetime, end: datetime) -> int:
-    """Completed orders attributed to the promoter's window, completed in [start, end).
-    The promoter's own purchases do not count: no purchase is ever needed to qualify."""
-    return s.scalar(
-        select(func.count()).select_from(Order).join(Promoter, Promoter.id == Order.promoter_id)
-        .where(Order.promoter_id == promoter_id, Order.status == OrderStatus.COMPLETED,
-               Order.completed_at >= start, Order.completed_at < end,
-               Order.buyer_user_id != Promoter.user_id)) or 0
+    """The promoter's sales (domain/sales.py: completed, not self-purchased, net of refunds,
+    no uncleared risk flag) completed in [start, end). No purchase is ever needed to qualify."""
+    return sales_by_promoter(s, [promoter_id], start, end).get(promoter_id, (0, 0))[0]
 
 
 def notify(s: Session, promoter_id: int, kind: str, message: str, key: str) -> bool:
-    """Record a message we owe the promoter, once per key (the messaging client sends it)."""
-    done = s.execute(insert(PromoterNotification).values(
-        promoter_id=promoter_id, kind=kind, message=message, idempotency_key=key,
-    ).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(PromoterNotification.id)).scalar()
-    if done is not None:
-        log.info("promoter.notify", promoter_id=promoter_id, kind=kind, message=message)
-    return done is not None
+    """Put a notice for the promoter in the notification outbox (the one buyers' messages go
+    through: listed at GET /notifications, sent as a subscribe message by `messages-drain`),
+    once per key, in the caller's transaction."""
+    user_id = s.scalar(select(Promoter.user_id).where(Promoter.id == promoter_id))
+    if user_id is None:
+        return False
+    done = notify_user(s, user_id=user_id, kind=kind, subject_type="promoter", subject_id=promoter_id,
+                       message=message, key=key)
+    if done:
+        log.info("promoter.notify", promoter_id=promoter_id, kind=kind)
+    return done
 
 
 def set_status(s: Session, promoter: Promoter, status: PromoterStatus) -> None:

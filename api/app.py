@@ -88,6 +88,9 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
                   description="Durable back-end for WeChat social commerce. Every long-running "
                               "process is a Temporal workflow; see Temporal UI for histories.")
     app.state.settings = settings
+    # version 1 of the commission policy, as the worker seeds it (validated at startup); the ceiling
+    # COMMISSION_TIERS itself is read from the settings at every policy change
+    app.state.first_commission_policy = settings.commission_policy()
     if sessions is None:
         sessions = session_factory(settings)
     app.state.sessions = sessions

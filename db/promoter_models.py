@@ -59,7 +59,7 @@ class CommissionPolicyRow(Base):
     version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     tiers: Mapped[int] = mapped_column(Integer)
     tier_rates_bps: Mapped[list] = mapped_column(JSONB)
-    self_purchase_commission: Mapped[bool] = mapped_column(Boolean, default=False)
+    self_purchase_commission: Mapped[bool] = mapped_column(Boolean, default=False)  # old versions only: never read
     set_by_user_id: Mapped[int | None] = mapped_column(BigInteger)
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = created_at_column()
@@ -90,19 +90,6 @@ class AssessmentCycle(Base):
     failed_in_row: Mapped[int] = mapped_column(Integer)
     assessed_at: Mapped[datetime] = created_at_column()
     __table_args__ = (UniqueConstraint("promoter_id", "cycle_no", name="uq_assessment_cycle"),)
-
-
-class PromoterNotification(Base):
-    """Messages we owe a promoter (reminders, results); a messaging client delivers them."""
-
-    __tablename__ = "promoter_notifications"
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    promoter_id: Mapped[int] = mapped_column(ForeignKey("promoters.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(40))
-    message: Mapped[str] = mapped_column(Text)
-    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
-    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = created_at_column()
 
 
 class Revival(Base):

@@ -6,9 +6,11 @@ Everything here is off by default and operator-configured, and stays inside the 
   sold through their window over `level_period`), never by team size, head-count or purchases;
   no fee and no purchase reaches or keeps a level. A level may raise the seller's own rate
   (`uplift_bps` of what was paid for each line, on top of the SKU commission);
-* a **team bonus** (`team_bonus_bps`) is paid monthly on the *sales* (GMV) of the promoter's
-  tier-2 and tier-3 downline only — the promoter is tier 1, so the whole chain stays within 3
-  tiers — never on recruiting; it is paid by the platform out of its own revenue;
+* a **team bonus** (`team_bonus_bps`) is paid monthly on the *sales* (GMV, domain/sales.py) of
+  the promoter's downline from tier 2 down to `team_bonus_depth` — the promoter is tier 1 — and
+  never deeper than the one ceiling of all upline pay, `COMMISSION_TIERS` (default 1: no team
+  bonus at all; at most 3); never on recruiting; it is paid by the platform out of its own
+  revenue;
 * a **regional agent**, appointed by operators for one province, city or county, earns a rate
   of what was paid for goods shipped to that region.
 
@@ -34,7 +36,7 @@ class Level:
     name: str
     min_gmv_fen: int          # own completed sales over the level period that reach it
     uplift_bps: int = 0       # extra own rate, of what was paid for each line
-    team_bonus_bps: int = 0   # monthly, of the tier-2..3 downline's completed sales
+    team_bonus_bps: int = 0   # monthly, of the downline's sales, tier 2 to the depth (never beyond COMMISSION_TIERS)
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,11 @@ class BonusPolicy:
     team_bonus_depth: int = MAX_TIERS      # deepest tier a team bonus reaches (the promoter is tier 1)
     regional_bps: dict[str, int] = field(default_factory=lambda: {k: 0 for k in REGION_LEVELS})
 
+    def team_depth(self, tier_ceiling: int) -> int:
+        """The deepest tier a team bonus reaches under the ceiling COMMISSION_TIERS now (below 2:
+        no team bonus is paid), whatever depth the version was stored with."""
+        return min(self.team_bonus_depth, tier_ceiling, MAX_TIERS)
+
     @property
     def is_off(self) -> bool:
         return (not any(lv.uplift_bps or lv.team_bonus_bps for lv in self.levels)
@@ -50,8 +57,9 @@ class BonusPolicy:
 
 
 def validate(levels: list[Level] | tuple[Level, ...], regional_bps: dict[str, int], *, team_bonus_depth: int,
-             max_service_fee_bps: int, min_service_fee_bps: int) -> BonusPolicy:
-    """An operator's config, or PolicyRefused (nothing written)."""
+             max_service_fee_bps: int, min_service_fee_bps: int, tier_ceiling: int = MAX_TIERS) -> BonusPolicy:
+    """An operator's config, or PolicyRefused (nothing written). `tier_ceiling` is
+    COMMISSION_TIERS: a team bonus reaching deeper than it is refused."""
     levels = tuple(levels)
     if len(levels) > MAX_LEVELS:
         raise PolicyRefused(f"at most {MAX_LEVELS} levels")
@@ -90,6 +98,14 @@ def validate(levels: list[Level] | tuple[Level, ...], regional_bps: dict[str, in
         raise PolicyRefused(
             f"team bonus {most_team} bps on {payers} tier(s) would exceed the platform's "
             f"minimum service fee ({min_service_fee_bps} bps) on the same sales")
+    # one ceiling for every upline pay: COMMISSION_TIERS
+    if any(lv.team_bonus_bps for lv in levels):
+        if tier_ceiling < 2:
+            raise PolicyRefused("team bonus refused: COMMISSION_TIERS is 1, so no pay reaches beyond the seller's "
+                                "own sales (a team bonus is paid on tier-2 and deeper sales)")
+        if team_bonus_depth > tier_ceiling:
+            raise PolicyRefused(f"team bonus depth {team_bonus_depth} refused: COMMISSION_TIERS caps every upline "
+                                f"pay at {tier_ceiling} tiers")
     return BonusPolicy(levels=levels, team_bonus_depth=team_bonus_depth, regional_bps=regional)
 
 
@@ -133,7 +149,7 @@ def line_extras(*, paid_fen: int, service_fee_fen: int, commission_fen: int, upl
 
 
 def team_bonus(gmv_fen: int, level: Level | None) -> int:
-    """A month's team bonus on the tier-2..3 downline's completed sales (rounded down)."""
+    """A month's team bonus on the downline's sales it reaches (rounded down)."""
     if level is None or level.team_bonus_bps <= 0 or gmv_fen <= 0:
         return 0
     return apply_bps(gmv_fen, level.team_bonus_bps)

@@ -10,7 +10,8 @@ from sqlalchemy import select, update
 
 from activities import ledger
 from db.models import Promoter, User
-from db.promoter_models import AssessmentCycle, PromoterNotification, Revival
+from db.catalog_models import Notification
+from db.promoter_models import AssessmentCycle, Revival
 from domain import ledger as rules
 from domain.search_attributes import BUSINESS_STATUS
 from workflows.promoter_lifecycle import PromoterLifecycleWorkflow, workflow_id
@@ -58,8 +59,9 @@ async def test_cycles_pause_then_lapse_then_revival_and_a_passed_cycle(api, toke
 
     async def reminded():
         with sessions() as s:
-            return s.scalar(select(PromoterNotification).where(
-                PromoterNotification.promoter_id == pid, PromoterNotification.kind == "assessment_reminder"))
+            return s.scalar(select(Notification).where(
+                Notification.subject_type == "promoter", Notification.subject_id == str(pid),
+                Notification.kind == "assessment_reminder"))
     reminder = await eventually(reminded, what="reminder")
     assert "2 of 3 orders, 2 days left" in reminder.message
     progress = await handle.query(PromoterLifecycleWorkflow.progress)

@@ -207,6 +207,9 @@ async def test_a_level_reached_by_own_sales_raises_the_sellers_rate(api, sandbox
     entries = (await api.get("/wallet/entries", params={"kind": "commission_pending"}, headers=seller)).json()
     assert sorted(e["amount_fen"] for e in entries) == sorted([sku_commission, uplift])
     assert any(e["rule"].startswith("level:2:团长:uplift:200bps") for e in entries)
+    shown = (await api.get("/promoters/me/level/orders", headers=seller)).json()  # the recorded level, read
+    assert [(o["order_no"], o["level"], o["uplift_fen"], o["own_gmv_fen"]) for o in shown] == [
+        (order_no, "团长", uplift, 400_000)], shown
 
 
 async def test_a_regional_agent_earns_on_goods_shipped_to_the_region_reversed_per_line_on_refund(
@@ -306,6 +309,7 @@ async def test_refused_configs_change_nothing(api, demo, token, sessions):
 async def test_the_team_bonus_is_paid_on_tier_2_and_3_sales_only(api, demo, token, temporal_env, sessions, settings,
                                                                  monkeypatch):
     monkeypatch.setattr(settings, "settlement_allow_open_periods", True)
+    monkeypatch.setattr(settings, "commission_tiers", 3)  # the ceiling of all upline pay: 3 tiers
     operator = token(make_user(sessions, "operator", "ops-lv4"), "operator")
     await set_bonus_policy(api, operator, levels=[
         {"name": "团长", "min_gmv_fen": 10_000, "team_bonus_bps": 30},
@@ -350,12 +354,53 @@ async def test_the_team_bonus_is_paid_on_tier_2_and_3_sales_only(api, demo, toke
     assert [(e["kind"], e["amount_fen"]) for e in detail] == [("team_bonus", expected[top])]
     shown = (await api.get("/settlements/statements", params={"month": month}, headers=token(top_user, "promoter")))
     assert shown.json()[0]["team_bonus_fen"] == expected[top], shown.text
+    bonus = (await api.get("/promoters/me/team-bonuses", headers=token(top_user, "promoter"))).json()
+    assert [(b["month"], b["level"], b["downline_gmv_fen"], b["amount_fen"], b["orders"]) for b in bonus] == [
+        (month, "团长", 350_000, expected[top], 3)], bonus
     await keep_run_history(temporal_env, run_id, None, "settlement_commission_team_bonus")
 
     # the team view: tier 1 is me, tiers 2-3 below, never deeper
     team = (await api.get("/promoters/me/team", headers=token(top_user, "promoter"))).json()
     assert [(t["tier"], t["members"], t["gmv_fen"]) for t in team["tiers"]] == [
         (1, 1, 20_000), (2, 2, 150_000), (3, 1, 200_000)]
+
+
+async def test_the_team_bonus_with_one_tier_pays_nothing(api, demo, token, temporal_env, sessions, settings,
+                                                        monkeypatch):
+    """COMMISSION_TIERS is the one ceiling of all upline pay: with 1 tier (the default) a team
+    bonus is refused, and one stored while the ceiling was higher pays nothing once it is 1."""
+    monkeypatch.setattr(settings, "settlement_allow_open_periods", True)
+    operator = token(make_user(sessions, "operator", "ops-lv6"), "operator")
+    team_levels = [{"name": "团长", "min_gmv_fen": 10_000, "team_bonus_bps": 30}]
+    refused = await api.put("/bonus-policy", headers=operator, json={"levels": team_levels})
+    assert (refused.status_code, refused.json()["code"]) == (422, "POLICY_REFUSED"), refused.text
+    assert "COMMISSION_TIERS is 1" in refused.json()["message"]
+    monkeypatch.setattr(settings, "commission_tiers", 2)
+    too_deep = await api.put("/bonus-policy", headers=operator, json={"levels": team_levels, "team_bonus_depth": 3})
+    assert (too_deep.status_code, too_deep.json()["code"]) == (422, "POLICY_REFUSED"), too_deep.text
+    assert "COMMISSION_TIERS caps every upline pay at 2 tiers" in too_deep.json()["message"]
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(BonusPolicyRow)) == 0  # nothing written
+    monkeypatch.setattr(settings, "commission_tiers", 3)
+    await set_bonus_policy(api, operator, levels=team_levels)                  # stored at depth 3
+    monkeypatch.setattr(settings, "commission_tiers", 1)                       # the ceiling lowered
+
+    top, top_user, top_window = promoter_with_window(sessions, "团长1")
+    a, _, a_window = promoter_with_window(sessions, "A1", referrer_id=top)
+    then = datetime.now(UTC) - timedelta(days=40)  # a month of its own: runs are one per month
+    completed_orders(sessions, top, top_window, then, 1, total_fen=20_000)
+    completed_orders(sessions, a, a_window, then, 2, total_fen=100_000)
+    month = then.astimezone(ZoneInfo(settings.settlement_timezone)).strftime("%Y-%m")
+    started = await api.post("/settlements/runs", headers=operator, json={"kind": "commission", "period": month})
+    assert started.status_code == 201, started.text
+    result = await result_skipping_time(temporal_env, started.json()["run_id"], CommissionRunProgress)
+    assert result.status == "final" and result.totals.team_bonus_fen == 0
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(TeamBonus)) == 0
+        assert s.scalar(select(func.count()).select_from(LedgerTransaction).where(
+            LedgerTransaction.kind == "team_bonus")) == 0
+        assert balance(s, rules.promoter_available(top)) == 0
+        assert_books_balance(s)
 
 
 def s_user(sessions, promoter_id: int) -> int:

@@ -36,7 +36,8 @@ from tests.helpers import (
 def _messages(settings, sessions) -> MessageActivities:
     return MessageActivities(sessions, MessagesClient.from_settings(settings), MessageTemplates(
         order_status=settings.message_template_order_status, presale_balance=settings.message_template_presale_balance,
-        refund=settings.message_template_refund, general=settings.message_template_general))
+        refund=settings.message_template_refund, general=settings.message_template_general,
+        promoter=settings.message_template_promoter, supplier=settings.message_template_supplier))
 
 
 async def test_each_order_change_is_one_subscribe_message_at_the_sandbox(

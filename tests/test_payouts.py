@@ -15,7 +15,7 @@ from sqlalchemy import select, text, update
 
 from activities.withdrawals import open_withdrawal
 from db.models import User
-from db.promoter_models import PromoterNotification
+from db.catalog_models import Notification
 from db.withdrawal_models import Withdrawal
 from domain.settlement import CommissionRunInput, CommissionRunProgress, StatementReview, run_workflow_id
 from domain.withdrawals import (
@@ -100,8 +100,8 @@ async def test_promoters_who_chose_it_are_paid_after_a_final_statement_once(
         made = {w.promoter_id: w for w in s.scalars(select(Withdrawal))}
         assert {p: (w.amount_fen, w.request_key) for p, w in made.items()} == {
             auto: (12_345, f"auto:{month}"), rich: (REAL_NAME_REQUIRED_FROM_FEN - 1, f"auto:{month}")}
-        told = s.scalars(select(PromoterNotification.promoter_id).where(PromoterNotification.kind == "auto_payout"))
-        assert sorted(told) == sorted([auto, rich])
+        told = s.scalars(select(Notification.subject_id).where(Notification.kind == "auto_payout"))
+        assert sorted(told) == sorted([str(auto), str(rich)])
     for w in made.values():   # the sandbox's user confirms after its settle delay
         result = await result_skipping_time(temporal_env, workflow_id(w.id), WithdrawalProgress)
         assert result.status == WithdrawalStatus.SUCCESS

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 import pytest
 
 from domain.assessment import assess, progress_text
-from domain.commission import PolicyRefused, policy_from_rates
+from domain.commission import CommissionPolicy, PolicyRefused, policy_from_rates, within_ceiling
 from domain.promoters import (
     BindingRefused,
     InvalidIdentity,
@@ -90,4 +90,10 @@ def test_policy_changes_deeper_than_three_tiers_are_refused():
         policy_from_rates(2, [8_000, 3_000])
     with pytest.raises(PolicyRefused):
         policy_from_rates(2, [10_000])
-    assert policy_from_rates(1, [10_000]).self_purchase_commission is False
+    with pytest.raises(PolicyRefused, match="tier 2 has no rate"):
+        policy_from_rates(2, [10_000, 0])                     # a tier without a rate is refused, never paid 0
+    with pytest.raises(PolicyRefused, match="COMMISSION_TIERS caps every policy at 1 tier"):
+        policy_from_rates(2, [8_000, 2_000], ceiling=1)       # deeper than the ceiling
+    assert policy_from_rates(1, [10_000]) == CommissionPolicy(tiers=1, tier_rates_bps=(10_000,))
+    # a version stored above a lowered ceiling pays only down to it
+    assert within_ceiling(policy_from_rates(3, [6_000, 2_500, 1_500]), 1) == CommissionPolicy(1, (6_000,))

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from activities.ledger import balance
 from db.bonus_models import WindowClosure
 from db.models import OrderEvent, OrderLine, User, WindowProduct
-from db.promoter_models import PromoterNotification
+from db.catalog_models import Notification
 from db.risk_models import RiskFlag
 from domain import ledger as rules
 from domain.money import apply_bps
@@ -74,8 +74,8 @@ async def test_three_confirmed_findings_close_the_window_two_do_not(api, demo, t
         assert s.get(WindowClosure, demo.window_id).confirmed_findings == 3
         items = list(s.scalars(select(WindowProduct).where(WindowProduct.window_id == demo.window_id)))
         assert [(wp.status, wp.off_reason) for wp in items] == [("off_sale", "window_closed")]
-        told = list(s.scalars(select(PromoterNotification.kind).where(
-            PromoterNotification.promoter_id == demo.promoter_id)))
+        told = list(s.scalars(select(Notification.kind).where(  # in the outbox, for the promoter's user
+            Notification.recipient_user_id == demo.promoter_user_id, Notification.subject_type == "promoter")))
         assert "window_closed" in told
     remount = await api.post("/windows/me/products", headers=promoter, json={"product_id": demo.product_id})
     assert (remount.status_code, remount.json()["code"]) == (409, "WINDOW_CLOSED")

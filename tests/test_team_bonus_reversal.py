@@ -35,6 +35,7 @@ def test_all_refunds_of_an_order_take_back_at_most_its_share():
 async def test_a_refund_after_the_team_bonus_was_paid_takes_its_share_back(
         api, sandbox, demo, token, temporal_env, sessions, settings, monkeypatch):
     monkeypatch.setattr(settings, "settlement_allow_open_periods", True)
+    monkeypatch.setattr(settings, "commission_tiers", 3)  # the ceiling of all upline pay
     buyer, supplier = token(demo.buyer_user_id, "buyer"), token(demo.supplier_user_id, "supplier")
     operator = token(make_user(sessions, "operator", "ops-lv5"), "operator")
     await set_bonus_policy(api, operator, levels=[{"name": "团长", "min_gmv_fen": 10_000, "team_bonus_bps": 30}])

@@ -20,7 +20,6 @@ from sqlalchemy import func, select, text
 from activities import ledger
 from db.models import LedgerEntry, LedgerTransaction, Promoter, User
 from db.catalog_models import Notification
-from db.promoter_models import PromoterNotification
 from db.withdrawal_models import Withdrawal
 from domain import ledger as rules
 from domain.withdrawals import (
@@ -193,8 +192,8 @@ async def test_small_withdrawal_paid_when_the_user_confirms(api, sandbox, sandbo
     with sessions() as s:
         assert ledger.balance(s, rules.CLEARING) == 7_000  # 3,000 fen left the platform
         assert s.get(Withdrawal, wid).package_info is None
-        assert s.scalar(select(func.count()).select_from(PromoterNotification).where(
-            PromoterNotification.kind == "withdrawal_paid")) == 1
+        assert s.scalar(select(func.count()).select_from(Notification).where(
+            Notification.kind == "withdrawal_paid")) == 1
         assert_books_balance(s)
     described = await temporal_env.client.get_workflow_handle(workflow_id(wid)).describe()
     assert {k.name: v for k, v in described.typed_search_attributes}["BusinessStatus"] == "WITHDRAWAL_SUCCESS"
@@ -260,8 +259,8 @@ async def test_failed_transfer_returns_the_money(api, sandbox, demo, token, sess
     assert got["fail_reason"] == "PAYEE_ACCOUNT_ABNORMAL"
     assert balances(sessions, demo.promoter_id) == (2_000, 0)
     with sessions() as s:
-        assert s.scalar(select(func.count()).select_from(PromoterNotification).where(
-            PromoterNotification.kind == "withdrawal_returned")) == 1
+        assert s.scalar(select(func.count()).select_from(Notification).where(
+            Notification.kind == "withdrawal_returned")) == 1
         assert_books_balance(s)
 
 
@@ -301,8 +300,8 @@ async def test_large_withdrawal_rejected_by_support(api, token, sessions, tempor
     assert balances(sessions, pid) == (1_000_000, 0)
     with sessions() as s:
         assert s.get(Withdrawal, wid).payee_name is None  # personal data not kept
-        told = s.scalar(select(PromoterNotification.message).where(PromoterNotification.promoter_id == pid,
-                                                                   PromoterNotification.kind == "withdrawal_returned"))
+        told = s.scalar(select(Notification.message).where(Notification.subject_id == str(pid),
+                                                           Notification.kind == "withdrawal_returned"))
         assert "收款账户异常" in told
         assert_books_balance(s)
 

@@ -17,7 +17,7 @@ SupplierSettlementWorkflow (`settlement-supplier-{YYYY-MM-DD}`), daily (T+1):
 
 CommissionSettlementWorkflow (`settlement-commission-{YYYY-MM}`), monthly:
     which month: the one given, else last month, as above
-    → the month's team bonuses (a level's rate of its tier-2..3 downline's completed sales)
+    → the month's team bonuses (a level's rate of its downline's sales, never deeper than COMMISSION_TIERS)
     → batches of promoters (settings.settlement_batch_size) by `available` account
     → child workflows, each building its batches' statements (one SQL aggregate per batch)
     → statements releasing more than the review threshold wait for support (update `review`,

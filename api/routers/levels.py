@@ -1,6 +1,7 @@
 """Levels, team and regional bonuses (operators), fake-trade findings (support), a promoter's
 level and leaving. Everything extra is off until an operator configures it, and stays inside
-the pay rules: levels by own sales only, bonuses on sales only, never deeper than 3 tiers."""
+the pay rules: levels by own sales only, bonuses on sales only, every upline pay (commission tiers
+and team bonus) never deeper than COMMISSION_TIERS (default 1, at most 3)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import func, select
 from temporalio.service import RPCError
 
 from activities import bonuses
@@ -21,7 +22,10 @@ from api.errors import ApiError, not_found
 from db.bonus_models import (
     BonusPolicyRow,
     FakeTradeFinding,
+    OrderLevel,
     RegionalAgent,
+    TeamBonus,
+    TeamBonusSale,
     WindowClosure,
 )
 from db.models import Promoter, Window
@@ -43,7 +47,8 @@ class LevelBody(BaseModel):
     name: str = Field(min_length=1, max_length=20, description="e.g. 达人, 团长, 联创, 运营中心")
     min_gmv_fen: int = Field(description="own completed sales (GMV, fen) over LEVEL_PERIOD that reach it")
     uplift_bps: int = Field(default=0, description="extra own rate, of what is paid for each line")
-    team_bonus_bps: int = Field(default=0, description="monthly, of the tier-2..3 downline's completed sales")
+    team_bonus_bps: int = Field(default=0, description="monthly, of the downline's sales from tier 2 down to "
+                                "team_bonus_depth, never deeper than COMMISSION_TIERS (with 1 tier: refused)")
 
 
 class RegionalRates(BaseModel):
@@ -54,7 +59,8 @@ class RegionalRates(BaseModel):
 
 class BonusPolicyBody(BaseModel):
     levels: list[LevelBody] = Field(default=[], max_length=20)
-    team_bonus_depth: int = Field(default=3, description="2 or 3: the deepest tier a team bonus reaches")
+    team_bonus_depth: int = Field(default=3, description="2 or 3: the deepest tier a team bonus reaches; a team "
+                                  "bonus is refused when COMMISSION_TIERS (the ceiling of all upline pay) is below it")
     regional_bps: RegionalRates = RegionalRates()
     note: str = Field(default="", max_length=200)
 
@@ -97,7 +103,7 @@ def put_bonus_policy(body: BonusPolicyBody, request: Request,
                 s, levels=[Level(**lv.model_dump()) for lv in body.levels], team_bonus_depth=body.team_bonus_depth,
                 regional_bps=body.regional_bps.model_dump(), min_service_fee_bps=settings.supplier_service_fee_bps_min,
                 max_service_fee_bps=settings.supplier_service_fee_bps_max, by_user_id=principal.user_id,
-                note=body.note)
+                tier_ceiling=settings.commission_tiers, note=body.note)
             return _policy_out(row)
     except PolicyRefused as err:
         raise ApiError(422, "POLICY_REFUSED", str(err)) from err
@@ -209,8 +215,61 @@ def my_level(request: Request, principal: Principal = Depends(require_roles("pro
         return LevelOut(promoter_id=promoter.id, own_gmv_fen=gmv, period_days=period.total_seconds() / 86_400,
                         level=reached[1].name if reached else None, rank=reached[0] if reached else None,
                         uplift_bps=reached[1].uplift_bps if reached else 0,
-                        team_bonus_bps=reached[1].team_bonus_bps if reached else 0,
+                        # a team bonus beyond the ceiling COMMISSION_TIERS is never paid: shown as 0
+                        team_bonus_bps=reached[1].team_bonus_bps
+                        if reached and policy.team_depth(request.app.state.settings.commission_tiers) >= 2 else 0,
                         next_level=nxt.name if nxt else None, next_min_gmv_fen=nxt.min_gmv_fen if nxt else None)
+
+
+class OrderLevelOut(BaseModel):
+    order_no: str
+    level: str | None
+    rank: int | None
+    own_gmv_fen: int = Field(description="own sales over LEVEL_PERIOD when the order was paid")
+    uplift_bps: int
+    uplift_fen: int
+    recorded_at: datetime
+
+
+@promoter_router.get("/me/level/orders", response_model=list[OrderLevelOut],
+                     summary="The level each order sold through my window was paid at, and the uplift it added")
+def my_order_levels(request: Request, limit: int = 50,
+                    principal: Principal = Depends(require_roles("promoter"))) -> list[OrderLevelOut]:
+    with sessions_of(request)() as s:
+        promoter = _my_promoter(s, principal)
+        rows = s.scalars(select(OrderLevel).where(OrderLevel.promoter_id == promoter.id)
+                         .order_by(OrderLevel.recorded_at.desc(), OrderLevel.order_no.desc())
+                         .limit(max(1, min(limit, 200)))).all()
+        return [OrderLevelOut(order_no=r.order_no, level=r.level_name, rank=r.level_rank, own_gmv_fen=r.own_gmv_fen,
+                              uplift_bps=r.uplift_bps, uplift_fen=r.uplift_fen, recorded_at=r.recorded_at)
+                for r in rows]
+
+
+class TeamBonusOut(BaseModel):
+    month: str
+    level: str
+    team_bonus_bps: int
+    own_gmv_fen: int
+    downline_gmv_fen: int = Field(description="the month's sales of the downline the bonus reached")
+    amount_fen: int
+    orders: int = Field(description="orders the bonus was paid on")
+    refunded_fen: int = Field(description="of those orders' GMV, refunded since (the bonus on it was taken back)")
+
+
+@promoter_router.get("/me/team-bonuses", response_model=list[TeamBonusOut],
+                     summary="My team bonuses, month by month, and the sales each was paid on")
+def my_team_bonuses(request: Request, principal: Principal = Depends(require_roles("promoter"))) -> list[TeamBonusOut]:
+    with sessions_of(request)() as s:
+        promoter = _my_promoter(s, principal)
+        sales = {month: (n, refunded) for month, n, refunded in s.execute(
+            select(TeamBonusSale.month, func.count(), func.coalesce(func.sum(TeamBonusSale.refunded_fen), 0))
+            .where(TeamBonusSale.promoter_id == promoter.id).group_by(TeamBonusSale.month)).all()}
+        rows = s.scalars(select(TeamBonus).where(TeamBonus.promoter_id == promoter.id)
+                         .order_by(TeamBonus.month.desc())).all()
+        return [TeamBonusOut(month=r.month, level=r.level_name, team_bonus_bps=r.team_bonus_bps,
+                             own_gmv_fen=r.own_gmv_fen, downline_gmv_fen=r.downline_gmv_fen, amount_fen=r.amount_fen,
+                             orders=sales.get(r.month, (0, 0))[0], refunded_fen=int(sales.get(r.month, (0, 0))[1]))
+                for r in rows]
 
 
 class LeaveOut(BaseModel):
@@ -269,7 +328,6 @@ class FindingOut(BaseModel):
 
 
 def _finding_out(s, f: FakeTradeFinding) -> FindingOut:
-    from sqlalchemy import func
 
     confirmed = s.scalar(select(func.count()).select_from(FakeTradeFinding).where(
         FakeTradeFinding.promoter_id == f.promoter_id, FakeTradeFinding.status == "confirmed")) or 0

@@ -26,7 +26,7 @@ from api.auth import Principal, issue_token, require_roles
 from api.deps import sessions_of, temporal_of
 from api.errors import ApiError, update_refused
 from api.views import PromoterOut, ReferrerOut, promoter_view, viewer_of
-from db.models import Order, Promoter, User, Window
+from db.models import Promoter, User, Window
 from db.promoter_models import (
     CommissionPolicyRow,
     PromoterProfile,
@@ -34,6 +34,7 @@ from db.promoter_models import (
     Revival,
 )
 from db.referrals import downline_levels, upline
+from db.sales import sales_total
 from domain.assessment import (
     CycleProgress,
     LifecycleInput,
@@ -44,7 +45,6 @@ from domain.assessment import (
     RevivalTimings,
 )
 from domain.commission import MAX_TIERS, PolicyRefused
-from domain.order_status import OrderStatus
 from domain.promoters import (
     REVIVABLE_STATUSES,
     BindingRefused,
@@ -346,12 +346,9 @@ def team(request: Request, principal: Principal = Depends(require_roles("promote
         me_ = _my_promoter(s, principal)
         tiers = []
         # never deeper than 3 tiers, me included
+        # sales as domain/sales.py defines them, the same figures the assessment and levels use
         for tier, level in enumerate([[me_.id], *downline_levels(s, me_.id, MAX_TIERS - 1)], start=1):
-            orders, gmv = s.execute(
-                select(func.count(), func.coalesce(func.sum(Order.total_fen), 0))
-                .join(Promoter, Promoter.id == Order.promoter_id)
-                .where(Order.promoter_id.in_(level), Order.status == OrderStatus.COMPLETED,
-                       Order.buyer_user_id != Promoter.user_id)).one() if level else (0, 0)
+            orders, gmv = sales_total(s, level)
             tiers.append(TierSales(tier=tier, members=len(level), completed_orders=orders, gmv_fen=gmv))
         return TeamOut(promoter_id=me_.id, tiers=tiers)
 
@@ -449,9 +446,11 @@ async def approve_revival(promoter_id: int, body: ApproveBody, request: Request,
 
 # --- commission policy (operators) ---------------------------------------------------------
 class PolicyBody(BaseModel):
-    tiers: int = Field(description="1..3; more is refused")
-    tier_rates_bps: list[int] = Field(max_length=10, description="share of the SKU commission per tier")
-    self_purchase_commission: bool = False
+    tiers: int = Field(description="1..COMMISSION_TIERS (the ceiling, at most 3); deeper is refused")
+    tier_rates_bps: list[int] = Field(max_length=10, description="share of the SKU commission per tier: "
+                                                                 "exactly one rate above 0 per tier")
+    self_purchase_commission: bool = Field(default=False, description="only false is accepted: nobody earns on "
+                                                                      "their own purchase, at any tier")
     note: str = Field(default="", max_length=200)
 
 
@@ -459,7 +458,9 @@ class PolicyOut(BaseModel):
     version: int
     tiers: int
     tier_rates_bps: list[int]
-    self_purchase_commission: bool
+    paid_tiers: int = Field(description="the tiers this version pays under today's ceiling COMMISSION_TIERS")
+    self_purchase_commission: bool = Field(default=False, description="always false: never paid, whatever an "
+                                                                      "old version stored")
     note: str
     created_at: datetime
 
@@ -470,32 +471,36 @@ class PolicyHistoryOut(BaseModel):
 
 
 def _default_policy(request: Request):
-    return request.app.state.settings.commission_policy()
+    return request.app.state.first_commission_policy
 
 
-def _policy_out(row) -> PolicyOut:
+def _policy_out(row, ceiling: int) -> PolicyOut:
     return PolicyOut(version=row.version, tiers=row.tiers, tier_rates_bps=list(row.tier_rates_bps),
-                     self_purchase_commission=row.self_purchase_commission, note=row.note,
-                     created_at=row.created_at)
+                     paid_tiers=min(row.tiers, ceiling), note=row.note, created_at=row.created_at)
 
 
 @policy_router.get("", response_model=PolicyHistoryOut, summary="Commission policy in force and its history")
 def get_policy(request: Request, _: Principal = Depends(require_roles("operator", "support"))) -> PolicyHistoryOut:
     with sessions_of(request).begin() as s:
-        versions = [_policy_out(row) for _, row in commission_policy.history(s, _default_policy(request))]
+        ceiling = request.app.state.settings.commission_tiers
+        versions = [_policy_out(row, ceiling) for _, row in commission_policy.history(s, _default_policy(request))]
     return PolicyHistoryOut(current=versions[-1], versions=versions)
 
 
 @policy_router.put("", response_model=PolicyOut,
-                   summary="Set a new commission policy version (more than 3 tiers is refused)")
+                   summary="Set a new commission policy version (deeper than COMMISSION_TIERS, a tier without "
+                           "a rate, or self-purchase commission is refused)")
 def put_policy(body: PolicyBody, request: Request,
                principal: Principal = Depends(require_roles("operator"))) -> PolicyOut:
+    ceiling = request.app.state.settings.commission_tiers
     try:
+        if body.self_purchase_commission:
+            raise PolicyRefused("self-purchase commission cannot be switched on: nobody earns on a purchase "
+                                "they made themselves, at any tier")
         with sessions_of(request).begin() as s:
             version = commission_policy.set_policy(
                 s, _default_policy(request), tiers=body.tiers, tier_rates_bps=body.tier_rates_bps,
-                self_purchase_commission=body.self_purchase_commission, by_user_id=principal.user_id,
-                note=body.note)
-            return _policy_out(s.get(CommissionPolicyRow, version.version))
+                ceiling=ceiling, by_user_id=principal.user_id, note=body.note)
+            return _policy_out(s.get(CommissionPolicyRow, version.version), ceiling)
     except PolicyRefused as err:
         raise ApiError(422, "POLICY_REFUSED", str(err)) from err
