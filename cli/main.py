@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+import signal
 
 import typer
 from rich.console import Console
@@ -19,6 +20,31 @@ app.add_typer(user_app, name="user")
 ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
 console = Console()
+
+
+@app.callback()
+def _main(ctx: typer.Context) -> None:
+    """SIGTERM (`timeout`, `kill`) and SIGHUP (the terminal closed) end a command as Ctrl-C does,
+    through its `finally` blocks and exit handlers: nothing it started is left behind (see
+    db/embedded.py for the embedded PostgreSQL). `chuchuang dev` handles them itself."""
+    if ctx.invoked_subcommand != "dev":
+        _exit_on(signal.SIGTERM, signal.SIGHUP)
+
+
+def _exit_on(*signals: signal.Signals) -> None:
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    for sig in signals:
+        signal.signal(sig, leave)
+
+
+def _until_stopped(coro) -> int:
+    """Run a command's coroutine; Ctrl-C ends it with 130 (its waiting display says what carries on)."""
+    try:
+        return asyncio.run(coro)
+    except KeyboardInterrupt:
+        return 130
 
 
 def _logging() -> None:
@@ -189,7 +215,7 @@ def settle(kind: str = typer.Option(..., help="supplier (a day) or commission (a
     """Start a settlement run for a period (or find the one already started) and follow it."""
     from cli.settle import settle as run
 
-    raise typer.Exit(asyncio.run(run(get_settings(), console, kind, period, follow)))
+    raise typer.Exit(_until_stopped(run(get_settings(), console, kind, period, follow)))
 
 
 @app.command()
@@ -210,7 +236,7 @@ def reconcile(date: str = typer.Option(..., "--date", help="the bill day YYYY-MM
     the report: totals of the bill and the ledger, then every difference. Exit 1 on differences."""
     from cli.reconcile import reconcile as run
 
-    raise typer.Exit(asyncio.run(run(get_settings(), console, date, follow, rerun)))
+    raise typer.Exit(_until_stopped(run(get_settings(), console, date, follow, rerun)))
 
 
 if __name__ == "__main__":
