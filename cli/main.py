@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
 import signal
 
@@ -39,6 +40,14 @@ def _exit_on(*signals: signal.Signals) -> None:
         signal.signal(sig, leave)
 
 
+def _quick_exit(signum: int, frame: object) -> None:
+    """Leave at once, stopping first an embedded PostgreSQL this process started."""
+    from db.embedded import release_owned
+
+    release_owned()
+    os._exit(128 + signum)
+
+
 def _until_stopped(coro) -> int:
     """Run a command's coroutine; Ctrl-C ends it with 130 (its waiting display says what carries on)."""
     try:
@@ -70,6 +79,7 @@ def worker() -> None:
     from worker import run_worker
 
     _logging()
+    signal.signal(signal.SIGTERM, _quick_exit)  # a worker may stop anywhere: Temporal retries its tasks
     asyncio.run(run_worker(get_settings()))
 
 

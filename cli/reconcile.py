@@ -24,7 +24,7 @@ def _waiting_for(p, elapsed: float) -> str:
         hint = "; is `make dev` or `chuchuang worker` running?" if elapsed > NO_WORKER_HINT_AFTER else ""
         return f"waiting for a worker to pick the run up{hint}"
     if p.status == "waiting_for_bill":
-        return (f"waiting for WeChat Pay's bill of {p.day} (asked {p.bill_requests} times; "
+        return (f"waiting for WeChat Pay's bill of {p.day} (asked {p.bill_requests} time{'' if p.bill_requests == 1 else 's'}; "
                 "it comes out after 10:00 Beijing time the next day)")
     return {"fetching": "fetching WeChat Pay's bill", "comparing": "comparing the bill with the ledger",
             "delegated": f"handed over to {p.delegated_to}"}.get(p.status, p.status)

