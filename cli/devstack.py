@@ -203,7 +203,11 @@ class Child:
 class Stopped:
     name: str
     pid: int
-    how: str  # "stopped" (on SIGTERM / fast shutdown), "killed" or "had exited"
+    how: str  # "stopped" (on SIGTERM / fast shutdown), "killed", ...
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        return f"{self.name} (pid {self.pid}, {'' if self.how == 'stopped' else self.how + ' '}{self.seconds:.1f} s)"
 
 
 @dataclass
@@ -262,6 +266,7 @@ class Stack:
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
         child.started = time.monotonic()
         child.restart_at = None
+        child.tail.clear()  # "its last output" is this run's
         child.pump = threading.Thread(target=self._pump, args=(child, child.process), daemon=True)
         child.pump.start()
         self._record()
@@ -366,8 +371,7 @@ class Stack:
             stopped += self._stop_postgres()
             self._record()
         if stopped:
-            self.say("[bold]stopped[/] " + ", ".join(f"{s.name} (pid {s.pid}{'' if s.how == 'stopped' else ', ' + s.how})"
-                                                     for s in stopped))
+            self.say("[bold]stopped[/] " + ", ".join(map(str, stopped)), highlight=False)
         return stopped
 
     def _stop_postgres(self) -> list[Stopped]:
@@ -378,9 +382,10 @@ class Stack:
         owner = current_owner(self.pgdata)
         if owner is not None and owner.pid != os.getpid():
             return []  # never ours (another dev stack's, or a command's we did not take over)
+        began = time.monotonic()
         pid = stop_embedded_postgres(self.pgdata)
         self.pgdata = self.postgres_pid = None
-        return [Stopped("PostgreSQL", pid, "stopped")] if pid else []
+        return [Stopped("PostgreSQL", pid, "stopped", time.monotonic() - began)] if pid else []
 
     def _force_handler(self, signum: int, frame: object) -> None:
         self.force = True
@@ -485,13 +490,14 @@ def _stop_group(children: list[Child], grace: float, forced: Callable[[], bool])
     and whatever processes the children had started themselves."""
     stopped: list[Stopped] = []
     offspring = []
+    running = {id(child) for child in children if child.poll() is None}  # the others had exited already
     for child in children:
         offspring += _descendants(child.process.pid)
-        if child.poll() is None:
+        if id(child) in running:
             child.process.terminate()
-    deadline = time.monotonic() + grace
+    began = time.monotonic()
+    deadline = began + grace
     for child in children:
-        running = child.restart_at is None
         while child.poll() is None and time.monotonic() < deadline and not forced():
             time.sleep(0.05)
         how = "stopped"
@@ -500,8 +506,8 @@ def _stop_group(children: list[Child], grace: float, forced: Callable[[], bool])
             child.process.wait()
             how = "killed"
         child.pump.join(timeout=2)
-        if running:
-            stopped.append(Stopped(child.name, child.process.pid, how))
+        if id(child) in running:
+            stopped.append(Stopped(child.name, child.process.pid, how, time.monotonic() - began))
     return stopped + _kill_all(offspring)
 
 

@@ -90,24 +90,80 @@ def test_banner_names_every_endpoint(tmp_path: Path) -> None:
 # --- supervision --------------------------------------------------------------------------
 
 
-def test_watch_reports_a_child_that_dies() -> None:
-    stack = quiet_stack()
-    stack.start("sleeper", py("import time; time.sleep(30)"))
-    stack.start("crasher", py("import sys, time; time.sleep(0.3); sys.exit(3)"))
+FAST = devstack.RestartPolicy(backoff=0.1, backoff_max=0.4, up_after=1.5, start_attempts=3)
+
+
+def recorded_stack(policy: devstack.RestartPolicy = FAST) -> tuple[devstack.Stack, Console]:
+    console = Console(record=True, width=200, file=open(os.devnull, "w"))  # noqa: SIM115
+    return devstack.Stack(console=console, policy=policy), console
+
+
+def watch_until(stack: devstack.Stack, done, timeout: float = 30.0) -> int | None:
+    """Run the watch loop until `done()` (None) or until it returns (its code)."""
+    deadline = time.monotonic() + timeout
+
+    def tick() -> None:
+        if done() or time.monotonic() > deadline:
+            raise StopIteration
+
     try:
-        assert stack.watch(interval=0.05) == 3
+        return stack.watch(on_tick=tick, interval=0.05)
+    except StopIteration:
+        assert done(), f"not within {timeout} s"
+        return None
+
+
+def test_a_child_that_dies_is_started_again_after_a_backoff() -> None:
+    stack, console = recorded_stack()
+    stack.start("sleeper", py("import time; time.sleep(30)"))
+    crasher = stack.start("crasher", py("import sys, time; time.sleep(2); sys.exit(3)"))
+    first = crasher.process.pid
+    try:
+        assert watch_until(stack, lambda: crasher.restarts == 2) is None
+        text = console.export_text()
+        assert "crasher exited (3) after 2." in text and "restarting it in 0.1 s" in text
+        assert "crasher restarted (pid" in text and crasher.process.pid != first
+        assert crasher.failures == 1  # it ran past up_after each time: the backoff starts over
     finally:
-        stack.stop(grace=2)
+        stopped = stack.stop(grace=2)
+    assert {s.name for s in stopped} == {"sleeper", "crasher"}
     assert stack.children == []
 
 
-def test_watch_treats_a_clean_exit_as_a_failure() -> None:
-    stack = quiet_stack()
-    stack.start("quitter", py("pass"))
+def test_a_killed_child_comes_back_and_the_backoff_grows_while_it_fails_at_start() -> None:
+    stack, console = recorded_stack(devstack.RestartPolicy(backoff=0.1, backoff_max=10, up_after=5, start_attempts=9))
+    child = stack.start("worker", py("import time; time.sleep(0.2)"))
     try:
-        assert stack.watch(interval=0.05) == 1
+        assert watch_until(stack, lambda: child.restarts == 3) is None
     finally:
         stack.stop(grace=2)
+    text = console.export_text()
+    assert all(f"restarting it in {d} s" in text for d in ("0.1", "0.2", "0.4"))
+
+
+def test_a_child_that_keeps_failing_at_start_stops_the_stack_and_says_why() -> None:
+    stack, console = recorded_stack()
+    stack.start("sleeper", py("import time; time.sleep(30)"))
+    stack.start("broken", py("import sys; print('no such table: orders', flush=True); sys.exit(2)"))
+    try:
+        assert watch_until(stack, lambda: False) == 2
+    finally:
+        stack.stop(grace=2)
+    text = console.export_text()
+    assert "broken keeps failing at start: exited (2) 3 times in a row" in text
+    assert "no such table: orders" in text and "stopping everything" in text
+    assert "stopped sleeper (pid" in text
+
+
+def test_a_clean_exit_is_an_exit_too() -> None:
+    stack, console = recorded_stack()
+    quitter = stack.start("quitter", py("pass"))
+    try:
+        assert watch_until(stack, lambda: False) == 1  # exits at once, every time: it keeps failing
+    finally:
+        stack.stop(grace=2)
+    assert quitter.failures == FAST.start_attempts
+    assert "quitter exited (0)" in console.export_text()
 
 
 def test_stop_kills_what_ignores_sigterm_and_stops_temporal_last(tmp_path: Path) -> None:
@@ -146,7 +202,7 @@ SUPERVISED = """
 """
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_a_signal_stops_the_children_and_exits_zero(sig: signal.Signals) -> None:
     proc = subprocess.Popen(py(SUPERVISED), stdout=subprocess.PIPE, text=True)
     try:
