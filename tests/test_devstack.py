@@ -245,3 +245,79 @@ async def test_temporal_dev_server_starts_with_our_search_attributes(tmp_path: P
         stack.stop(grace=5)
     assert (tmp_path / "temporal.db").exists()
     assert not devstack.port_open("127.0.0.1", settings.temporal_port)
+
+
+# --- who owns the embedded PostgreSQL ---------------------------------------------------------
+
+GUEST = """
+    import os, signal, sys, time
+    from pathlib import Path
+    from db.embedded import embedded_url
+    print(embedded_url(Path(sys.argv[1]), command="chuchuang probe"), flush=True)
+    if sys.argv[2] == "kill-self":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if sys.argv[2] == "linger":
+        time.sleep(60)
+"""
+
+
+def guest(pgdata: Path, how: str, **kwargs) -> subprocess.Popen[str]:
+    return subprocess.Popen([*py(GUEST), str(pgdata), how], stdout=subprocess.PIPE, text=True, **kwargs)
+
+
+def server_pid(pgdata: Path) -> int | None:
+    from db.embedded import running_postmaster
+
+    found = running_postmaster(pgdata)
+    return found.pid if found else None
+
+
+def test_commands_are_guests_of_the_dev_stacks_postgres_and_a_leftover_is_stopped(tmp_path: Path) -> None:
+    import psycopg
+
+    from db.embedded import current_owner, own_embedded_postgres, stop_embedded_postgres
+
+    pgdata = tmp_path / "pg"
+    try:
+        # a command with no server running starts one, owns it, and stops it when it exits
+        alone = guest(pgdata, "exit")
+        assert alone.stdout.readline().startswith("postgresql+psycopg://")
+        assert alone.wait(timeout=60) == 0
+        assert server_pid(pgdata) is None
+
+        # the dev stack owns the server; a command uses it as a guest, even one killed outright
+        owned = own_embedded_postgres(pgdata)
+        assert owned.stale_pid is None and owned.taken_over is None
+        assert current_owner(pgdata).pid == os.getpid()
+        killed = guest(pgdata, "kill-self")
+        assert killed.stdout.readline().strip() == owned.url
+        assert killed.wait(timeout=30) == -signal.SIGKILL
+        polite = guest(pgdata, "exit")
+        assert polite.wait(timeout=30) == 0
+        assert server_pid(pgdata) == owned.pid  # neither stopped nor kept alive by them
+        with psycopg.connect(owned.url.replace("+psycopg", "")) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert stop_embedded_postgres(pgdata) == owned.pid and server_pid(pgdata) is None
+
+        # a command that started the server and was killed leaves it orphaned: the next dev
+        # stack stops that leftover and starts its own
+        orphaning = guest(pgdata, "kill-self")
+        orphaning.stdout.readline()
+        orphaning.wait(timeout=30)
+        orphan = server_pid(pgdata)
+        assert orphan is not None and current_owner(pgdata) is None
+        again = own_embedded_postgres(pgdata)
+        assert again.stale_pid == orphan and again.pid != orphan and server_pid(pgdata) == again.pid
+        assert stop_embedded_postgres(pgdata) == again.pid
+
+        # a server a running command started is taken over, and outlives that command
+        lingering = guest(pgdata, "linger")
+        lingering.stdout.readline()
+        taken = own_embedded_postgres(pgdata)
+        assert taken.taken_over is not None and taken.taken_over.pid == lingering.pid
+        lingering.send_signal(signal.SIGINT)
+        lingering.wait(timeout=30)
+        assert server_pid(pgdata) == taken.pid and current_owner(pgdata).pid == os.getpid()
+    finally:
+        stop_embedded_postgres(pgdata)
+    assert server_pid(pgdata) is None
