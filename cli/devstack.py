@@ -123,17 +123,17 @@ def chuchuang_command(*args: str) -> list[str]:
 
 
 def child_env(
-    settings: Settings, database_url: str, temporal_address: str, columns: int | None = None
+    settings: Settings, database_url: str | None, temporal_address: str | None, columns: int | None = None
 ) -> dict[str, str]:
-    """Our environment plus where the database and Temporal are; output unbuffered and, when
-    `columns` is given, as wide as our terminal minus the name prefix."""
+    """Our environment plus where the database and Temporal are (when known: the sandbox
+    needs neither); output unbuffered and, when `columns` is given, as wide as our terminal
+    minus the name prefix."""
     env = dict(os.environ)
-    env.update(
-        DATABASE_URL=database_url,
-        TEMPORAL_ADDRESS=temporal_address,
-        DATA_DIR=str(Path(settings.data_dir).resolve()),
-        PYTHONUNBUFFERED="1",
-    )
+    env.update(DATA_DIR=str(Path(settings.data_dir).resolve()), PYTHONUNBUFFERED="1")
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    if temporal_address:
+        env["TEMPORAL_ADDRESS"] = temporal_address
     if columns:
         env["COLUMNS"] = str(max(40, columns - PREFIX_WIDTH))
     return env
@@ -667,25 +667,31 @@ def _bring_up(settings: Settings, stack: Stack) -> int:
         "API_PORT": (settings.api_host, settings.api_port),
         "SANDBOX_PORT": (settings.sandbox_host, settings.sandbox_port),
     })  # fmt: skip
-    with console.status("starting PostgreSQL ..."):
-        database_url = settings.database_url or start_postgres(stack, settings)
-
+    # what needs nothing of ours starts first, and the slow starts overlap: Temporal and the
+    # sandbox boot while PostgreSQL starts, migrations run while Temporal gets ready
     own_temporal = not settings.temporal_address
     server = start_temporal(stack, settings) if own_temporal else None
+    from sandbox.credentials import load_or_create
+
+    load_or_create(settings.sandbox_dir)  # the sandbox's keys exist before any client looks for them
+    stack.start("sandbox", chuchuang_command("sandbox"), child_env(settings, None, None, console.width))
+    with console.status("starting PostgreSQL ..."):
+        database_url = settings.database_url or start_postgres(stack, settings)
+    env = child_env(settings, database_url, settings.resolved_temporal_address, console.width)
+    migrate = stack.spawn("migrate", chuchuang_command("db", "upgrade"), env, restartable=False)
+    stack.children.append(migrate)  # stopped with the rest if we are interrupted meanwhile
     with console.status(f"waiting for Temporal at {settings.resolved_temporal_address} ..."):
         asyncio.run(prepare_temporal(settings, server))
-
-    env = child_env(settings, database_url, settings.resolved_temporal_address, console.width)
-    rc = stack.run_once("migrate", chuchuang_command("db", "upgrade"), env)
+        rc = migrate.process.wait()
+    migrate.pump.join(timeout=2)
+    stack.children.remove(migrate)
     if rc != 0:
         stack.say(f"[bold red]migrations failed ({rc})[/]")
         return rc
 
-    from sandbox.credentials import load_or_create
-
-    load_or_create(settings.sandbox_dir)  # the sandbox's keys exist before any client looks for them
     for name in APP_CHILDREN:
-        stack.start(name, chuchuang_command(name), env)
+        if name != "sandbox":
+            stack.start(name, chuchuang_command(name), env)
 
     shown = False
 

@@ -28,7 +28,9 @@ def _main(ctx: typer.Context) -> None:
     """SIGTERM (`timeout`, `kill`) and SIGHUP (the terminal closed) end a command as Ctrl-C does,
     through its `finally` blocks and exit handlers: nothing it started is left behind (see
     db/embedded.py for the embedded PostgreSQL). `chuchuang dev` handles them itself."""
-    if ctx.invoked_subcommand != "dev":
+    import threading
+
+    if ctx.invoked_subcommand != "dev" and threading.current_thread() is threading.main_thread():
         _exit_on(signal.SIGTERM, signal.SIGHUP)
 
 

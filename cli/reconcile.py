@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from rich.console import Console
 from rich.table import Table
 
-from cli.waiting import Waiting, connect_temporal
+from cli.waiting import Waiting, connect_temporal, query_or_none
 from domain.reconciliation import WECHATPAY_TIMEZONE, ReconciliationError, check_bill_date, fen_to_yuan
 from settings import Settings
 
@@ -81,10 +81,7 @@ async def reconcile(settings: Settings, console: Console, day: str, follow: bool
     with Waiting(console, handle.id, may_take=_may_take(settings, None), on_stop=resume) as waiting:
         while True:
             described = await handle.describe()
-            try:
-                progress = await handle.query(ReconciliationWorkflow.progress)
-            except Exception:  # noqa: BLE001 - no worker has picked it up yet
-                progress = None
+            progress = await query_or_none(handle, ReconciliationWorkflow.progress)
             waiting.update(_waiting_for(progress, waiting.elapsed()), may_take=_may_take(settings, progress))
             if described.status != WorkflowExecutionStatus.RUNNING:
                 break

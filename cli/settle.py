@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
-from cli.waiting import Waiting, connect_temporal
+from cli.waiting import Waiting, connect_temporal, query_or_none
 from domain.money import yuan
 from domain.settlement import PeriodError, check_period, month_bounds, parse_day, parse_month
 from settings import Settings
@@ -76,10 +76,7 @@ async def settle(settings: Settings, console: Console, kind: str, period: str, f
     with Waiting(console, handle.id, may_take=_may_take(settings, kind), on_stop=resume) as waiting:
         while True:
             described = await handle.describe()
-            try:
-                progress = await handle.query(query)
-            except Exception:  # noqa: BLE001 - no worker has picked it up yet
-                progress = None
+            progress = await query_or_none(handle, query)
             if progress is None:
                 waiting.update(_waiting_for_worker(waiting.elapsed()))
             elif kind == "commission":

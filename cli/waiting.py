@@ -21,6 +21,9 @@ from rich.progress import (
 )
 
 
+QUERY_TIMEOUT_SECONDS = 5.0  # a query no worker answers: show "waiting for a worker" again after this
+
+
 class Waiting:
     """`with Waiting(console, "reconciliation-2026-12-01", may_take="...") as w: w.update(...)`"""
 
@@ -65,6 +68,21 @@ class Waiting:
         if not self.console.is_terminal and line != self._last:
             self.console.print(line, highlight=False, markup=False)  # logs and pipes: one line per change
         self._last = line
+
+
+async def query_or_none(handle, query, timeout: float = QUERY_TIMEOUT_SECONDS):
+    """A workflow's progress query, None while no worker answers it. A Ctrl-C that arrives
+    during the call still stops the command (the client may report it as an RPC error)."""
+    import asyncio
+    from datetime import timedelta
+
+    try:
+        return await handle.query(query, rpc_timeout=timedelta(seconds=timeout))
+    except Exception:  # noqa: BLE001 - no worker has picked it up yet, or it is busy
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError from None
+        return None
 
 
 async def connect_temporal(settings, console: Console):
