@@ -53,18 +53,20 @@ class Postmaster:
 
 
 def running_postmaster(pgdata: Path) -> Postmaster | None:
-    """The server of `pgdata` if its postmaster.pid names a live `postgres` process started
-    when the file says (not a reused pid), else None."""
+    """The server of `pgdata` if its postmaster.pid names a live `postgres` process serving
+    that data directory (not a pid reused since), else None."""
     import psutil
 
+    pgdata = Path(pgdata).resolve()
     try:
-        lines = (Path(pgdata) / "postmaster.pid").read_text().splitlines()
-        pid, started = int(lines[0]), int(lines[2])
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        pid = int(lines[0])
     except (OSError, IndexError, ValueError):
         return None
     try:
         process = psutil.Process(pid)
-        if process.name() != "postgres" or abs(process.create_time() - started) > 2:
+        cmdline = process.cmdline()
+        if process.name() != "postgres" or process.status() == psutil.STATUS_ZOMBIE or str(pgdata) not in cmdline:
             return None
     except psutil.Error:
         return None
@@ -199,7 +201,7 @@ def embedded_url(pgdata: Path, command: str, database: str = "chuchuang") -> str
     pgdata = Path(pgdata).resolve()
     with _lock(pgdata):
         running = running_postmaster(pgdata)
-        if running is not None and running.status == "ready":
+        if running is not None and (running.status == "ready" or current_owner(pgdata) is not None):
             uri = _socket_uri(running)
             return _url(uri, database, lambda sql: _psql(uri, sql))
         server = _server(pgdata, cleanup_mode=None)
