@@ -347,7 +347,7 @@ class Stack:
         self.say(f"[bold yellow]PostgreSQL (pid {self.postgres_pid}) is gone; starting it again[/]")
         try:
             owned = own_embedded_postgres(self.pgdata)
-        except (AnotherDevStack, OSError, subprocess.SubprocessError) as exc:
+        except (AnotherDevStack, Exception) as exc:  # noqa: BLE001 - whatever it is, say it and stop
             self.say(f"[bold red]PostgreSQL could not be started again ({exc}); stopping everything.[/]")
             return 1
         self.postgres_pid = owned.pid
