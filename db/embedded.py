@@ -20,7 +20,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -102,7 +101,7 @@ def stop_embedded_postgres(pgdata: Path) -> int | None:
         except psutil.Error:
             pass
     psutil.wait_procs(family, timeout=5)
-    _forget_owner(pgdata, None)
+    _forget_owner(pgdata)
     return found.pid
 
 
@@ -144,11 +143,8 @@ def _owned_by_me(pgdata: Path) -> bool:
     return owner is not None and owner.pid == os.getpid()
 
 
-def _forget_owner(pgdata: Path, pid: int | None) -> None:
-    """Remove the owner file (only if `pid` still owns it, when given)."""
-    owner = current_owner(pgdata)
-    if pid is None or (owner is not None and owner.pid == pid):
-        (Path(pgdata) / OWNER_FILE).unlink(missing_ok=True)
+def _forget_owner(pgdata: Path) -> None:
+    (Path(pgdata) / OWNER_FILE).unlink(missing_ok=True)
 
 
 def _lock(pgdata: Path):
@@ -272,14 +268,3 @@ def _url(uri: str, database: str, psql) -> str:
     socket_dir = parse_qs(urlsplit(uri).query)["host"][0]
     return f"postgresql+psycopg://postgres@/{database}?host={socket_dir}"
 
-
-def wait_until_stopped(pid: int, timeout: float) -> bool:
-    """True once process `pid` is gone (within `timeout` seconds)."""
-    import psutil
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not psutil.pid_exists(pid):
-            return True
-        time.sleep(0.05)
-    return not psutil.pid_exists(pid)

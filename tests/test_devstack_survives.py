@@ -21,7 +21,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.test_devstack import free_port
+from tests.test_devstack import free_port, pg_tmp  # noqa: F401 - a fixture
 
 REPO = Path(__file__).resolve().parent.parent
 REFUND_WINDOW_SECONDS = 10
@@ -132,8 +132,8 @@ def alive(process: psutil.Process) -> bool:
         return False
 
 
-def test_the_dev_stack_survives_a_killed_worker_and_stops_everything(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+def test_the_dev_stack_survives_a_killed_worker_and_stops_everything(pg_tmp: Path) -> None:
+    data = pg_tmp / "data"
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEMPORAL_ADDRESS", "SANDBOX_URL",
                                                              "PUBLIC_BASE_URL")}
     ports = {name: free_port() for name in ("API_PORT", "SANDBOX_PORT", "TEMPORAL_PORT", "TEMPORAL_UI_PORT",
