@@ -56,6 +56,20 @@ class Settings(BaseSettings):
         default=9464, description="the worker's Prometheus /metrics (reconciliation counters); 0: off"
     )
 
+    # --- `chuchuang dev` supervision (cli/devstack.py) ------------------------------------
+    dev_restart_backoff: timedelta = Field(
+        default=timedelta(seconds=1), description="wait before restarting a child of `chuchuang dev` that "
+                                                  "exited; doubles on each exit in a row before it counts as up")
+    dev_restart_backoff_max: timedelta = Field(default=timedelta(seconds=15),
+                                               description="the longest wait before a restart")
+    dev_up_after: timedelta = Field(
+        default=timedelta(seconds=20), description="a child that ran this long counts as up: its next exit "
+                                                   "starts the backoff from dev_restart_backoff again")
+    dev_start_attempts: int = Field(
+        default=5, description="a child that exits this many times in a row without staying up stops the stack")
+    dev_stop_grace: timedelta = Field(
+        default=timedelta(seconds=5), description="how long a child may take to stop on SIGTERM before it is killed")
+
     app_env: Literal["development", "production"] = Field(
         default="development", description="production: the worker and the API refuse to start with sandbox "
                                            "credentials, an empty partner setting or a missing secret")
@@ -320,6 +334,7 @@ class Settings(BaseSettings):
         "withdrawal_confirm_timeout", "withdrawal_sweep_every", "withdrawal_stranded_after", "settlement_catchup_window", "profit_sharing_poll_every",
         "level_period", "reconciliation_bill_retry_every", "reconciliation_bill_wait_at_most",
         "presale_balance_starts_after", "presale_balance_window", "message_resend_after", "messages_drain_every",
+        "dev_restart_backoff", "dev_restart_backoff_max", "dev_up_after", "dev_stop_grace",
         mode="before")
     @classmethod
     def _plain_seconds(cls, v):

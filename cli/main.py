@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
+import signal
 
 import typer
 from rich.console import Console
@@ -21,6 +23,41 @@ app.add_typer(ledger_app, name="ledger")
 console = Console()
 
 
+@app.callback()
+def _main(ctx: typer.Context) -> None:
+    """SIGTERM (`timeout`, `kill`) and SIGHUP (the terminal closed) end a command as Ctrl-C does,
+    through its `finally` blocks and exit handlers: nothing it started is left behind (see
+    db/embedded.py for the embedded PostgreSQL). `chuchuang dev` handles them itself."""
+    import threading
+
+    if ctx.invoked_subcommand != "dev" and threading.current_thread() is threading.main_thread():
+        _exit_on(signal.SIGTERM, signal.SIGHUP)
+
+
+def _exit_on(*signals: signal.Signals) -> None:
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    for sig in signals:
+        signal.signal(sig, leave)
+
+
+def _quick_exit(signum: int, frame: object) -> None:
+    """Leave at once, stopping first an embedded PostgreSQL this process started."""
+    from db.embedded import release_owned
+
+    release_owned()
+    os._exit(128 + signum)
+
+
+def _until_stopped(coro) -> int:
+    """Run a command's coroutine; Ctrl-C ends it with 130 (its waiting display says what carries on)."""
+    try:
+        return asyncio.run(coro)
+    except KeyboardInterrupt:
+        return 130
+
+
 def _logging() -> None:
     import logging
 
@@ -33,9 +70,16 @@ def _logging() -> None:
 @app.command()
 def dev() -> None:
     """Everything on embedded defaults: PostgreSQL, Temporal + UI, sandbox, worker, API."""
+    import atexit
+    import sys
+
     from cli.devstack import run_dev
 
-    raise typer.Exit(run_dev(get_settings()))
+    rc = run_dev(get_settings())
+    # everything is stopped: leave without waiting ~2 s for the Temporal client runtime to wind down
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    os._exit(rc)
 
 
 @app.command()
@@ -44,6 +88,7 @@ def worker() -> None:
     from worker import run_worker
 
     _logging()
+    signal.signal(signal.SIGTERM, _quick_exit)  # a worker may stop anywhere: Temporal retries its tasks
     asyncio.run(run_worker(get_settings()))
 
 
@@ -191,7 +236,7 @@ def settle(kind: str = typer.Option(..., help="supplier (a day) or commission (a
     """Start a settlement run for a period (or find the one already started) and follow it."""
     from cli.settle import settle as run
 
-    raise typer.Exit(asyncio.run(run(get_settings(), console, kind, period, follow)))
+    raise typer.Exit(_until_stopped(run(get_settings(), console, kind, period, follow)))
 
 
 @app.command()
@@ -212,7 +257,7 @@ def reconcile(date: str = typer.Option(..., "--date", help="the bill day YYYY-MM
     the report: totals of the bill and the ledger, then every difference. Exit 1 on differences."""
     from cli.reconcile import reconcile as run
 
-    raise typer.Exit(asyncio.run(run(get_settings(), console, date, follow, rerun)))
+    raise typer.Exit(_until_stopped(run(get_settings(), console, date, follow, rerun)))
 
 
 if __name__ == "__main__":

@@ -5,23 +5,49 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from rich.console import Console
 from rich.table import Table
 
+from cli.waiting import Waiting, connect_temporal, query_or_none
 from domain.reconciliation import WECHATPAY_TIMEZONE, ReconciliationError, check_bill_date, fen_to_yuan
 from settings import Settings
 
 POLL_SECONDS = 0.5
+NO_WORKER_HINT_AFTER = 10.0  # seconds without a worker answering before suggesting one may be missing
 
 
-def _describe(p) -> str:
+def _waiting_for(p, elapsed: float) -> str:
+    """What the command is waiting for, in the words of the run's progress query."""
     if p is None:
-        return "waiting for a worker"
-    text = f"{p.status}"
+        hint = "; is `make dev` or `chuchuang worker` running?" if elapsed > NO_WORKER_HINT_AFTER else ""
+        return f"waiting for a worker to pick the run up{hint}"
     if p.status == "waiting_for_bill":
-        text += f" (asked {p.bill_requests} times; {p.note})"
-    return text
+        return (f"waiting for WeChat Pay's bill of {p.day} (asked {p.bill_requests} time{'' if p.bill_requests == 1 else 's'}; "
+                "it comes out after 10:00 Beijing time the next day)")
+    return {"fetching": "fetching WeChat Pay's bill", "comparing": "comparing the bill with the ledger",
+            "delegated": f"handed over to {p.delegated_to}"}.get(p.status, p.status)
+
+
+def _may_take(settings: Settings, p) -> str:
+    """How long the run may still take: seconds once the bill is out; while WeChat Pay is still
+    making it, until the next ask, and at most RECONCILIATION_BILL_WAIT_AT_MOST in all."""
+    wait_at_most = settings.reconciliation_bill_wait_at_most
+    if p is not None and p.status == "waiting_for_bill" and p.waiting_since is not None:
+        gives_up = (p.waiting_since + wait_at_most).astimezone(ZoneInfo(WECHATPAY_TIMEZONE))
+        return (f"until the bill is out: asks every {_human(settings.reconciliation_bill_retry_every)}, "
+                f"gives up at {gives_up:%Y-%m-%d %H:%M} Beijing time")
+    return f"seconds once the bill is out; up to {_human(wait_at_most)} while WeChat Pay makes it"
+
+
+def _human(period) -> str:
+    seconds = int(period.total_seconds())
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            n = seconds // size
+            return f"{n} {unit}{'s' if unit == 'day' and n > 1 else ''}"
+    return f"{seconds} s"
 
 
 async def reconcile(settings: Settings, console: Console, day: str, follow: bool = True, rerun: bool = False) -> int:
@@ -30,7 +56,6 @@ async def reconcile(settings: Settings, console: Console, day: str, follow: bool
 
     from db.session import session_factory
     from workflows.schedules import resolve_reconciliation_attempt, start_reconciliation
-    from integrations.temporal import connect
     from workflows.reconciliation import ReconciliationWorkflow
 
     sessions = session_factory(settings)
@@ -39,7 +64,9 @@ async def reconcile(settings: Settings, console: Console, day: str, follow: bool
     except ReconciliationError as err:
         console.print(f"[red]{err.code}[/red]: {err.message}")
         return 2
-    client = await connect(settings)
+    client = await connect_temporal(settings, console)
+    if client is None:
+        return 1
     try:
         attempt = await resolve_reconciliation_attempt(client, sessions, day, rerun)
     except ReconciliationError as err:
@@ -49,14 +76,13 @@ async def reconcile(settings: Settings, console: Console, day: str, follow: bool
     console.print(f"{'started' if created else 'found'} [bold]{handle.id}[/bold] (Temporal UI: workflow id {handle.id})")
     if not follow:
         return 0
-    with console.status("starting") as status:
+    resume = (f"{handle.id} carries on in Temporal; `chuchuang reconcile --date {day}` follows it again, "
+              f"GET /reconciliations/{day} reads its report")
+    with Waiting(console, handle.id, may_take=_may_take(settings, None), on_stop=resume) as waiting:
         while True:
             described = await handle.describe()
-            try:
-                progress = await handle.query(ReconciliationWorkflow.progress)
-            except Exception:  # noqa: BLE001 - no worker has picked it up yet
-                progress = None
-            status.update(f"{handle.id}: {_describe(progress)}")
+            progress = await query_or_none(handle, ReconciliationWorkflow.progress)
+            waiting.update(_waiting_for(progress, waiting.elapsed()), may_take=_may_take(settings, progress))
             if described.status != WorkflowExecutionStatus.RUNNING:
                 break
             await asyncio.sleep(POLL_SECONDS)

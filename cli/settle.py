@@ -7,15 +7,30 @@ import asyncio
 from datetime import UTC, datetime
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import func, select
 
+from cli.waiting import Waiting, connect_temporal, query_or_none
 from domain.money import yuan
 from domain.settlement import PeriodError, check_period, month_bounds, parse_day, parse_month
 from settings import Settings
 
 POLL_SECONDS = 0.5
+NO_WORKER_HINT_AFTER = 10.0  # seconds without a worker answering before suggesting one may be missing
+
+
+def _may_take(settings: Settings, kind: str) -> str:
+    """What a run waits on besides its own pass over the period's rows."""
+    if kind == "supplier":
+        return (f"one pass over the day's orders; a split WeChat Pay is still processing is asked about every "
+                f"{int(settings.profit_sharing_poll_every.total_seconds())} s")
+    return (f"one pass over the month's promoters, in batches; then, if a statement is above "
+            f"{yuan(settings.commission_review_above_fen)}, until support reviews it (no time limit)")
+
+
+def _waiting_for_worker(elapsed: float) -> str:
+    hint = "; is `make dev` or `chuchuang worker` running?" if elapsed > NO_WORKER_HINT_AFTER else ""
+    return f"waiting for a worker to pick the run up{hint}"
 
 
 def _describe(kind: str, p) -> str:
@@ -35,7 +50,6 @@ async def settle(settings: Settings, console: Console, kind: str, period: str, f
     from temporalio.client import WorkflowExecutionStatus
 
     from workflows.schedules import start_run
-    from integrations.temporal import connect
     from workflows.settlement import CommissionSettlementWorkflow, SupplierSettlementWorkflow
 
     if kind not in ("supplier", "commission"):
@@ -47,30 +61,29 @@ async def settle(settings: Settings, console: Console, kind: str, period: str, f
     except PeriodError as err:
         console.print(f"[red]{err.code}[/red]: {err.message}")
         return 2
-    client = await connect(settings)
+    client = await connect_temporal(settings, console)
+    if client is None:
+        return 1
     handle, created = await start_run(client, settings, kind, period)
     console.print(f"{'started' if created else 'found'} [bold]{handle.id}[/bold] "
                   f"(Temporal UI: workflow id {handle.id})")
     if not follow:
         return 0
     query = SupplierSettlementWorkflow.progress if kind == "supplier" else CommissionSettlementWorkflow.progress
-    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn()]
+    resume = (f"{handle.id} carries on in Temporal; `chuchuang settle --kind {kind} --period {period}` follows "
+              f"it again, GET /settlements/runs/{kind}/{period} reads it")
     progress = None
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("starting", total=None)
+    with Waiting(console, handle.id, may_take=_may_take(settings, kind), on_stop=resume) as waiting:
         while True:
             described = await handle.describe()
-            try:
-                progress = await handle.query(query)
-            except Exception:  # noqa: BLE001 - no worker has picked it up yet
-                progress = None
-            if progress is not None:
-                if kind == "commission":
-                    bar.update(task, total=progress.batches_total or None, completed=progress.batches_done)
-                else:
-                    bar.update(task, completed=progress.orders_settled)
-            bar.update(task, description=_describe(kind, progress))
+            progress = await query_or_none(handle, query)
+            if progress is None:
+                waiting.update(_waiting_for_worker(waiting.elapsed()))
+            elif kind == "commission":
+                waiting.update(_describe(kind, progress), completed=progress.batches_done,
+                               total=progress.batches_total or None)
+            else:
+                waiting.update(_describe(kind, progress), completed=progress.orders_settled)
             if described.status != WorkflowExecutionStatus.RUNNING:
                 break
             await asyncio.sleep(POLL_SECONDS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,15 +14,23 @@ from settings import Settings, get_settings
 
 
 def database_url(settings: Settings) -> str:
-    """The configured URL, or the embedded server's (started on first use)."""
+    """The configured URL, or the embedded server's: used as a guest when it runs (e.g. under
+    `make dev`, which owns it), else started for as long as this process runs (db/embedded.py)."""
     if settings.database_url:
         url = settings.database_url
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url[len("postgresql://") :]
         return url
-    from db.embedded import start_embedded_postgres
+    return _embedded(str(Path(settings.data_dir).resolve() / "pg"))
 
-    return start_embedded_postgres(settings.data_dir / "pg")
+
+@lru_cache
+def _embedded(pgdata: str) -> str:
+    import sys
+
+    from db.embedded import embedded_url
+
+    return embedded_url(Path(pgdata), command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:2]]))
 
 
 @lru_cache
