@@ -25,6 +25,7 @@ from activities.presale import PresaleActivities
 from activities.promoters import PromoterActivities
 from activities.reconciliation import ReconciliationActivities
 from activities.refunds import RefundActivities
+from activities.rollups import RollupActivities
 from activities.settlement import SettlementActivities
 from activities.split_returns import SplitReturnActivities
 from activities.withdrawals import WithdrawalActivities
@@ -37,6 +38,7 @@ from integrations.wechatpay import WeChatPayClient, WeChatPayConfig
 from settings import Settings, get_settings
 from workflows.channels_sync import ChannelsSyncWorkflow, wake_channels_sync
 from workflows.messages import MessageDrainWorkflow
+from workflows.rollups import DashboardRollupWorkflow
 from workflows.order import OrderWorkflow
 from workflows.payouts import PayoutWorkflow
 from workflows.product import ProductReviewWorkflow
@@ -56,7 +58,7 @@ from workflows.withdrawal import WithdrawalWorkflow
 WORKFLOWS = [OrderWorkflow, RefundWorkflow, PromoterLifecycleWorkflow, RevivalWorkflow, SupplierOnboardingWorkflow,
              ProductReviewWorkflow, ChannelsSyncWorkflow, WithdrawalWorkflow, PayoutWorkflow,
              SupplierSettlementWorkflow, CommissionSettlementWorkflow, CommissionStatementBatchesWorkflow,
-             ReconciliationWorkflow, MessageDrainWorkflow]
+             ReconciliationWorkflow, MessageDrainWorkflow, DashboardRollupWorkflow]
 log = structlog.get_logger()
 
 
@@ -93,6 +95,7 @@ def activities(settings: Settings, sessions=None, pay: WeChatPayClient | None = 
         *SettlementActivities(sessions, pay).all(),
         *SplitReturnActivities(sessions, pay).all(),
         *ReconciliationActivities(sessions, pay).all(),
+        *RollupActivities(sessions).all(),
     ]
 
 

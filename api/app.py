@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
-from api import channels_wake, errors
+from api import channels_wake, console, errors
 from api.routers import (
     auth,
     catalog,
@@ -51,6 +51,7 @@ TAGS = [
     {"name": "notifications", "description": "What each user should know"},
     {"name": "settlements", "description": "Supplier profit sharing (T+1), monthly commission statements, bills"},
     {"name": "reconciliations", "description": "Daily reconciliation with WeChat Pay's trade bills: reports and differences"},
+    {"name": "dashboards", "description": "数据看板: platform, supplier and promoter figures from the daily rollups (JSON or CSV)"},
 ]
 
 
@@ -96,5 +97,6 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     app.include_router(presale.router)
     for router in levels.routers:
         app.include_router(router)
+    console.install(app)  # /console pages and /dashboards figures
     return app
 

@@ -12,6 +12,7 @@ from db import reconciliation_models  # noqa: F401
 from db import bonus_models  # noqa: F401
 from db import presale_models  # noqa: F401
 from db import channels_models  # noqa: F401
+from db import console_models  # noqa: F401
 from db.models import Base
 
 __all__ = ["Base"]

@@ -12,6 +12,8 @@ Schedules in Temporal UI:
   from the Channels shop
 * `messages-drain`: every settings.messages_drain_every, the notification outbox sent as
   subscribe messages (`MessageDrainWorkflow`)
+* `dashboard-rollups`: every settings.dashboard_rollup_every, the dashboards' day/week/month
+  figures recomputed for the recent periods (`DashboardRollupWorkflow`)
 
 The settlement schedules run in settings.settlement_timezone. Their action starts the run
 without a period; the run works out which one from the time it was due (yesterday / last
@@ -52,6 +54,7 @@ from workflows.payouts import SWEEP_WORKFLOW_ID, PayoutWorkflow
 from domain.reconciliation import WECHATPAY_TIMEZONE, ReconciliationInput
 from domain.reconciliation import run_workflow_id as reconciliation_workflow_id
 from workflows.reconciliation import ReconciliationWorkflow
+from workflows.rollups import ROLLUP_WORKFLOW_ID, DashboardRollupWorkflow, RollupInput
 
 SUPPLIER_SCHEDULE_ID = "settlement-supplier-daily"
 COMMISSION_SCHEDULE_ID = "settlement-commission-monthly"
@@ -59,6 +62,7 @@ SWEEP_SCHEDULE_ID = "withdrawals-sweep"
 CHANNELS_RECONCILE_SCHEDULE_ID = "channels-reconcile"
 RECONCILIATION_SCHEDULE_ID = "reconciliation-daily"
 MESSAGES_DRAIN_SCHEDULE_ID = "messages-drain"
+ROLLUP_SCHEDULE_ID = "dashboard-rollups"
 log = structlog.get_logger()
 
 
@@ -81,6 +85,10 @@ def reconciliation_input(settings: Settings, day: str | None = None, attempt: in
     return ReconciliationInput(day=day, attempt=attempt, timezone=WECHATPAY_TIMEZONE,
                                retry_every=settings.reconciliation_bill_retry_every,
                                wait_at_most=settings.reconciliation_bill_wait_at_most)
+
+
+def rollup_input(settings: Settings) -> RollupInput:
+    return RollupInput(timezone=settings.settlement_timezone, lookback_days=settings.dashboard_rollup_lookback_days)
 
 
 def commission_cron(settings: Settings) -> str:
@@ -138,6 +146,12 @@ def schedules(settings: Settings) -> dict[str, Schedule]:
             spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=settings.messages_drain_every)]),
             policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
             state=ScheduleState(note="send the notification outbox as WeChat subscribe messages")),
+        ROLLUP_SCHEDULE_ID: Schedule(
+            action=ScheduleActionStartWorkflow(DashboardRollupWorkflow.run, rollup_input(settings),
+                                               id=ROLLUP_WORKFLOW_ID, task_queue=settings.task_queue),
+            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=settings.dashboard_rollup_every)]),
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+            state=ScheduleState(note="recompute the dashboards' day/week/month figures of the recent periods")),
     }
 
 
