@@ -43,6 +43,8 @@ templates.env.globals.update(yuan=yuan, percent=percent, LABELS=LABELS, DIM_LABE
 ROLE_LABELS = {"support": "客服", "operator": "运营", "supplier": "供应商", "outlet_staff": "门店核销员",
                "buyer": "买家", "promoter": "推客"}
 templates.env.globals["ROLE_LABELS"] = ROLE_LABELS
+templates.env.globals["DECISION_LABELS"] = {"approve": "通过", "reject": "驳回", "more_info": "补充材料",
+                                            "cleared": "无异常", "confirmed": "确认异常"}
 # chart data: fen as yuan, basis points as percent
 templates.env.globals["yuans"] = lambda rows, m: [round(r[m] / 100, 2) for r in rows]
 templates.env.globals["rates"] = lambda rows, m: [None if r[m] is None else round(r[m] / 100, 2) for r in rows]

@@ -69,7 +69,7 @@ def supplier_applications(s: Session) -> Queue:
     count = s.scalar(text("SELECT COUNT(*) FROM suppliers WHERE status = 'pending_review'"))
     return Queue("suppliers", "供应商入驻审核", [
         Item(str(i), name, at, f'SupplierId="{i}"',
-             detail=f"{'企业' if kind == 'company' else '个体工商户'} · 类目 {', '.join(cats or [])}"
+             detail=f"{'企业' if kind == 'enterprise' else '个体工商户'} · 类目 {', '.join(cats or [])}"
                     + (f" · 第{resub + 1}次提交" if resub else ""))
         for i, name, at, kind, cats, resub in rows], "support", count)
 
