@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
-from sqlalchemy import delete, insert, text
+from sqlalchemy import delete, text
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
@@ -193,8 +193,12 @@ def compute_period(s: Session, grain: Grain, start: date, tz: str) -> list[dict]
 def store_period(s: Session, grain: Grain, start: date, tz: str) -> int:
     rows = compute_period(s, grain, start, tz)
     s.execute(delete(RollupFact).where(RollupFact.grain == grain.value, RollupFact.period_start == start))
-    if rows:
-        s.execute(insert(RollupFact), rows)
+    if rows:  # COPY: a month has a row per product and per promoter that sold
+        columns = list(rows[0])
+        cursor = s.connection().connection.driver_connection.cursor()
+        with cursor.copy(f"COPY rollup_facts ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([row[c] for c in columns])
     return len(rows)
 
 

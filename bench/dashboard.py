@@ -125,7 +125,7 @@ def load(engine: sa.Engine, orders: int, promoters: int, seed: int) -> dict:
             no = f"CC{n:012d}"
             promoter = rng.randrange(1, promoters + 1) if rng.random() < 0.9 else None
             province, city = REGIONS[rng.randrange(len(REGIONS))]
-            buyer = buy_user0 + int(rng.paretovariate(1.2) * 7) % buyers
+            buyer = buy_user0 + rng.randrange(buyers)
             total, lines = 0, []
             for _ in range(1 if rng.random() < 0.75 else 2):
                 line_id += 1

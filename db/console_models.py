@@ -63,6 +63,7 @@ class RollupFact(Base):
     __table_args__ = (
         Index("ix_rollup_facts_series", "dim", "key", "grain", "period_start"),
         Index("ix_rollup_facts_supplier", "supplier_id", "grain", "period_start"),
+        Index("ix_rollup_facts_rank", "grain", "period_start", "dim", "gmv_fen"),  # a period's top N
     )
 
 

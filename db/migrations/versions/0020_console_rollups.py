@@ -51,6 +51,7 @@ def upgrade() -> None:
     sa.Column('refreshed_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False))
     op.create_index('ix_rollup_facts_series', 'rollup_facts', ['dim', 'key', 'grain', 'period_start'])
     op.create_index('ix_rollup_facts_supplier', 'rollup_facts', ['supplier_id', 'grain', 'period_start'])
+    op.create_index('ix_rollup_facts_rank', 'rollup_facts', ['grain', 'period_start', 'dim', 'gmv_fen'])
 
     op.create_table('rollup_view_snapshots',
     sa.Column('day', sa.Date(), primary_key=True),
