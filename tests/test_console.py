@@ -15,7 +15,7 @@ from db.order_models import Refund
 from domain.order_status import OrderStatus
 from domain.refunds import RefundStatus
 from tests.console_helpers import console_login, csrf_of, fill_queues, staff_user
-from tests.helpers import pay, place, run_to_end, wait_refund, wait_status
+from tests.helpers import keep_run_history, pay, place, run_to_end, wait_refund, wait_status
 from workflows.rollups import DashboardRollupWorkflow
 from workflows.schedules import ROLLUP_SCHEDULE_ID, rollup_input, schedules
 
@@ -158,6 +158,7 @@ async def test_the_rollup_schedule_keeps_the_dashboard_current(api, sandbox, tem
         DashboardRollupWorkflow.run, inp, id="dashboard-rollups-test",
         task_queue=settings.task_queue, execution_timeout=timedelta(minutes=2))
     assert result.periods >= 3 and result.rows > 0
+    await keep_run_history(temporal_env, "dashboard-rollups-test", None, "dashboard_rollups")
     staff = token(staff_user(sessions, "operator", "yunying2"), "operator")
     today = (await api.get("/dashboards/platform", headers=staff, params={"grain": "day", "periods": 1})).json()
     assert today["current"]["gmv_fen"] == order["total_fen"] and today["current"]["paid_orders"] == 1

@@ -31,7 +31,7 @@ def test_histories_are_recorded():
         "settlement_supplier_day", "settlement_supplier_faults", "settlement_supplier_scheduled",
         "settlement_commission_reviewed", "settlement_commission_team_bonus", "settlement_commission_batches", "settlement_commission_scheduled", "channels_sync", "channels_sync_reconcile",
         "reconciliation_clean", "reconciliation_differences", "reconciliation_bill_retried",
-        "reconciliation_scheduled", "messages_drain"}
+        "reconciliation_scheduled", "messages_drain", "dashboard_rollups"}
 
 
 @pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])
