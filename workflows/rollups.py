@@ -22,7 +22,9 @@ ROLLUP_WORKFLOW_ID = "dashboard-rollups-run"
 class DashboardRollupWorkflow:
     @workflow.run
     async def run(self, inp: RollupInput) -> RollupResult:
+        # the Schedule gives no time: the periods are those of the workflow's own clock
+        when = inp if inp.as_of is not None else inp.model_copy(update={"as_of": workflow.now()})
         return await workflow.execute_activity_method(
-            RollupActivities.refresh_rollups, inp.model_copy(update={"as_of": workflow.now()}),
+            RollupActivities.refresh_rollups, when,
             start_to_close_timeout=timedelta(minutes=10),
             retry_policy=RetryPolicy(maximum_attempts=3, maximum_interval=timedelta(seconds=30)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from datetime import date
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
@@ -60,6 +61,11 @@ def _page(request: Request, name: str, principal: Principal | None, **context) -
         **context})
 
 
+def _back(path: str, **params: str) -> RedirectResponse:
+    """Back to a page after a form post, with its message or error (Post/Redirect/Get)."""
+    return RedirectResponse(f"{path}?{urlencode(params)}" if params else path, status_code=303)
+
+
 def _need(principal: Principal, *roles: str) -> None:
     if principal.role not in roles:
         raise ApiError(403, "FORBIDDEN", f"this page needs one of the roles: {', '.join(roles)}")
@@ -86,13 +92,13 @@ def login_form(request: Request, error: str = "") -> HTMLResponse:
 async def login(request: Request, username: str = Form(...), password: str = Form(...), nonce: str = Form(...)):
     expected = request.cookies.get(LOGIN_COOKIE)
     if not expected or not secrets.compare_digest(expected, nonce):
-        return RedirectResponse("/console/login?error=表单已过期，请重试", status_code=303)
+        return _back("/console/login", error="表单已过期，请重试")
     answer = await call_api(request, "POST", "/auth/token", json={"username": username, "password": password})
     if answer.status_code != 200:
-        return RedirectResponse("/console/login?error=用户名或密码错误", status_code=303)
+        return _back("/console/login", error="用户名或密码错误")
     body = answer.json()
     if body["role"] not in CONSOLE_ROLES:
-        return RedirectResponse("/console/login?error=此账号不能使用运营后台", status_code=303)
+        return _back("/console/login", error="此账号不能使用运营后台")
     response = RedirectResponse("/console", status_code=303)
     settings = request.app.state.settings
     response.set_cookie(COOKIE, body["access_token"], httponly=True, samesite="strict", path="/",
@@ -186,7 +192,7 @@ async def lookup(request: Request, kind: str = "order", q: str = "") -> HTMLResp
     principal = principal_of(request)
     q = q.strip()
     if kind == "order" and q:
-        return RedirectResponse(f"/console/orders/{q}", status_code=303)
+        return RedirectResponse(f"/console/orders/{quote(q, safe='')}", status_code=303)
     _need(principal, *PLATFORM_STAFF)
 
     def search(s):
@@ -357,15 +363,15 @@ async def policy_change(request: Request, tiers: int = Form(...), tier_rates: st
     except ValueError:
         rates = None
     if rates is None:
-        return RedirectResponse("/console/policy?error=各层比例须为整数基点，用逗号分隔", status_code=303)
+        return _back("/console/policy", error="各层比例须为整数基点，用逗号分隔")
     body = {"tiers": tiers, "tier_rates_bps": rates, "self_purchase_commission": self_purchase_commission,
             "note": reason[:200]}
     answer = await call_api(request, "PUT", "/commission-policy", json=body)
     version = answer.json().get("version") if answer.status_code == 200 else None
     await audit(request, principal, "policy.commission", "policy", str(version or "-"), reason, answer, detail=body)
     if answer.status_code != 200:
-        return RedirectResponse(f"/console/policy?error={answer_text(answer)}", status_code=303)
-    return RedirectResponse(f"/console/policy?message=已生效：版本 {version}", status_code=303)
+        return _back("/console/policy", error=f"{answer_text(answer)}")
+    return _back("/console/policy", message=f"已生效：版本 {version}")
 
 
 STAFF_ACCOUNT_ROLES = ("support", "operator", "outlet_staff")
@@ -388,7 +394,7 @@ async def create_user(request: Request, username: str = Form(...), role: str = F
     _need(principal, "operator")
     await check_csrf(request)
     if role not in STAFF_ACCOUNT_ROLES or not (3 <= len(username) <= 64) or not username.replace("_", "").isalnum():
-        return RedirectResponse("/console/users?error=用户名须为3-64位字母数字，角色须为客服/运营/核销员", status_code=303)
+        return _back("/console/users", error="用户名须为3-64位字母数字，角色须为客服/运营/核销员")
     password = secrets.token_urlsafe(12)
 
     def write():
@@ -405,8 +411,8 @@ async def create_user(request: Request, username: str = Form(...), role: str = F
     await audit(request, principal, "user.create", "user", str(user_id or username), reason, ok=user_id is not None,
                 detail={"role": role, "username": username})
     if user_id is None:
-        return RedirectResponse("/console/users?error=用户名已被占用", status_code=303)
-    return RedirectResponse(f"/console/users?message=已创建 {username}，初始密码 {password}（只显示一次）", status_code=303)
+        return _back("/console/users", error="用户名已被占用")
+    return _back("/console/users", message=f"已创建 {username}，初始密码 {password}（只显示一次）")
 
 
 @router.post("/users/{user_id}/{action}")
@@ -417,7 +423,7 @@ async def change_user(request: Request, user_id: int, action: str, reason: str =
     if action not in ("disable", "enable", "reset"):
         raise ApiError(404, "NOT_FOUND", f"no user action {action}")
     if user_id == principal.user_id and action == "disable":
-        return RedirectResponse("/console/users?error=不能停用自己的账号", status_code=303)
+        return _back("/console/users", error="不能停用自己的账号")
     password = secrets.token_urlsafe(12)
 
     def write():
@@ -434,9 +440,34 @@ async def change_user(request: Request, user_id: int, action: str, reason: str =
     done = await run_in_threadpool(write)
     await audit(request, principal, f"user.{action}", "user", str(user_id), reason, ok=done)
     if not done:
-        return RedirectResponse("/console/users?error=没有这个员工账号", status_code=303)
+        return _back("/console/users", error="没有这个员工账号")
     note = f"已重置，新密码 {password}（只显示一次）" if action == "reset" else "已更新"
-    return RedirectResponse(f"/console/users?message={note}", status_code=303)
+    return _back("/console/users", message=f"{note}")
+
+
+@router.post("/buyers/{user_id}/{action}")
+async def change_buyer(request: Request, user_id: int, action: str, reason: str = Form(...)):
+    """Support and operators disable (or enable again) a buyer's or promoter's account: a
+    disabled account can no longer sign in with WeChat (POST /auth/wechat refuses it)."""
+    principal = principal_of(request)
+    _need(principal, *PLATFORM_STAFF)
+    await check_csrf(request)
+    if action not in ("disable", "enable") or not reason.strip():
+        raise ApiError(422, "INVALID_DECISION", "disable or enable, with a reason")
+
+    def write() -> bool:
+        with sessions_of(request).begin() as s:
+            user = s.get(User, user_id, with_for_update=True)
+            if user is None or user.role not in ("buyer", "promoter"):
+                return False
+            user.active = action == "enable"
+            return True
+
+    done = await run_in_threadpool(write)
+    await audit(request, principal, f"account.{action}", "user", str(user_id), reason, ok=done)
+    if not done:
+        raise ApiError(404, "NOT_FOUND", f"buyer {user_id} not found")
+    return RedirectResponse(f"/console/buyers/{user_id}", status_code=303)
 
 
 @router.get("/audit", response_class=HTMLResponse)
