@@ -119,6 +119,23 @@ async def test_roles_policy_and_users(api, temporal_env, sessions, demo):
                                                       "csrf": csrf})
     assert refused.status_code == 303 and "error" in refused.headers["location"]
     assert (await api.get("/console/users")).status_code == 403
+    # a risk flag in its queue, cleared through the API's review
+    from db.risk_models import RiskFlag
+
+    with sessions.begin() as s:
+        flag = RiskFlag(kind="frequent_returns", subject_type="buyer", subject_id=str(demo.buyer_user_id),
+                        buyer_user_id=demo.buyer_user_id, detail="30天内退款4次", related={})
+        s.add(flag)
+        s.flush()
+        flag_id = flag.id
+    queue = await api.get("/console/queues")
+    assert "30天内退款4次" in queue.text and 'id="count-risk"><small>风控标记</small><b>1</b>' in queue.text
+    cleared = await api.post(f"/console/queues/risk/{flag_id}/decide", headers={"HX-Request": "true"},
+                             data={"decision": "cleared", "reason": "正常售后", "csrf": csrf})
+    assert 'data-outcome="ok"' in cleared.text, cleared.text
+    with sessions() as s:
+        flag = s.get(RiskFlag, flag_id)
+        assert (flag.status, flag.review_note) == ("cleared", "正常售后")
 
     await console_login(api, "yunying")
     csrf = csrf_of((await api.get("/console/policy")).text)
@@ -143,7 +160,8 @@ async def test_roles_policy_and_users(api, temporal_env, sessions, demo):
     with sessions() as s:
         assert not s.get(User, kefu3.id).active
         actions = [a.action for a in s.scalars(select(StaffAudit).order_by(StaffAudit.id))]
-    assert actions == ["policy.commission", "policy.commission", "policy.commission", "user.create", "user.disable"]
+    assert actions == ["policy.commission", "risk.cleared", "policy.commission", "policy.commission", "user.create",
+                       "user.disable"]
 
     # a supplier has its analytics, never the queues or another supplier's figures
     await console_login(api, "demo-supplier")
