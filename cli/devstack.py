@@ -328,6 +328,7 @@ def banner(settings: Settings, database_url: str, own_temporal: bool) -> Panel:
     for label, value in [
         ("API", api),
         ("OpenAPI docs", f"{api}/docs"),
+        ("Console 运营后台", f"{api}/console  (staff logins printed by `chuchuang seed-demo`)"),
         ("Temporal UI", ui),
         ("Temporal gRPC", f"{settings.resolved_temporal_address}  namespace {settings.temporal_namespace}"),
         ("Sandbox", settings.resolved_sandbox_url),
