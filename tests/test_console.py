@@ -194,3 +194,16 @@ async def test_the_rollup_schedule_keeps_the_dashboard_current(api, sandbox, tem
         assert s.scalar(select(RollupFact.gmv_fen).where(RollupFact.dim == "supplier",
                                                          RollupFact.key == str(demo.supplier_id),
                                                          RollupFact.grain == "month")) == order["total_fen"]
+
+
+async def test_the_demo_staff_logins_open_the_console(api, sessions, clean_db):
+    from cli.seed import DEMO_STAFF, seed_staff
+
+    with sessions.begin() as s:
+        first = seed_staff(s)
+    with sessions.begin() as s:
+        assert seed_staff(s) == first   # run again: the same accounts
+    for username, (role, password, _) in DEMO_STAFF.items():
+        signed = await console_login(api, username, password)
+        assert (signed.status_code, signed.headers["location"]) == (303, "/console"), username
+        assert (await api.get("/console")).headers["location"] == "/console/queues"
