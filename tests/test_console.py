@@ -148,6 +148,14 @@ async def test_roles_policy_and_users(api, temporal_env, sessions, demo):
     policy = (await api.get("/commission-policy", headers={"Authorization": "Bearer " + api.cookies["cc_console"]})).json()
     assert (policy["current"]["tiers"], policy["current"]["tier_rates_bps"]) == (2, [8000, 2000])
 
+    # the console's CSV links: the dashboards' export through the session (a link carries no bearer header)
+    exported = await api.get("/console/export/platform/breakdown", params={"dim": "city", "grain": "month"})
+    assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
+    assert "attachment" in exported.headers["content-disposition"] and "GMV" in exported.text
+    as_json = await api.get("/console/export/platform", params={"grain": "week", "format": "json"})
+    assert as_json.status_code == 200 and as_json.json()["grain"] == "week"
+    assert (await api.get("/console/export/auth/me")).status_code == 404   # only the dashboards
+
     made = await api.post("/console/users", data={"username": "kefu3", "role": "support", "reason": "新员工",
                                                   "csrf": csrf})
     assert "message" in made.headers["location"]

@@ -344,6 +344,24 @@ async def supplier_dashboard(request: Request, grain: Grain = Grain.DAY, supplie
                  supplier_id=supplier_id)
 
 
+EXPORTS = {"platform", "platform/breakdown", "supplier", "promoter"}
+
+
+@router.get("/export/{kind:path}")
+async def export(request: Request, kind: str) -> Response:
+    """The dashboards' CSV (or JSON) for a signed-in browser: the same /dashboards endpoint,
+    called with the session's token (a link cannot carry a bearer header)."""
+    principal_of(request)
+    if kind not in EXPORTS:
+        raise ApiError(404, "NOT_FOUND", f"no export {kind}")
+    params = dict(request.query_params)
+    params.setdefault("format", "csv")
+    answer = await call_api(request, "GET", f"/dashboards/{kind}", params=params)
+    headers = {k: v for k, v in answer.headers.items() if k.lower() in ("content-disposition",)}
+    return Response(answer.content, status_code=answer.status_code, headers=headers,
+                    media_type=answer.headers.get("content-type"))
+
+
 # --- staff tools: commission policy, users, audit --------------------------------------------
 @router.get("/policy", response_class=HTMLResponse)
 async def policy_page(request: Request, message: str = "", error: str = "") -> HTMLResponse:
