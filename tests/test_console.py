@@ -104,7 +104,7 @@ async def test_support_decides_from_the_queues_and_the_workflows_move_on(
         assert s.scalars(select(StaffAudit.action).order_by(StaffAudit.id.desc())).first() == "account.disable"
 
 
-async def test_roles_policy_and_users(api, temporal_env, sessions, demo):
+async def test_roles_policy_and_users(api, temporal_env, sessions, demo, settings):
     staff_user(sessions, "support", "kefu2")
     staff_user(sessions, "operator", "yunying")
     with sessions.begin() as s:
@@ -155,6 +155,10 @@ async def test_roles_policy_and_users(api, temporal_env, sessions, demo):
     as_json = await api.get("/console/export/platform", params={"grain": "week", "format": "json"})
     assert as_json.status_code == 200 and as_json.json()["grain"] == "week"
     assert (await api.get("/console/export/auth/me")).status_code == 404   # only the dashboards
+
+    knobs = await api.get("/console/settings")
+    assert knobs.status_code == 200 and "REFUND_WINDOW" in knobs.text and "REPEAT_PURCHASE_ALERT_BPS" in knobs.text
+    assert "JWT_SECRET" not in knobs.text and settings.resolved_jwt_secret() not in knobs.text
 
     made = await api.post("/console/users", data={"username": "kefu3", "role": "support", "reason": "新员工",
                                                   "csrf": csrf})

@@ -488,6 +488,22 @@ async def change_buyer(request: Request, user_id: int, action: str, reason: str 
     return RedirectResponse(f"/console/buyers/{user_id}", status_code=303)
 
 
+SECRET_WORDS = ("secret", "key", "password", "private", "serial", "mchid", "appid", "token", "url", "path")
+
+
+@router.get("/settings", response_class=HTMLResponse)
+async def settings_page(request: Request) -> HTMLResponse:
+    """The knobs in force (periods, thresholds, limits), read-only: they are set in the
+    environment and take effect on restart. Secrets, keys and endpoints are not shown."""
+    principal = principal_of(request)
+    _need(principal, *PLATFORM_STAFF)
+    settings = request.app.state.settings
+    rows = [(name, getattr(settings, name), field.description or "")
+            for name, field in type(settings).model_fields.items()
+            if not any(word in name for word in SECRET_WORDS)]
+    return _page(request, "settings.html", principal, rows=rows)
+
+
 @router.get("/audit", response_class=HTMLResponse)
 async def audit_page(request: Request, actor: int | None = None, action: str = "") -> HTMLResponse:
     principal = principal_of(request)
