@@ -50,6 +50,9 @@ async def served(api):
                                           lifespan="off"))
     task = asyncio.create_task(server.serve())
     while not server.started:
+        if task.done():  # could not bind or start: say why
+            task.result()
+            raise RuntimeError(f"uvicorn stopped before serving on port {port}")
         await asyncio.sleep(0.05)
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
