@@ -323,6 +323,19 @@ class Settings(BaseSettings):
         default=timedelta(minutes=10), description="a withdrawal still REQUESTED this long after it was made "
                                                    "is handed to its workflow again")
 
+    # --- operations console and dashboards (api/console, activities/rollups.py) -----------------
+    temporal_ui_url: str | None = Field(
+        default=None, description="Temporal UI the console links workflows to; default http://127.0.0.1:temporal_ui_port")
+    dashboard_rollup_every: timedelta = Field(
+        default=timedelta(minutes=5), description="how often the dashboards' rollups are recomputed "
+                                                  "(schedule `dashboard-rollups`)")
+    dashboard_rollup_lookback_days: int = Field(
+        default=1, ge=0, le=62, description="each rollup run also recomputes the periods of this many past days")
+    repeat_purchase_alert_bps: int = Field(
+        default=4000, ge=0, le=10_000, description="the dashboards alert when the repeat-purchase rate is below this")
+    console_cookie_secure: bool = Field(
+        default=False, description="send the console's session cookie over HTTPS only (set it behind TLS)")
+
     @field_validator(
         "jwt_ttl", "payment_timeout", "prepay_valid_for", "auto_confirm_after", "refund_window", "pickup_code_valid",
         "shipment_sla", "tracking_poll_every", "return_window", "quality_claim_window",
@@ -334,7 +347,7 @@ class Settings(BaseSettings):
         "withdrawal_confirm_timeout", "withdrawal_sweep_every", "withdrawal_stranded_after", "settlement_catchup_window", "profit_sharing_poll_every",
         "level_period", "reconciliation_bill_retry_every", "reconciliation_bill_wait_at_most",
         "presale_balance_starts_after", "presale_balance_window", "message_resend_after", "messages_drain_every",
-        "dev_restart_backoff", "dev_restart_backoff_max", "dev_up_after", "dev_stop_grace",
+        "dev_restart_backoff", "dev_restart_backoff_max", "dev_up_after", "dev_stop_grace", "dashboard_rollup_every",
         mode="before")
     @classmethod
     def _plain_seconds(cls, v):
@@ -470,6 +483,9 @@ class Settings(BaseSettings):
     def withdrawal_rules(self) -> WithdrawalRules:
         return WithdrawalRules(min_fen=self.withdrawal_min_fen, daily_limit_fen=self.withdrawal_daily_limit_fen,
                                review_above_fen=self.withdrawal_review_above_fen)
+
+    def resolved_temporal_ui_url(self) -> str:
+        return (self.temporal_ui_url or f"http://127.0.0.1:{self.temporal_ui_port}").rstrip("/")
 
     def withdrawal_timings(self) -> WithdrawalTimings:
         return WithdrawalTimings(poll_every=self.withdrawal_poll_every,

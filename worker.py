@@ -26,6 +26,7 @@ from activities.presale import PresaleActivities
 from activities.promoters import PromoterActivities
 from activities.reconciliation import ReconciliationActivities
 from activities.refunds import RefundActivities
+from activities.rollups import RollupActivities
 from activities.settlement import SettlementActivities
 from activities.split_returns import SplitReturnActivities
 from activities.withdrawals import WithdrawalActivities
@@ -41,6 +42,7 @@ from settings import Settings, get_settings
 from workflows.channels_sync import ChannelsSyncWorkflow, wake_channels_sync
 from workflows.flash_sale import FlashSaleWorkflow
 from workflows.messages import MessageDrainWorkflow
+from workflows.rollups import DashboardRollupWorkflow
 from workflows.order import OrderWorkflow
 from workflows.payouts import PayoutWorkflow
 from workflows.product import ProductReviewWorkflow
@@ -61,7 +63,7 @@ from workflows.withdrawal import WithdrawalWorkflow
 WORKFLOWS = [OrderWorkflow, RefundWorkflow, PromoterLifecycleWorkflow, RevivalWorkflow, SupplierOnboardingWorkflow,
              ProductReviewWorkflow, ChannelsSyncWorkflow, WithdrawalWorkflow, PayoutWorkflow,
              SupplierSettlementWorkflow, CommissionSettlementWorkflow, CommissionStatementBatchesWorkflow,
-             ReconciliationWorkflow, MessageDrainWorkflow, FlashSaleWorkflow, RefundSweepWorkflow]
+             ReconciliationWorkflow, MessageDrainWorkflow, FlashSaleWorkflow, RefundSweepWorkflow, DashboardRollupWorkflow]
 log = structlog.get_logger()
 
 
@@ -100,6 +102,7 @@ def activities(settings: Settings, sessions=None, pay: WeChatPayClient | None = 
         *SplitReturnActivities(sessions, pay).all(),
         *ReconciliationActivities(sessions, pay).all(),
         *FlashSaleActivities(sessions).all(),
+        *RollupActivities(sessions).all(),
     ]
 
 

@@ -9,7 +9,7 @@ from fastapi import Depends, FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
-from api import channels_wake, contract, errors
+from api import channels_wake, console, contract, errors
 from api.login_limits import LoginLimiter
 from api.ratelimit import ViewerLimits
 from api.routers import (
@@ -57,6 +57,7 @@ TAGS = [
     {"name": "notifications", "description": "What each user should know"},
     {"name": "settlements", "description": "Supplier profit sharing (T+1), monthly commission statements, bills"},
     {"name": "reconciliations", "description": "Daily reconciliation with WeChat Pay's trade bills: reports and differences"},
+    {"name": "dashboards", "description": "数据看板: platform, supplier and promoter figures from the daily rollups (JSON or CSV)"},
 ]
 
 
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     app.include_router(codec.router)
     for router in levels.routers:
         app.include_router(router)
+    console.install(app)  # /console pages and /dashboards figures
     contract.document(app)  # every route's error answers, one Error schema, the input bounds
     return app
 

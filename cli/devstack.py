@@ -648,6 +648,7 @@ def banner(settings: Settings, database_url: str, own_temporal: bool) -> Panel:
     for label, value in [
         ("API", api),
         ("OpenAPI docs", f"{api}/docs"),
+        ("Console 运营后台", f"{api}/console  (staff logins printed by `chuchuang seed-demo`)"),
         ("Temporal UI", ui),
         ("Payload codec", f"{codec_endpoint(settings)} (support/operator token; `POST /codec/session` in "
                           "the docs, then the UI's \"include cross-origin credentials\")"),

@@ -185,7 +185,7 @@ def seed_demo() -> None:
     """Create demo data and print tokens and curl commands to run one order end to end."""
     from api.auth import issue_token
     from db.session import transaction
-    from cli.seed import DEMO_SUPPLIER_PASSWORD
+    from cli.seed import DEMO_STAFF, DEMO_SUPPLIER_PASSWORD, seed_staff
     from cli.seed import seed_demo as make
 
     settings = get_settings()
@@ -194,6 +194,7 @@ def seed_demo() -> None:
         buyer = issue_token(settings, s, demo.buyer_user_id, "buyer")
         supplier = issue_token(settings, s, demo.supplier_user_id, "supplier")
         promoter = issue_token(settings, s, demo.promoter_user_id, "promoter")
+        seed_staff(s)
     api_url, sandbox_url = settings.resolved_public_base_url, settings.resolved_sandbox_url
     body = ('{"window_id": %d, "lines": [{"sku_id": %d, "quantity": 2}], "address": {"receiver": "王小明", '
             '"phone": "13800138000", "province": "上海", "city": "上海", "district": "浦东新区", '
@@ -222,11 +223,30 @@ def seed_demo() -> None:
         f"supplier #{demo.supplier_id} (login demo-supplier / {DEMO_SUPPLIER_PASSWORD}), product #{demo.product_id} "
         f"SKUs {demo.sku_ids}\npromoter #{demo.promoter_id} with window #{demo.window_id}; buyer user #{demo.buyer_user_id}\n"
         f"Temporal UI: http://127.0.0.1:{settings.temporal_ui_port} (filter: OrderNo = \"...\" or "
-        f"PromoterId = \"{demo.promoter_id}\")",
+        f"PromoterId = \"{demo.promoter_id}\")\n"
+        f"Console 运营后台: {api_url}/console — "
+        + ", ".join(f"{role} {name} / {password}" for name, (role, password, _) in DEMO_STAFF.items())
+        + f", supplier demo-supplier / {DEMO_SUPPLIER_PASSWORD}",
         title="Demo data ready"))
     for n, (title, command) in enumerate(steps, 1):
         console.print(f"\n[bold]{n}. {title}[/bold]")
         console.print(command, markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def rollups(since: str = typer.Option(..., help="first day YYYY-MM-DD (settlement time zone)"),
+            until: str = typer.Option("", help="last day YYYY-MM-DD; default today")) -> None:
+    """Recompute the dashboards' rollups for a range of days (backfill; the `dashboard-rollups`
+    Schedule keeps the recent periods current on its own)."""
+    from datetime import UTC, date, datetime
+
+    from activities.rollups import local_day, rebuild
+    from db.session import session_factory
+
+    settings = get_settings()
+    last = date.fromisoformat(until) if until else local_day(datetime.now(UTC), settings.settlement_timezone)
+    done = rebuild(session_factory(settings), settings.settlement_timezone, date.fromisoformat(since), last)
+    console.print(f"[green]rollups rebuilt[/green]: {done.periods} periods, {done.rows} rows")
 
 
 @app.command()

@@ -12,6 +12,9 @@ from api.auth import hash_password
 from db.models import Product, Promoter, Sku, Supplier, User, Window, WindowProduct
 
 DEMO_SUPPLIER_PASSWORD = "demo-supplier-pass"
+# staff logins for the operations console (/console), printed by `chuchuang seed-demo`
+DEMO_STAFF = {"demo-support": ("support", "demo-support-pass", "客服小李"),
+              "demo-operator": ("operator", "demo-operator-pass", "运营小张")}
 
 
 @dataclass
@@ -73,3 +76,12 @@ def seed_demo(s: Session) -> Demo:
     sku_ids = list(s.scalars(select(Sku.id).where(Sku.product_id == product.id).order_by(Sku.id)))
     return Demo(supplier_user.id, supplier.id, promoter_user.id, promoter.id, window.id, buyer.id,
                 buyer.openid, product.id, sku_ids)
+
+
+def seed_staff(s: Session) -> dict[str, int]:
+    """A support and an operator login for the console (username → user id). Run again, it finds them."""
+    made = {}
+    for username, (role, password, name) in DEMO_STAFF.items():
+        made[username] = _user(s, role=role, username=username, display_name=name,
+                               password_hash=hash_password(password)).id
+    return made

@@ -96,7 +96,7 @@ def test_banner_names_every_endpoint(tmp_path: Path) -> None:
     console.print(devstack.banner(settings, "postgresql+psycopg://postgres:secret@db/chuchuang", True))
     text = console.export_text()
     for expected in [
-        "http://127.0.0.1:8123", "http://127.0.0.1:8123/docs", "http://127.0.0.1:8233",
+        "http://127.0.0.1:8123", "http://127.0.0.1:8123/docs", "http://127.0.0.1:8123/console", "http://127.0.0.1:8233",
         "127.0.0.1:7233", "http://127.0.0.1:8899", "chuchuang seed-demo", "user create --role support",
         str(tmp_path.resolve()),
     ]:  # fmt: skip

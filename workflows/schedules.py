@@ -13,6 +13,8 @@ Schedules in Temporal UI:
   from the Channels shop
 * `messages-drain`: every settings.messages_drain_every, the notification outbox sent as
   subscribe messages (`MessageDrainWorkflow`)
+* `dashboard-rollups`: every settings.dashboard_rollup_every, the dashboards' day/week/month
+  figures recomputed for the recent periods (`DashboardRollupWorkflow`)
 
 The settlement schedules run in settings.settlement_timezone. Their action starts the run
 without a period; the run works out which one from the time it was due (yesterday / last
@@ -56,6 +58,7 @@ from domain.refunds import RefundSweepInput
 from domain.reconciliation import WECHATPAY_TIMEZONE, ReconciliationInput
 from domain.reconciliation import run_workflow_id as reconciliation_workflow_id
 from workflows.reconciliation import ReconciliationWorkflow
+from workflows.rollups import ROLLUP_WORKFLOW_ID, DashboardRollupWorkflow, RollupInput
 
 SUPPLIER_SCHEDULE_ID = "settlement-supplier-daily"
 COMMISSION_SCHEDULE_ID = "settlement-commission-monthly"
@@ -64,6 +67,7 @@ REFUND_SWEEP_SCHEDULE_ID = "refunds-sweep"
 CHANNELS_RECONCILE_SCHEDULE_ID = "channels-reconcile"
 RECONCILIATION_SCHEDULE_ID = "reconciliation-daily"
 MESSAGES_DRAIN_SCHEDULE_ID = "messages-drain"
+ROLLUP_SCHEDULE_ID = "dashboard-rollups"
 log = structlog.get_logger()
 
 
@@ -90,6 +94,10 @@ def reconciliation_input(settings: Settings, day: str | None = None, attempt: in
 
 def refund_sweep_input(settings: Settings) -> RefundSweepInput:
     return RefundSweepInput(stranded_after=settings.refund_stranded_after, timings=settings.refund_timings())
+
+
+def rollup_input(settings: Settings) -> RollupInput:
+    return RollupInput(timezone=settings.settlement_timezone, lookback_days=settings.dashboard_rollup_lookback_days)
 
 
 def commission_cron(settings: Settings) -> str:
@@ -154,6 +162,12 @@ def schedules(settings: Settings) -> dict[str, Schedule]:
             spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=settings.messages_drain_every)]),
             policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
             state=ScheduleState(note="send the notification outbox as WeChat subscribe messages")),
+        ROLLUP_SCHEDULE_ID: Schedule(
+            action=ScheduleActionStartWorkflow(DashboardRollupWorkflow.run, rollup_input(settings),
+                                               id=ROLLUP_WORKFLOW_ID, task_queue=settings.task_queue),
+            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=settings.dashboard_rollup_every)]),
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+            state=ScheduleState(note="recompute the dashboards' day/week/month figures of the recent periods")),
     }
 
 
