@@ -19,14 +19,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from api.access import Access, declare
+from api.access import PLATFORM_STAFF, ROLES, STAFF_ROLES, Access, declare
 from api.errors import ApiError
 from db.models import AuthSession, User
 from settings import Settings
 
-ROLES = ("buyer", "promoter", "supplier", "outlet_staff", "support", "operator")
-STAFF_ROLES = ("supplier", "outlet_staff", "support", "operator")
-PLATFORM_STAFF = ("support", "operator")  # the platform's own people: review, suspend, settle
 
 bearer = HTTPBearer(auto_error=False, description="JWT from /auth/wechat or /auth/token")
 
