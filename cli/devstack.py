@@ -654,8 +654,9 @@ def banner(settings: Settings, database_url: str, own_temporal: bool) -> Panel:
                           "the docs, then the UI's \"include cross-origin credentials\")"),
         ("Temporal gRPC", f"{settings.resolved_temporal_address}  namespace {settings.temporal_namespace}"),
         ("Sandbox", settings.resolved_sandbox_url),
-        ("Metrics", f"{api}/metrics (API), "
-                    f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics (worker)"),
+        ("Metrics", f"{api}/metrics (API), " + (
+            f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics (worker)"
+            if settings.worker_metrics_port else "worker metrics off (WORKER_METRICS_PORT=0)")),
         ("PostgreSQL", _hide_password(database_url)),
         ("Data dir", str(Path(settings.data_dir).resolve())),
         ("Next", "`chuchuang seed-demo` in another terminal prints tokens and curl commands"),

@@ -102,6 +102,14 @@ def test_banner_names_every_endpoint(tmp_path: Path) -> None:
     ]:  # fmt: skip
         assert expected in text
     assert "secret" not in text
+    assert "http://127.0.0.1:9464/metrics (worker)" in text
+
+
+def test_banner_says_when_worker_metrics_are_off(tmp_path: Path) -> None:
+    console = Console(record=True, width=200, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(devstack.banner(Settings(data_dir=tmp_path, worker_metrics_port=0), "postgresql+psycopg://db/x", True))
+    text = console.export_text()
+    assert "worker metrics off" in text and ":0/metrics" not in text
 
 
 # --- supervision --------------------------------------------------------------------------
