@@ -19,7 +19,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from api.access import PLATFORM_STAFF, ROLES, STAFF_ROLES, Access, declare
+# the role tuples live with the access declarations; routers take them from here with require_roles
+from api.access import PLATFORM_STAFF, ROLES, STAFF_ROLES, Access, declare  # noqa: F401
 from api.errors import ApiError
 from db.models import AuthSession, User
 from settings import Settings

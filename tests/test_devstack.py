@@ -90,11 +90,15 @@ def test_children_get_database_and_temporal_and_inherit_the_rest(tmp_path: Path,
     assert wide["COLUMNS"] == str(131 - devstack.PREFIX_WIDTH)
 
 
+def banner_text(settings: Settings, database_url: str) -> str:
+    console = Console(record=True, width=200, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(devstack.banner(settings, database_url, True))
+    return console.export_text()
+
+
 def test_banner_names_every_endpoint(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, api_port=8123, sandbox_port=8899)
-    console = Console(record=True, width=200, file=open(os.devnull, "w"))  # noqa: SIM115
-    console.print(devstack.banner(settings, "postgresql+psycopg://postgres:secret@db/chuchuang", True))
-    text = console.export_text()
+    text = banner_text(settings, "postgresql+psycopg://postgres:secret@db/chuchuang")
     for expected in [
         "http://127.0.0.1:8123", "http://127.0.0.1:8123/docs", "http://127.0.0.1:8123/console", "http://127.0.0.1:8233",
         "127.0.0.1:7233", "http://127.0.0.1:8899", "chuchuang seed-demo", "user create --role support",
@@ -106,9 +110,7 @@ def test_banner_names_every_endpoint(tmp_path: Path) -> None:
 
 
 def test_banner_says_when_worker_metrics_are_off(tmp_path: Path) -> None:
-    console = Console(record=True, width=200, file=open(os.devnull, "w"))  # noqa: SIM115
-    console.print(devstack.banner(Settings(data_dir=tmp_path, worker_metrics_port=0), "postgresql+psycopg://db/x", True))
-    text = console.export_text()
+    text = banner_text(Settings(data_dir=tmp_path, worker_metrics_port=0), "postgresql+psycopg://db/x")
     assert "worker metrics off" in text and ":0/metrics" not in text
 
 
