@@ -78,9 +78,12 @@ class OrderActivities:
             fees_bps: list[int] = []
             rules_: list[SkuCommission] = []
             for req in inp.lines:
-                sku, product, supplier = self._sellable(s, req.sku_id)
+                sku, product, supplier = self._sellable(s, req.sku_id, sold_in_shop=inp.shop_paid_fen is not None)
                 if inp.flash_sale_id is not None:
                     unit_price = self._flash_claimed(s, inp, req.sku_id, req.quantity)
+                elif inp.shop_paid_fen is not None:
+                    unit_price = sku.price_fen
+                    self._sold_in_shop(s, sku.id, req.quantity)
                 else:
                     unit_price = sku.price_fen
                     self._reserve(s, sku.id, req.quantity)
@@ -95,6 +98,10 @@ class OrderActivities:
             discounts = (coupons.redeem(s, inp.coupon_code, inp.buyer_user_id,
                                         [(ln.supplier_id, ln.list_fen) for ln in lines])
                          if inp.coupon_code else [0] * len(lines))
+            if inp.shop_paid_fen is not None:  # the shop's price and discounts decide what was paid
+                for line, paid in zip(lines, inp.shop_paid_fen, strict=True):
+                    line.list_fen = max(line.list_fen, paid)
+                discounts = [line.list_fen - paid for line, paid in zip(lines, inp.shop_paid_fen, strict=True)]
             for line, discount, bps, rule in zip(lines, discounts, fees_bps, rules_, strict=True):
                 # Fee and commission are on what is really paid, after the discount; commission
                 # can never eat into the platform's fee.
@@ -137,6 +144,13 @@ class OrderActivities:
         stock_changed(s, sku_id, reserved + quantity, reserved)  # low stock, sold out
 
     @staticmethod
+    def _sold_in_shop(s: Session, sku_id: int, quantity: int) -> None:
+        """The Channels shop sold these units from its own count: ours follows, down to zero."""
+        left = s.execute(update(Sku).where(Sku.id == sku_id).values(stock=func.greatest(Sku.stock - quantity, 0))
+                         .returning(Sku.stock)).scalar()
+        stock_changed(s, sku_id, left + quantity, left)
+
+    @staticmethod
     def _flash_claimed(s: Session, inp: PlaceOrderInput, sku_id: int, quantity: int) -> int:
         """A flash-sale line: its units were set aside and claimed already; the sale's price."""
         found = flash_sales.claim_of(s, inp.order_no)
@@ -162,7 +176,7 @@ class OrderActivities:
         if suppliers != {outlet.supplier_id}:
             raise business_error("OUTLET_MISMATCH", "pickup orders hold goods of the outlet's own supplier only")
 
-    def _sellable(self, s: Session, sku_id: int) -> tuple[Sku, Product, Supplier]:
+    def _sellable(self, s: Session, sku_id: int, sold_in_shop: bool = False) -> tuple[Sku, Product, Supplier]:
         row = s.execute(
             select(Sku, Product, Supplier).join(Product, Sku.product_id == Product.id)
             .join(Supplier, Product.supplier_id == Supplier.id).where(Sku.id == sku_id)
@@ -170,7 +184,7 @@ class OrderActivities:
         if row is None:
             raise business_error("SKU_NOT_FOUND", f"SKU {sku_id} does not exist")
         sku, product, supplier = row
-        if product.status != "listed" or supplier.status != "active":
+        if not sold_in_shop and (product.status != "listed" or supplier.status != "active"):
             raise business_error("NOT_ON_SALE", f"SKU {sku_id} is not on sale")
         return sku, product, supplier
 
@@ -228,14 +242,21 @@ class OrderActivities:
                 return
             now = datetime.now(UTC)
             order.status, order.paid_at, order.transaction_id = OrderStatus.PAID, now, notice.transaction_id
-            s.execute(update(Payment).where(Payment.order_no == order.order_no).values(
-                status="SUCCESS", transaction_id=notice.transaction_id, paid_at=now))
             no = order.order_no
-            self.book_payment(s, order, f"order:{no}:payment", order.total_fen, f"WeChat Pay {notice.transaction_id}")
-            record_event(s, no, OrderStatus.PAID, f"paid, WeChat Pay {notice.transaction_id}",
-                         f"order:{no}:paid")
+            if notice.paid_in == "channels":  # no WeChat Pay order of ours: the shop's payment is the record
+                s.execute(insert(Payment).values(
+                    out_trade_no=no, order_no=no, kind="channels", amount_fen=notice.amount_fen, status="SUCCESS",
+                    transaction_id=notice.transaction_id, paid_at=now).on_conflict_do_nothing())
+                where, clearing = f"the Channels shop {notice.transaction_id}", rules.CHANNELS_CLEARING
+            else:
+                s.execute(update(Payment).where(Payment.order_no == order.order_no).values(
+                    status="SUCCESS", transaction_id=notice.transaction_id, paid_at=now))
+                where, clearing = f"WeChat Pay {notice.transaction_id}", rules.CLEARING
+            self.book_payment(s, order, f"order:{no}:payment", order.total_fen, where, clearing=clearing)
+            record_event(s, no, OrderStatus.PAID, f"paid, {where}", f"order:{no}:paid")
 
-    def book_payment(self, s: Session, order: Order, payment_key: str, amount_fen: int, memo: str) -> None:
+    def book_payment(self, s: Session, order: Order, payment_key: str, amount_fen: int, memo: str,
+                     clearing: str = rules.CLEARING) -> None:
         """Book a paid order: the money in (under `payment_key`), and the commission of the policy
         in force now (recorded with the order), the seller's level uplift and the regional
         agents' bonus, pending until the order completes."""
@@ -256,9 +277,9 @@ class OrderActivities:
         # the seller's level uplift (tier 1) and regional agents' bonus; off by default
         commission, regional = bonuses.extras_at_payment(s, order, commission, earns=earns,
                                                          level_period=self.level_period)
-        ledger.lock_accounts(s, {rules.CLEARING, rules.ORDERS_HELD}
+        ledger.lock_accounts(s, {clearing, rules.ORDERS_HELD}
                              | {p.account for _, _, postings in commission + regional for p in postings})
-        ledger.post(s, payment_key, "payment", rules.transfer(rules.CLEARING, rules.ORDERS_HELD, amount_fen),
+        ledger.post(s, payment_key, "payment", rules.transfer(clearing, rules.ORDERS_HELD, amount_fen),
                     order_no=no, memo=memo)
         for tier, promoter_id, postings in commission:
             ledger.post(s, f"order:{no}:commission:tier{tier}", "commission_pending", postings,

@@ -52,6 +52,7 @@ from domain.refunds import (
     RefundTimings,
     ReturnParcel,
     StrandedRefunds,
+    aftersale_of_refund_no,
     plan_refund,
     share_of,
 )
@@ -59,16 +60,26 @@ from domain.risk import RiskKind
 from integrations.wechatpay import WeChatPayClient
 
 
+def paid_in_shop(s: Session, order_no: str) -> bool:
+    """Paid in the Channels shop: refunds are the shop's after-sales, money goes back through it."""
+    return s.scalar(select(Payment.out_trade_no).where(Payment.order_no == order_no,
+                                                      Payment.kind == "channels")) is not None
+
+
 def open_refund(s: Session, *, refund_no: str, order_no: str, buyer_user_id: int | None, kind: RefundKind,
                 lines: list[RefundLineRequest] | None, reason: str, rules_: RefundRules,
-                now: datetime | None = None) -> tuple[Refund, RefundPlan]:
+                now: datetime | None = None, from_shop: bool = False) -> tuple[Refund, RefundPlan]:
     """Claim the units and record the request in the caller's transaction, or raise
     RefundRefused. Called again with the same refund_no it returns the refund already made.
-    `buyer_user_id` None means the platform asks (system refunds)."""
+    `buyer_user_id` None means the platform asks (system refunds); `from_shop`: an after-sale
+    opened in the Channels shop (the only way an order paid there is refunded)."""
     now = now or datetime.now(UTC)
     order = s.get(Order, order_no, with_for_update=True)
     if order is None or (buyer_user_id is not None and order.buyer_user_id != buyer_user_id):
         raise RefundRefused("ORDER_NOT_FOUND", f"order {order_no} not found")
+    if not from_shop and buyer_user_id is not None and paid_in_shop(s, order_no):
+        raise RefundRefused("REFUND_IN_SHOP", "this order was paid in the WeChat Channels shop: ask for the "
+                                              "refund there (售后), it reaches us from the shop")
     existing = s.get(Refund, refund_no)
     if existing is not None:
         if existing.order_no != order_no:
@@ -165,7 +176,8 @@ def refund_input(s: Session, refund: Refund, timings: RefundTimings) -> RefundIn
     plan = plan_of(refund)
     return RefundInput(refund_no=refund.refund_no, order_no=refund.order_no, kind=refund.kind,
                        amount_fen=refund.amount_fen, needs_return=plan.needs_return,
-                       review_reasons=plan.review_reasons, supplier_ids=suppliers, timings=timings)
+                       review_reasons=plan.review_reasons, supplier_ids=suppliers, timings=timings,
+                       channels_aftersale_id=aftersale_of_refund_no(refund.refund_no))
 
 
 def mark_started(s: Session, refund_nos: list[str]) -> None:
@@ -493,7 +505,8 @@ class RefundActivities:
             return _outcome(s, refund)
 
     def _reversal(self, s: Session, refund: Refund, order: Order) -> list[rules.Posting]:
-        clearing = [rules.Posting(rules.CLEARING, -refund.amount_fen)]
+        account = rules.CHANNELS_CLEARING if paid_in_shop(s, order.order_no) else rules.CLEARING
+        clearing = [rules.Posting(account, -refund.amount_fen)]
         whole = refund.kind in WHOLE_PAYMENT and s.scalar(
             select(func.count()).select_from(RefundLine).where(RefundLine.refund_no == refund.refund_no)) == 0
         if whole:  # no goods, no commission yet: the payment goes back whole

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, text
+from sqlalchemy import exists, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
@@ -129,7 +129,8 @@ class SettlementActivities:
     @activity.defn
     def orders_to_settle(self, period: str, tz: str, after: str, limit: int) -> list[str]:
         """Orders completed by the end of `period`, not yet settled, with no refund open, in
-        order_no order after `after`."""
+        order_no order after `after`. Orders paid in the Channels shop are not split through
+        WeChat Pay (the money is the shop's settlement): their suppliers' shares stay payable."""
         _, end = day_bounds(period, tz)
         with self.sessions() as s:
             return list(s.scalars(
@@ -137,6 +138,7 @@ class SettlementActivities:
                 .outerjoin(SupplierSettlement, SupplierSettlement.order_no == Order.order_no)
                 .where(Order.completed_at.is_not(None), Order.completed_at < end, Order.order_no > after,
                        Order.open_refunds == 0,
+                       ~exists().where(Payment.order_no == Order.order_no, Payment.kind == "channels"),
                        (SupplierSettlement.order_no.is_(None))
                        | SupplierSettlement.status.not_in([SettlementStatus.DONE, SettlementStatus.FAILED]))
                 .order_by(Order.order_no).limit(limit)))

@@ -52,3 +52,26 @@ class ChannelsWindowItem(Base):
     shop_stock: Mapped[int | None] = mapped_column(BigInteger)
     shop_sales: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     stats_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ChannelsEvent(Base):
+    """Each shop event (push or pull) once, by its key; repeats and replays find the row and stop."""
+
+    __tablename__ = "channels_events"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    key: Mapped[str] = mapped_column(String(120), unique=True)
+    event: Mapped[str] = mapped_column(String(64))
+    shop_order_id: Mapped[str] = mapped_column(String(32), index=True)
+    after_sale_order_id: Mapped[str | None] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(8))  # push | pull
+    create_time: Mapped[int] = mapped_column(BigInteger)
+    received_at: Mapped[datetime] = created_at_column()
+
+
+class ChannelsPullCursor(Base):
+    """How far the `channels-pull` schedule has read each list (orders, after-sales), in shop time."""
+
+    __tablename__ = "channels_pull_cursors"
+    name: Mapped[str] = mapped_column(String(20), primary_key=True)
+    until: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

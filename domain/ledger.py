@@ -11,7 +11,12 @@ each business event makes. Signed amounts: debit > 0, credit < 0; a transaction 
     split        Dr supplier:{id}:payable         Cr wechatpay:clearing         (profit sharing paid the
                                                                                   supplier: money left us)
 
-So Σ credit-side balances == wechatpay:clearing == payments − refunds − payouts − splits, always.
+    shop payment Dr channels:clearing             Cr orders:held                (paid in the Channels
+                                                                                  shop; its refunds
+                                                                                  credit it back)
+
+So Σ credit-side balances == wechatpay:clearing + channels:clearing == payments − refunds −
+payouts − splits, always.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ import json
 from dataclasses import dataclass
 
 CLEARING = "wechatpay:clearing"
+# what buyers paid in the Channels shop (视频号小店), owed to us by the shop's settlement
+CHANNELS_CLEARING = "channels:clearing"
+DEBIT_ACCOUNTS = (CLEARING, CHANNELS_CLEARING)
 ORDERS_HELD = "orders:held"
 PLATFORM_REVENUE = "platform:revenue"
 
@@ -44,7 +52,7 @@ def supplier_payable(supplier_id: int) -> str:
 
 
 def normal_side(code: str) -> str:
-    return "debit" if code == CLEARING else "credit"
+    return "debit" if code in DEBIT_ACCOUNTS else "credit"
 
 
 def owner_of(code: str) -> tuple[str, int | None]:

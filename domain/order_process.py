@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from pydantic import BaseModel
 
-from domain.orders import PlaceOrderInput
+from domain.orders import PaymentNotice, PlaceOrderInput
 from domain.refunds import RefundTimings
 
 
@@ -29,3 +29,5 @@ class OrderTimings(BaseModel):
 class OrderWorkflowInput(BaseModel):
     order: PlaceOrderInput
     timings: OrderTimings
+    # an order paid in the Channels shop: its payment, as the shop reported it (no WeChat Pay order)
+    shop_payment: PaymentNotice | None = None

@@ -48,6 +48,10 @@ class PlaceOrderInput(BaseModel):
     # a flash-sale order: its one line's units were claimed from this sale (activities/flash_sales.py)
     flash_sale_id: int | None = None
     channels_order_id: str | None = None  # source "channels": the shop's order, shipped through it too
+    # an order paid in the Channels shop (domain/channels_inbound.py): what each line cost there.
+    # The shop sold the goods already: placement never refuses it for stock or status, and the
+    # shop holds the buyer's address (none is kept here).
+    shop_paid_fen: list[int] | None = Field(default=None, max_length=50)
     # keyed fingerprints (domain/risk.py) of the buyer's device, IP and address, for risk flags
     device_fp: str | None = None
     ip_fp: str | None = None
@@ -58,8 +62,11 @@ class PlaceOrderInput(BaseModel):
 
     @model_validator(mode="after")
     def _where_it_goes(self) -> PlaceOrderInput:
-        if self.fulfilment == "delivery" and self.address is None:
+        if self.fulfilment == "delivery" and self.address is None and self.shop_paid_fen is None:
             raise ValueError("a delivery order needs an address")
+        if self.shop_paid_fen is not None and (len(self.shop_paid_fen) != len(self.lines)
+                                               or not self.channels_order_id):
+            raise ValueError("shop_paid_fen is one amount per line of a Channels shop order")
         if self.fulfilment == "pickup" and self.outlet_id is None:
             raise ValueError("a pickup order needs an outlet_id")
         if self.fulfilment == "delivery" and self.outlet_id is not None:
@@ -105,6 +112,8 @@ class PaymentNotice(BaseModel):
     trade_state: str
     amount_fen: int
     success_time: datetime | None = None
+    # who took the money: our WeChat Pay merchant, or the Channels shop (its settlement pays us)
+    paid_in: Literal["wechatpay", "channels"] = "wechatpay"
 
 
 class ShipmentInput(BaseModel):

@@ -143,6 +143,18 @@ def pickup_refund_no(order_no: str) -> str:
     return f"RP{order_no}"
 
 
+SHOP_REFUND_PREFIX = "CA"
+
+
+def shop_refund_no(after_sale_order_id: str) -> str:
+    """The refund of an after-sale opened in the Channels shop."""
+    return f"{SHOP_REFUND_PREFIX}{after_sale_order_id}"
+
+
+def aftersale_of_refund_no(refund_no: str) -> str | None:
+    return refund_no[len(SHOP_REFUND_PREFIX):] if refund_no.startswith(SHOP_REFUND_PREFIX) else None
+
+
 class RefundLineRequest(BaseModel):
     line_id: int = Field(gt=0)
     quantity: int = Field(gt=0, le=999)
@@ -172,6 +184,8 @@ class RefundInput(BaseModel):
     resume_refunding: bool = Field(
         default=False, description="continued as new while WeChat Pay was still processing the refund")
     resume_note: str = ""
+    channels_aftersale_id: str | None = Field(
+        default=None, description="an after-sale of the Channels shop: decided and paid back through the shop")
 
 
 class RefundDecision(BaseModel):

@@ -106,6 +106,7 @@ class WindowProduct(_Model):
 class OrderProduct(_Model):
     product_id: str
     sku_id: str
+    out_sku_id: str = ""
     sku_cnt: int
     sale_price: int
     title: str = ""
@@ -131,6 +132,19 @@ class ChannelsOrder(_Model):
     @property
     def transaction_id(self) -> str | None:
         return self.order_detail.get("pay_info", {}).get("transaction_id")
+
+    @property
+    def freight(self) -> int:
+        return int(self.order_detail.get("price_info", {}).get("freight", 0))
+
+    @property
+    def source_infos(self) -> list[dict[str, Any]]:
+        """成交来源 per SKU: account_type (1: a 视频号), account_id (its finder id), sale_channel."""
+        return list(self.order_detail.get("source_infos") or [])
+
+    @property
+    def address(self) -> dict[str, Any] | None:
+        return (self.order_detail.get("delivery_info") or {}).get("address_info")
 
 
 class AfterSaleOrder(_Model):
@@ -288,8 +302,10 @@ class ChannelsClient(WeChatApiClient):
         return ChannelsOrder.model_validate(data["order"])
 
     async def list_orders(self, *, start_time: int, end_time: int, status: int | None = None,
-                          page_size: int = 100, next_key: str | None = None) -> Page:
-        payload: dict[str, Any] = {"create_time_range": {"start_time": start_time, "end_time": end_time},
+                          page_size: int = 100, next_key: str | None = None, by_update: bool = False) -> Page:
+        """Order ids created (or, `by_update`, changed) in [start_time, end_time) (at most 7 days)."""
+        time_range = "update_time_range" if by_update else "create_time_range"
+        payload: dict[str, Any] = {time_range: {"start_time": start_time, "end_time": end_time},
                                    "page_size": page_size}
         if status is not None:
             payload["status"] = status
@@ -314,6 +330,16 @@ class ChannelsClient(WeChatApiClient):
     async def get_aftersale(self, after_sale_order_id: str) -> AfterSaleOrder:
         data = await self.call("/channels/ec/aftersale/getaftersaleorder", {"after_sale_order_id": after_sale_order_id})
         return AfterSaleOrder.from_api(data["after_sale_order"])
+
+    async def list_aftersales(self, *, begin_update_time: int, end_update_time: int,
+                              next_key: str | None = None) -> Page:
+        """After-sale ids changed in [begin, end) (at most 24 hours: errcode 10020004)."""
+        payload: dict[str, Any] = {"begin_update_time": begin_update_time, "end_update_time": end_update_time}
+        if next_key:
+            payload["next_key"] = next_key
+        data = await self.call("/channels/ec/aftersale/getaftersalelist", payload)
+        return Page(ids=[str(i) for i in data.get("after_sale_order_id_list", [])],
+                    next_key=data.get("next_key", ""), has_more=bool(data.get("has_more")))
 
     async def accept_aftersale(self, after_sale_order_id: str) -> None:
         await self.call("/channels/ec/aftersale/acceptapply", {"after_sale_order_id": after_sale_order_id})

@@ -7,9 +7,11 @@ one 41001. Both the Channels shop app and the official account can get tokens.
 
 Shop: products (add/update/get/list, listing/delisting with edit_status audit), window (橱窗)
 products of a promoter, orders with real status codes (10 待付款, 20 待发货, 21 部分发货,
-30 待收货, 100 完成, 200 售后取消, 250 未付款取消), delivery, after-sale (accept/reject).
+30 待收货, 100 完成, 200 售后取消, 250 未付款取消), delivery, after-sale (list by update time,
+get, accept, reject; a return is accepted twice: to let the buyer send it, then on receipt).
 Order and after-sale changes are pushed in security mode (AES-256-CBC, msg_signature) to the URL
-set with `PUT /sandbox/channels/push`. Controls under `/sandbox/channels/...` play buyers.
+set with `PUT /sandbox/channels/push`, which can also lose, duplicate or hold (then release in
+reverse order) pushes. Controls under `/sandbox/channels/...` play buyers.
 
 Error codes: token and argument errors are WeChat's (40001, 41001, 42001, 40013, 40125, 47001,
 40003, 43101, 40037); the shop's business codes (100xxxxx) are the sandbox's own stand-ins.
@@ -173,6 +175,16 @@ class AftersaleIdBody(BaseModel):
     after_sale_order_id: str
 
 
+class AftersaleListBody(BaseModel):
+    """获取售后单列表: a create-time or an update-time range (pairs), at most 24 hours."""
+
+    begin_create_time: int | None = None
+    end_create_time: int | None = None
+    begin_update_time: int | None = None
+    end_update_time: int | None = None
+    next_key: str | None = None
+
+
 class AftersaleRejectBody(BaseModel):
     after_sale_order_id: str
     reject_reason: str | None = None
@@ -197,6 +209,7 @@ class NewOrderBody(BaseModel):
     sku_id: str | None = None
     count: int = Field(default=1, gt=0)
     promoter_appid: str | None = Field(default=None, description="the window (橱窗) the sale came from")
+    finder_id: str | None = Field(default=None, description="the 视频号 (finder) whose window the buyer bought from")
 
 
 class NewAftersaleBody(BaseModel):
@@ -208,6 +221,10 @@ class NewAftersaleBody(BaseModel):
 
 class PushConfig(BaseModel):
     url: str | None = None
+    lose: int = Field(default=0, ge=0, description="the next N pushes are lost (never sent)")
+    duplicate: bool = Field(default=False, description="every push is sent twice")
+    hold: bool = Field(default=False, description="pushes are held until POST /sandbox/channels/push/release, "
+                                                  "which sends them newest first")
 
 
 class SubscriptionBody(BaseModel):
@@ -536,14 +553,29 @@ def install(app: FastAPI, sb: Sandbox) -> None:
         req: AftersaleIdBody = await body_of(request, AftersaleIdBody)
         return {**OK, "after_sale_order": aftersale(req.after_sale_order_id)}
 
+    @router.post("/channels/ec/aftersale/getaftersalelist")
+    async def aftersale_list(request: Request):
+        req: AftersaleListBody = await body_of(request, AftersaleListBody)
+        if req.begin_update_time is not None and req.end_update_time is not None:
+            field, begin, end = "update_time", req.begin_update_time, req.end_update_time
+        elif req.begin_create_time is not None and req.end_create_time is not None:
+            field, begin, end = "create_time", req.begin_create_time, req.end_create_time
+        else:
+            raise ApiError(47001, "data format error: a create or an update time range is required")
+        if not 0 <= end - begin <= 24 * 3600:
+            raise ApiError(10020004, "非法的时间区间,不得大于24小时")
+        ids = sorted((a["after_sale_order_id"] for a in sb.store.all(AFTERSALE) if begin <= a[field] < end), key=int)
+        chunk, key, more = page(ids, 50, req.next_key)
+        return {**OK, "after_sale_order_id_list": chunk, "next_key": key, "has_more": more}
+
     @router.post("/channels/ec/aftersale/acceptapply")
     async def aftersale_accept(request: Request):
         req: AftersaleIdBody = await body_of(request, AftersaleIdBody)
         a = aftersale(req.after_sale_order_id)
-        if a["status"] != "MERCHANT_PROCESSING":
+        if a["status"] not in ("MERCHANT_PROCESSING", "MERCHANT_WAIT_RECEIPT"):
             raise _fail(AFTERSALE_STATUS_WRONG)
-        if a["type"] == "RETURN":
-            a["status"] = "USER_WAIT_RETURN"
+        if a["type"] == "RETURN" and a["status"] == "MERCHANT_PROCESSING":
+            a["status"] = "USER_WAIT_RETURN"  # the buyer sends the goods back; accepted again on receipt
         else:
             a["status"] = "MERCHANT_REFUND_SUCCESS"
             o = order(a["order_id"])
@@ -626,13 +658,20 @@ def install(app: FastAPI, sb: Sandbox) -> None:
             "order_id": oid, "status": 10, "create_time": now, "update_time": now, "openid": req.openid,
             "order_detail": {
                 "product_infos": [{"product_id": req.product_id, "sku_id": sku["sku_id"], "sku_cnt": req.count,
+                                   "out_product_id": p["online"].get("out_product_id") or "",
+                                   "out_sku_id": sku.get("out_sku_id") or "",
                                    "sale_price": sku["sale_price"], "title": p["online"]["title"],
                                    "thumb_img": p["online"]["head_imgs"][0]}],
                 "price_info": {"product_price": price, "order_price": price, "freight": 0},
                 "pay_info": {},
-                "delivery_info": {"delivery_product_info": []},
+                "delivery_info": {"delivery_product_info": [], "address_info": {
+                    "user_name": "张三", "tel_number": "13800000000", "province_name": "广东省", "city_name": "广州市",
+                    "county_name": "天河区", "detail_info": "体育西路 1 号", "postal_code": "510000"}},
                 "source_info": {"account_type": "channels", "sale_channel": 1 if req.promoter_appid else 0,
                                 "promoter_appid": req.promoter_appid or ""},
+                # 成交来源 per SKU: account_type 1 is a 视频号, account_id its finder id; sale_channel 4: 橱窗
+                "source_infos": [{"sku_id": sku["sku_id"], "account_type": 1, "account_id": req.finder_id,
+                                  "sale_channel": 4}] if req.finder_id else [],
             },
             "aftersale_detail": {"aftersale_order_list": [], "on_aftersale_order_cnt": 0},
         }
@@ -692,6 +731,31 @@ def install(app: FastAPI, sb: Sandbox) -> None:
             "status": a["status"], "after_sale_order_id": aid, "order_id": o["order_id"]}})
         return a
 
+    @control.post("/channels/aftersales/{after_sale_order_id}/returned")
+    async def aftersale_returned(after_sale_order_id: str):
+        """The buyer sent the goods of an accepted return back: the merchant confirms receipt next."""
+        a = aftersale(after_sale_order_id)
+        if a["status"] != "USER_WAIT_RETURN":
+            raise _fail(AFTERSALE_STATUS_WRONG)
+        a["status"] = "MERCHANT_WAIT_RECEIPT"
+        await aftersale_changed(a)
+        return a
+
+    @control.post("/channels/aftersales/{after_sale_order_id}/withdraw")
+    async def aftersale_withdraw(after_sale_order_id: str):
+        """The buyer withdraws an after-sale the merchant has not decided."""
+        a = aftersale(after_sale_order_id)
+        if a["status"] != "MERCHANT_PROCESSING":
+            raise _fail(AFTERSALE_STATUS_WRONG)
+        a["status"] = "USER_CANCELD"
+        await aftersale_changed(a)
+        return a
+
+    @control.post("/channels/push/release")
+    async def release_pushes():
+        """Send the held pushes, newest first (the shop does not promise any order)."""
+        return {"sent": await release(sb)}
+
     @control.post("/messages/subscriptions")
     async def subscribe(req: SubscriptionBody):
         key = f"{req.openid}:{req.template_id}"
@@ -708,16 +772,44 @@ def install(app: FastAPI, sb: Sandbox) -> None:
     app.include_router(control)
 
 
+HELD = "channels.push.held"
+
+
 async def push(sb: Sandbox, event: str, fields: dict[str, Any]) -> int | None:
-    """Push a shop event in security mode to the configured URL; its HTTP status, None if no URL."""
+    """Push a shop event in security mode to the configured URL; its HTTP status, None if no URL
+    (or when the push is lost or held, as the push settings say)."""
     cfg = sb.store.get(PUSH, "config")
     if not cfg or not cfg.get("url"):
         return None
+    if cfg.get("lose", 0) > 0:
+        sb.store.put(PUSH, "config", {**cfg, "lose": cfg["lose"] - 1})
+        return None
+    message = {"CreateTime": int(time.time()), "MsgType": "event", "Event": event, **fields}
+    if cfg.get("hold"):
+        held = sb.store.get(HELD, "queue") or {"messages": []}
+        sb.store.put(HELD, "queue", {"messages": [*held["messages"], message]})
+        return None
+    status = await _send(sb, cfg["url"], message)
+    if cfg.get("duplicate"):
+        status = await _send(sb, cfg["url"], message)
+    return status
+
+
+async def release(sb: Sandbox) -> int:
+    cfg = sb.store.get(PUSH, "config") or {}
+    held = (sb.store.get(HELD, "queue") or {"messages": []})["messages"]
+    sb.store.put(HELD, "queue", {"messages": []})
+    for message in reversed(held):
+        await _send(sb, cfg.get("url") or "", message)
+    return len(held)
+
+
+async def _send(sb: Sandbox, url: str, fields: dict[str, Any]) -> int | None:
+    if not url:
+        return None
     creds = sb.credentials
-    message = json.dumps({
-        "ToUserName": "gh_" + creds.channels_appid[2:14], "FromUserName": "OpenPlatform",
-        "CreateTime": int(time.time()), "MsgType": "event", "Event": event, **fields,
-    }, ensure_ascii=False, separators=(",", ":"))
+    message = json.dumps({"ToUserName": "gh_" + creds.channels_appid[2:14], "FromUserName": "OpenPlatform", **fields},
+                         ensure_ascii=False, separators=(",", ":"))
     encrypted = push_crypto.seal(creds.channels_encoding_aes_key, creds.channels_appid, message)
     timestamp, nonce = str(int(time.time())), str(secrets.randbelow(10**10))
     params = {
@@ -726,6 +818,6 @@ async def push(sb: Sandbox, event: str, fields: dict[str, Any]) -> int | None:
         "msg_signature": push_crypto.signature(creds.channels_push_token, timestamp, nonce, encrypted),
     }
     body = json.dumps({"ToUserName": "gh_" + creds.channels_appid[2:14], "Encrypt": encrypted})
-    response = await sb.post(cfg["url"], params=params, content=body.encode(),
+    response = await sb.post(url, params=params, content=body.encode(),
                              headers={"Content-Type": "application/json"})
     return response.status_code if response is not None else 0
