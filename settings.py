@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain import keys
 from domain.channels import ChannelsSyncInput
+from domain.channels_inbound import ChannelsPullInput
 from domain.commission import CommissionPolicy, PolicyRefused, policy_from_rates
 from domain.order_process import OrderTimings
 from domain.refunds import RefundRules, RefundTimings
@@ -143,6 +144,13 @@ class Settings(BaseSettings):
     channels_reconcile_every: timedelta = Field(
         default=timedelta(minutes=15), description="pull window stats and product status/stock from the Channels "
                                                    "shop (Schedule `channels-reconcile`), sweeping the outbox")
+    channels_pull_every: timedelta = Field(
+        default=timedelta(minutes=10), description="pull the shop's changed orders and after-sales (Schedule "
+                                                   "`channels-pull`): what a lost push did not bring")
+    channels_pull_lookback: timedelta = Field(
+        default=timedelta(minutes=30), description="each pull starts this long before the last one ended")
+    shop_order_linger: timedelta = Field(
+        default=timedelta(minutes=5), description="a shop order's workflow ends after this long with no new event")
 
     # --- business periods (DESIGN.md defaults) -------------------------------------------
     payment_timeout: timedelta = timedelta(minutes=15)
@@ -491,6 +499,10 @@ class Settings(BaseSettings):
         return WithdrawalTimings(poll_every=self.withdrawal_poll_every,
                                  confirm_timeout=self.withdrawal_confirm_timeout,
                                  polls_per_run=self.withdrawal_polls_per_run)
+
+    def channels_pull_input(self) -> ChannelsPullInput:
+        return ChannelsPullInput(lookback=self.channels_pull_lookback, order_timings=self.order_timings(),
+                                 linger=self.shop_order_linger)
 
     def refund_timings(self) -> RefundTimings:
         return RefundTimings(return_ship_timeout=self.return_ship_timeout,

@@ -14,6 +14,7 @@ from activities import channels_outbox
 from activities.bonuses import BonusActivities
 from activities.catalog import CatalogActivities
 from activities.channels_delivery import ChannelsDeliveryActivities
+from activities.channels_inbound import ChannelsInboundActivities
 from activities.channels_sync import ChannelsSyncActivities
 from activities.flash_sales import FlashSaleActivities
 from activities.logistics import LogisticsActivities
@@ -39,6 +40,7 @@ from integrations.production import refuse_unsafe_defaults
 from integrations.temporal import connect, ensure_search_attributes
 from integrations.wechatpay import WeChatPayClient, WeChatPayConfig
 from settings import Settings, get_settings
+from workflows.channels_pull import ChannelsPullWorkflow
 from workflows.channels_sync import ChannelsSyncWorkflow, wake_channels_sync
 from workflows.flash_sale import FlashSaleWorkflow
 from workflows.messages import MessageDrainWorkflow
@@ -52,6 +54,7 @@ from workflows.refund import RefundWorkflow
 from workflows.refund_sweep import RefundSweepWorkflow
 from workflows.revival import RevivalWorkflow
 from workflows.schedules import ensure_schedules
+from workflows.shop_order import ShopOrderWorkflow
 from workflows.settlement import (
     CommissionSettlementWorkflow,
     CommissionStatementBatchesWorkflow,
@@ -63,7 +66,8 @@ from workflows.withdrawal import WithdrawalWorkflow
 WORKFLOWS = [OrderWorkflow, RefundWorkflow, PromoterLifecycleWorkflow, RevivalWorkflow, SupplierOnboardingWorkflow,
              ProductReviewWorkflow, ChannelsSyncWorkflow, WithdrawalWorkflow, PayoutWorkflow,
              SupplierSettlementWorkflow, CommissionSettlementWorkflow, CommissionStatementBatchesWorkflow,
-             ReconciliationWorkflow, MessageDrainWorkflow, FlashSaleWorkflow, RefundSweepWorkflow, DashboardRollupWorkflow]
+             ReconciliationWorkflow, MessageDrainWorkflow, FlashSaleWorkflow, RefundSweepWorkflow, DashboardRollupWorkflow,
+             ShopOrderWorkflow, ChannelsPullWorkflow]
 log = structlog.get_logger()
 
 
@@ -93,6 +97,7 @@ def activities(settings: Settings, sessions=None, pay: WeChatPayClient | None = 
         promoters.mark_left, promoters.open_revival, promoters.resolve_revival,
         *CatalogActivities(sessions, pay, channels).all(),
         *ChannelsSyncActivities(sessions, channels).all(),
+        *ChannelsInboundActivities(sessions, channels, settings.refund_rules).all(),
         *presale_and_messages(settings, sessions, orders, payments, channels),
         *BonusActivities(sessions, settings.level_period, tier_ceiling=lambda: settings.commission_tiers).all(),
         *WithdrawalActivities(sessions, pay).all(),

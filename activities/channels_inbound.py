@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
+from temporalio.client import Client
 
 from activities.errors import business_error
 from activities.refunds import open_refund, refund_input
 from db.channels_models import ChannelsEvent, ChannelsPullCursor
-from db.models import Order, OrderLine, User, Window
+from db.models import Order, OrderLine, Shipment, User, Window
 from db.order_models import Refund
 from domain.channels_inbound import (
     AFTERSALE_ENDED_UNPAID,
@@ -26,16 +27,21 @@ from domain.channels_inbound import (
     ShopAfterSale,
     ShopEvent,
     ShopLine,
+    ShopOrderInput,
     ShopOrderState,
     ShopRefundStep,
     allocate,
     pulled_aftersale_event,
     pulled_order_event,
+    refund_kind,
+    shop_address,
     shop_order_no,
     shop_refund_no,
+    shop_workflow_id,
 )
-from domain.orders import LineRequest, PaymentNotice, PlaceOrderInput
-from domain.refunds import RefundLineRequest, RefundRefused, RefundRules, RefundTimings, refund_kind_for_shop
+from domain.order_process import OrderTimings
+from domain.orders import LineRequest, PlaceOrderInput
+from domain.refunds import RefundLineRequest, RefundRefused, RefundRules, RefundTimings
 from integrations.channels import ChannelsClient, ChannelsOrder
 from integrations.errors import PartnerRejected, PartnerUnavailable
 
@@ -55,6 +61,18 @@ def store_events(s: Session, events: list[ShopEvent], source: str) -> list[ShopE
         if inserted is not None:
             new.append(e)
     return new
+
+
+SHOP_ORDER_WORKFLOW = "ShopOrderWorkflow"  # workflows/shop_order.py (named here: activities do not import workflows)
+
+
+async def wake_shop_order(client: Client, task_queue: str, event: ShopEvent, timings: OrderTimings,
+                          linger: timedelta) -> None:
+    """Hand one event to its shop order's workflow: signalled when running, started otherwise."""
+    await client.start_workflow(
+        SHOP_ORDER_WORKFLOW, ShopOrderInput(shop_order_id=event.order_id, order_timings=timings, linger=linger),
+        id=shop_workflow_id(event.order_id), task_queue=task_queue, start_signal="shop_event",
+        start_signal_args=[event])
 
 
 def _partner_error(err: Exception) -> Exception:
@@ -79,7 +97,7 @@ class ChannelsInboundActivities:
 
     def all(self) -> list:
         return [self.read_shop_order, self.import_shop_order, self.shop_refund_step, self.accept_shop_aftersale,
-                self.reject_shop_aftersale, self.shop_aftersale_status, self.pull_shop_changes]
+                self.reject_shop_aftersale, self.shop_aftersale_status, self.pull_shop_changes, self.wake_shop_orders]
 
     # --- orders ---------------------------------------------------------------------------------
     @activity.defn
@@ -99,7 +117,7 @@ class ChannelsInboundActivities:
             paid_fen=paid, transaction_id=order.transaction_id,
             finder_ids=[str(i.get("account_id")) for i in order.source_infos
                         if i.get("account_type") == FINDER_ACCOUNT and i.get("account_id")],
-            our_status=ours)
+            address=order.address, our_status=ours)
 
     async def _lines(self, order: ChannelsOrder) -> list[ShopLine]:
         lines: list[ShopLine] = []
@@ -127,7 +145,7 @@ class ChannelsInboundActivities:
                 order_no=shop_order_no(state.shop_order_id), buyer_user_id=buyer.id, buyer_openid=buyer.openid or "",
                 window_id=window_id, source="channels", channels_order_id=state.shop_order_id,
                 lines=[LineRequest(sku_id=ln.sku_id, quantity=ln.quantity) for ln in state.lines],
-                shop_paid_fen=[ln.paid_fen for ln in state.lines])
+                address=shop_address(state.address), shop_paid_fen=[ln.paid_fen for ln in state.lines])
 
     @staticmethod
     def _buyer(s: Session, openid: str) -> User:
@@ -136,13 +154,6 @@ class ChannelsInboundActivities:
         s.execute(insert(User).values(role="buyer", openid=openid, display_name=f"视频号用户{openid[-4:]}",
                                       active=True).on_conflict_do_nothing(index_elements=["openid"]))
         return s.scalar(select(User).where(User.openid == openid))
-
-    @staticmethod
-    def shop_payment(state: ShopOrderState) -> PaymentNotice:
-        return PaymentNotice(out_trade_no=shop_order_no(state.shop_order_id),
-                             transaction_id=state.transaction_id or f"channels-{state.shop_order_id}",
-                             trade_state="SUCCESS", amount_fen=sum(ln.paid_fen for ln in state.lines),
-                             paid_in="channels")
 
     # --- after-sales ----------------------------------------------------------------------------
     async def _aftersale(self, after_sale_order_id: str) -> ShopAfterSale:
@@ -170,8 +181,10 @@ class ChannelsInboundActivities:
         refund_no = shop_refund_no(sale.after_sale_order_id)
         with self.sessions.begin() as s:
             refund = s.get(Refund, refund_no)
-            if refund is not None:
-                return ShopRefundStep(refund_no=refund_no, status=sale.status)
+            if refund is not None:  # ours already; its workflow is told, or started if it never was
+                unstarted = refund.workflow_started_at is None
+                return ShopRefundStep(refund_no=refund_no, status=sale.status, start=unstarted,
+                                      refund_input=refund_input(s, refund, timings) if unstarted else None)
             order = s.get(Order, shop_order_no(sale.order_id))
             if order is None:
                 raise business_error("SHOP_ORDER_NOT_IMPORTED", f"shop order {sale.order_id} has no order here yet")
@@ -181,9 +194,8 @@ class ChannelsInboundActivities:
                      for ln in s.scalars(select(OrderLine).where(OrderLine.order_no == order.order_no,
                                                                  OrderLine.sku_id == sale.sku_id).order_by(OrderLine.id))
                      if sale.count and ln.quantity > ln.refund_claimed_quantity][:1] or None
-            shipped = order.shipped_at is not None if hasattr(order, "shipped_at") else order.status not in (
-                "PAID",)
-            kind = refund_kind_for_shop(sale.type, shipped=shipped)
+            shipped = s.scalar(select(Shipment.id).where(Shipment.order_no == order.order_no).limit(1)) is not None
+            kind = refund_kind(sale.type, shipped=shipped)
             try:
                 refund, _ = open_refund(s, refund_no=refund_no, order_no=order.order_no,
                                         buyer_user_id=order.buyer_user_id, kind=kind, lines=lines,
@@ -194,10 +206,8 @@ class ChannelsInboundActivities:
             if refund.amount_fen != sale.refund_fen:
                 log.warning("channels.aftersale.amount_differs", after_sale_order_id=sale.after_sale_order_id,
                             shop_fen=sale.refund_fen, ours_fen=refund.amount_fen)
-            inp = refund_input(s, refund, timings).model_copy(update={"needs_return": False})
-            s.execute(Refund.__table__.update().where(Refund.refund_no == refund_no)
-                      .values(workflow_started_at=datetime.now(UTC)))
-            return ShopRefundStep(refund_no=refund_no, status=sale.status, start=True, refund_input=inp)
+            return ShopRefundStep(refund_no=refund_no, status=sale.status, start=True,
+                                  refund_input=refund_input(s, refund, timings))
 
     @activity.defn
     async def accept_shop_aftersale(self, after_sale_order_id: str) -> str:
@@ -249,6 +259,14 @@ class ChannelsInboundActivities:
         except (PartnerRejected, PartnerUnavailable) as err:
             raise _partner_error(err) from err
         return await asyncio.to_thread(self._keep, events, now)
+
+    @activity.defn
+    async def wake_shop_orders(self, events: list[ShopEvent], timings: OrderTimings, linger: timedelta) -> int:
+        """Each event to its shop order's workflow (a repeat is harmless: the workflow reads the shop)."""
+        client, queue = activity.client(), activity.info().task_queue
+        for event in events:
+            await wake_shop_order(client, queue, event, timings, linger)
+        return len(events)
 
     @staticmethod
     async def _ids(list_call, **kwargs) -> list[str]:

@@ -15,6 +15,7 @@ from api.ratelimit import ViewerLimits
 from api.routers import (
     auth,
     catalog,
+    channels_push,
     codec,
     coupons,
     flash_sales,
@@ -50,7 +51,7 @@ TAGS = [
     {"name": "promoters", "description": "Free promoter onboarding, referral, assessment, revival, commission policy"},
     {"name": "wallet", "description": "Promoters' commission balances and ledger entries"},
     {"name": "withdrawals", "description": "Promoters withdraw commission to WeChat change (商家转账)"},
-    {"name": "webhooks", "description": "Partner notifications (WeChat Pay, logistics)"},
+    {"name": "webhooks", "description": "Partner notifications (WeChat Pay, logistics, the Channels shop)"},
     {"name": "ops", "description": "Health and metrics"},
     {"name": "suppliers", "description": "Supplier onboarding, review and suspension"},
     {"name": "products", "description": "Product submission, review, SKUs and stock"},
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     app.include_router(presale.router)
     app.include_router(flash_sales.router)
     app.include_router(codec.router)
+    app.include_router(channels_push.router)
     for router in levels.routers:
         app.include_router(router)
     console.install(app)  # /console pages and /dashboards figures

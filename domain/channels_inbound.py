@@ -13,9 +13,10 @@ from __future__ import annotations
 from datetime import timedelta
 from enum import StrEnum
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from domain.order_process import OrderTimings
+from domain.orders import PaymentNotice, ShippingAddress
 from domain.refunds import RefundInput, RefundKind, shop_refund_no  # noqa: F401 - one place for the refund no
 
 ORDER_EVENTS = frozenset({
@@ -147,6 +148,29 @@ class ShopOrderState(BaseModel):
         return self.status in SHOP_PAID
 
 
+def shop_address(info: dict | None) -> ShippingAddress | None:
+    """The shop's address_info as the supplier's parcel needs it; None when the shop gives none
+    we can use (a virtual number the supplier cannot call is still the shop's to handle)."""
+    if not info:
+        return None
+    try:
+        return ShippingAddress(receiver=str(info.get("user_name") or "")[:32], phone=str(info.get("tel_number") or ""),
+                               province=str(info.get("province_name") or "")[:16],
+                               city=str(info.get("city_name") or "")[:16],
+                               district=str(info.get("county_name") or "")[:16],
+                               detail=str(info.get("detail_info") or "")[:120])
+    except ValidationError:
+        return None
+
+
+def shop_payment_notice(state: ShopOrderState) -> PaymentNotice:
+    """The shop's payment as our order records it: the buyer paid the shop, whose settlement pays
+    us (booked to channels:clearing, not to WeChat Pay)."""
+    return PaymentNotice(out_trade_no=shop_order_no(state.shop_order_id),
+                         transaction_id=state.transaction_id or f"channels-{state.shop_order_id}",
+                         trade_state="SUCCESS", amount_fen=sum(ln.paid_fen for ln in state.lines), paid_in="channels")
+
+
 class ShopAfterSale(BaseModel):
     after_sale_order_id: str
     order_id: str
@@ -176,15 +200,18 @@ class ShopOrderInput(BaseModel):
 
 class ShopOrderProgress(BaseModel):
     shop_order_id: str
+    shop_status: int | None = None
     order_no: str | None = None
     events: int = 0
     refunds: list[str] = []
+    failure: str | None = None  # the last event we could not act on (its error code)
 
 
 class ChannelsPullInput(BaseModel):
     lookback: timedelta = Field(default=timedelta(minutes=30),
                                 description="the pull starts this long before its cursor: late updates are found")
     order_timings: OrderTimings
+    linger: timedelta = timedelta(minutes=5)
     page_size: int = Field(default=100, ge=1, le=100)
 
 

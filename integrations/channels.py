@@ -17,8 +17,10 @@ with the sandbox's derived Channels credentials.
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
@@ -193,16 +195,12 @@ class ChannelsClient(WeChatApiClient):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ChannelsClient:
+        keys = PushKeys.from_settings(settings)
         if _setting(settings, "channels_appid"):
-            return cls(
-                _setting(settings, "channels_base_url") or WECHAT_API,
-                settings.channels_appid, settings.channels_secret,
-                push_token=_setting(settings, "channels_push_token") or "",
-                encoding_aes_key=_setting(settings, "channels_encoding_aes_key") or "",
-            )
-        creds = load_kit(settings.sandbox_dir)
-        return cls(settings.resolved_sandbox_url, creds.channels_appid, creds.channels_secret,
-                   push_token=creds.channels_push_token, encoding_aes_key=creds.channels_encoding_aes_key)
+            base_url, secret = _setting(settings, "channels_base_url") or WECHAT_API, settings.channels_secret
+        else:
+            base_url, secret = settings.resolved_sandbox_url, load_kit(settings.sandbox_dir).channels_secret
+        return cls(base_url, keys.appid, secret, push_token=keys.token, encoding_aes_key=keys.encoding_aes_key)
 
     # --- products -------------------------------------------------------------------------
 
@@ -352,12 +350,42 @@ class ChannelsClient(WeChatApiClient):
 
     def parse_push(self, query: Mapping[str, str], body: bytes) -> dict[str, Any] | None:
         """Verify (msg_signature) and decrypt a security-mode push; None if it is not genuine."""
-        if not (self.push_token and self.encoding_aes_key):
+        return PushKeys(self.appid, self.push_token, self.encoding_aes_key).parse(query, body)
+
+
+@dataclass(frozen=True)
+class PushKeys:
+    """What checks and opens the shop's message pushes (消息推送, security mode). No HTTP client:
+    the API holds one of these for its webhook."""
+
+    appid: str
+    token: str
+    encoding_aes_key: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PushKeys:
+        if _setting(settings, "channels_appid"):
+            return cls(settings.channels_appid, _setting(settings, "channels_push_token") or "",
+                       _setting(settings, "channels_encoding_aes_key") or "")
+        creds = load_kit(settings.sandbox_dir)
+        return cls(creds.channels_appid, creds.channels_push_token, creds.channels_encoding_aes_key)
+
+    def verify_url(self, query: Mapping[str, str]) -> str | None:
+        """The URL check WeChat makes when the push URL is saved (GET with signature, timestamp,
+        nonce, echostr): the echostr to answer, or None when the signature is not the shop's."""
+        if not self.token or not query.get("echostr"):
+            return None
+        expected = wxcrypt.sha1_signature(self.token, query.get("timestamp", ""), query.get("nonce", ""))
+        return query["echostr"] if hmac.compare_digest(expected, query.get("signature", "")) else None
+
+    def parse(self, query: Mapping[str, str], body: bytes) -> dict[str, Any] | None:
+        """Verify (msg_signature) and decrypt a push; None if it is not genuine."""
+        if not (self.token and self.encoding_aes_key):
             return None
         try:
             envelope = json.loads(body)
             plain = wxcrypt.verify_and_decrypt(
-                token=self.push_token, encoding_aes_key=self.encoding_aes_key, appid=self.appid,
+                token=self.token, encoding_aes_key=self.encoding_aes_key, appid=self.appid,
                 timestamp=query.get("timestamp", ""), nonce=query.get("nonce", ""),
                 msg_signature=query.get("msg_signature", ""), encrypted=envelope["Encrypt"],
             )

@@ -54,6 +54,7 @@ ORDER_NOT_FOUND = (10020003, "order not exist")
 ORDER_STATUS_WRONG = (10020004, "order status not allow this operation")
 AFTERSALE_NOT_FOUND = (10020005, "aftersale order not exist")
 AFTERSALE_STATUS_WRONG = (10020006, "当前售后单不支持此操作，请检查售后单状态")
+PUSH_URL_CHECK_FAILED = (10020010, "URL 校验失败: echostr 未原样返回")  # stand-in
 
 
 class ApiError(Exception):
@@ -630,8 +631,13 @@ def install(app: FastAPI, sb: Sandbox) -> None:
 
     @control.put("/channels/push")
     async def set_push(cfg: PushConfig):
+        """Save the push URL as the shop's console does: WeChat first GETs it with signature,
+        timestamp, nonce and echostr, and keeps the URL only if the echostr comes back."""
+        verified = await check_url(sb, cfg.url) if cfg.url else None
+        if verified is False:
+            raise _fail(PUSH_URL_CHECK_FAILED)
         sb.store.put(PUSH, "config", cfg.model_dump())
-        return {**cfg.model_dump(), "token": creds.channels_push_token,
+        return {**cfg.model_dump(), "token": creds.channels_push_token, "verified": verified,
                 "encoding_aes_key": creds.channels_encoding_aes_key, "appid": creds.channels_appid}
 
     @control.post("/channels/products/{product_id}/punish")
@@ -793,6 +799,17 @@ async def push(sb: Sandbox, event: str, fields: dict[str, Any]) -> int | None:
     if cfg.get("duplicate"):
         status = await _send(sb, cfg["url"], message)
     return status
+
+
+async def check_url(sb: Sandbox, url: str) -> bool:
+    timestamp, nonce, echostr = str(int(time.time())), str(secrets.randbelow(10**10)), secrets.token_hex(8)
+    params = {"signature": push_crypto.signature(sb.credentials.channels_push_token, timestamp, nonce),
+              "timestamp": timestamp, "nonce": nonce, "echostr": echostr}
+    try:
+        response = await sb.callback_client().get(url, params=params)
+    except Exception:  # noqa: BLE001 - unreachable: the check fails
+        return False
+    return response.status_code == 200 and response.text == echostr
 
 
 async def release(sb: Sandbox) -> int:

@@ -158,6 +158,7 @@ async def _stop_order_workflows(client, sessions) -> None:
     from db.withdrawal_models import Withdrawal
     from db.settlement_models import SettlementRun
     from db.reconciliation_models import ReconciliationRun
+    from db.channels_models import ChannelsEvent
 
     with sessions() as s:
         ids = [f"order-{n}" for n in s.scalars(sa.select(Order.order_no))]
@@ -168,6 +169,7 @@ async def _stop_order_workflows(client, sessions) -> None:
         ids += [f"withdrawal-{n}" for n in s.scalars(sa.select(Withdrawal.id))]
         ids += list(s.scalars(sa.select(SettlementRun.workflow_id)))
         ids += list(s.scalars(sa.select(ReconciliationRun.workflow_id)))
+        ids += [f"shop-order-{n}" for n in s.scalars(sa.select(ChannelsEvent.shop_order_id).distinct())]
     await end_workflows(client, ids)
 
 

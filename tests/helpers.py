@@ -44,13 +44,14 @@ async def wait_status(client, order_no: str, status: OrderStatus, timeout: float
 
 def assert_books_balance(session) -> None:
     """Every transaction balances, every chain verifies, and what all parties are owed equals
-    what WeChat Pay collected (payments − refunds)."""
+    what was collected (payments − refunds), through WeChat Pay and the Channels shop."""
     from activities.ledger import verify
 
     assert verify(session) == []
     owed = session.scalar(select(func.coalesce(func.sum(LedgerAccount.balance_fen), 0))
                           .where(LedgerAccount.normal_side == "credit"))
-    collected = session.scalar(select(LedgerAccount.balance_fen).where(LedgerAccount.code == rules.CLEARING)) or 0
+    collected = session.scalar(select(func.coalesce(func.sum(LedgerAccount.balance_fen), 0))
+                               .where(LedgerAccount.code.in_(rules.DEBIT_ACCOUNTS)))
     assert owed == collected
 
 

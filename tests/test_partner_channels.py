@@ -37,6 +37,10 @@ class PushReceiver:
         self.received: list[tuple[dict[str, str], bytes]] = []
         self.app = FastAPI()
 
+        @self.app.get("/webhooks/channels")
+        async def url_check(echostr: str = ""):  # a bare receiver: echoes what WeChat's URL check sends
+            return Response(echostr, media_type="text/plain")
+
         @self.app.post("/webhooks/channels")
         async def webhook(request: Request):
             self.received.append((dict(request.query_params), await request.body()))

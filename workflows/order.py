@@ -14,6 +14,10 @@ rules as any payment, then, once the balance window opens and the buyer was remi
 balance (`{order_no}B`, created on the buyer's request, with its own timeout); a balance not paid
 by the end closes the order and refunds the deposit (domain/presale.py).
 
+Orders paid in the Channels shop (`CH{shop order id}`, started by ShopOrderWorkflow) come with
+the shop's payment: no WeChat Pay order, the payment is recorded at once and the buyer's
+confirmation of receipt in the shop arrives as a signal.
+
 Refunds run in their own RefundWorkflow and tell this one when they open and end; an order
 whose every unit was refunded ends REFUNDED. A step after payment that fails for good is
 compensated: the buyer is refunded (`RC{order_no}`), so no run ends holding the money. Each state change the buyer follows is also sent
@@ -75,7 +79,11 @@ class OrderWorkflow(PresalePath, DeliveryPath, PickupPath):
         self._progress.total_fen = placed.total_fen
         workflow.upsert_search_attributes([SUPPLIER_ID.value_set([str(s) for s in placed.supplier_ids])])
         try:
-            if placed.presale is not None:
+            if inp.shop_payment is not None:  # paid in the Channels shop: its settlement is the payment
+                self._payment = inp.shop_payment
+                await workflow.execute_activity_method(
+                    OrderActivities.record_payment, self._payment, **self._paid_step())
+            elif placed.presale is not None:
                 if not await self._take_presale_payments(placed, timings):
                     return await self._end()
             else:
@@ -264,6 +272,11 @@ class OrderWorkflow(PresalePath, DeliveryPath, PickupPath):
                                    "confirmed", type="NOT_EXTENDABLE")
         if self._receipt_extended:
             raise ApplicationError("receipt was already extended once", type="ALREADY_EXTENDED")
+    @workflow.signal
+    def shop_receipt_confirmed(self) -> None:
+        """The buyer confirmed receipt in the Channels shop (a shop order's workflow tells us)."""
+        if self._channels:
+            self._receipt_confirmed = True
     @workflow.update
     def confirm_receipt(self) -> OrderProgress:
         self._receipt_confirmed = True

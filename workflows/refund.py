@@ -5,6 +5,9 @@
     refund_no) → result by REFUND.* notification or by query → books reversed per line,
     stock restored → what had been split to suppliers is taken back (分账回退) → the order's
     workflow is told.
+
+A refund of an order paid in the Channels shop follows the shop's after-sale instead
+(workflows/refund_shop.py).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 from domain.search_attributes import BUSINESS_STATUS
 from workflows.options import DB_STEP, PARTNER_CALL
+from workflows.refund_shop import ShopRefundPath
 
 with workflow.unsafe.imports_passed_through():
     from activities.logistics import LogisticsActivities
@@ -43,8 +47,9 @@ def workflow_id(refund_no: str) -> str:
 
 
 @workflow.defn(name="RefundWorkflow")
-class RefundWorkflow:
+class RefundWorkflow(ShopRefundPath):
     def __init__(self) -> None:
+        self._shop_status: str | None = None
         self._progress: RefundProgress | None = None
         self._decision: RefundDecision | None = None
         self._parcel: ReturnParcel | None = None
@@ -59,6 +64,8 @@ class RefundWorkflow:
         self._progress = RefundProgress(refund_no=inp.refund_no, order_no=inp.order_no, kind=inp.kind,
                                         status=RefundStatus.REFUNDING, amount_fen=inp.amount_fen,
                                         review_reasons=inp.review_reasons)
+        if inp.channels_aftersale_id and inp.resume_refunding:
+            return await self._shop_refund(inp)
         if inp.resume_refunding:  # continued as new while WeChat Pay was processing the refund
             return await self._refund(inp, inp.resume_note, resumed=True)
         if inp.late_payment is not None:
@@ -77,6 +84,8 @@ class RefundWorkflow:
                 RefundActivities.open_late_payment_refund, args=[inp.refund_no, late], **DB_STEP)
         else:
             await self._tell_order(inp.order_no, "refund_opened", inp.refund_no)
+        if inp.channels_aftersale_id:  # paid in the Channels shop: refunded through its after-sale
+            return await self._shop_refund(inp)
         if inp.review_reasons:
             if workflow.patched(REVIEW_DEADLINE_PATCH):
                 await self._review_with_deadline(inp)

@@ -11,6 +11,8 @@ Schedules in Temporal UI:
 * `refunds-sweep`: every settings.refund_sweep_every, buyers' refunds whose workflow never started
 * `channels-reconcile`: every settings.channels_reconcile_every, window stats and product status
   from the Channels shop
+* `channels-pull`: every settings.channels_pull_every, the shop's changed orders and after-sales
+  handed to their `shop-order-{id}` workflows (`ChannelsPullWorkflow`)
 * `messages-drain`: every settings.messages_drain_every, the notification outbox sent as
   subscribe messages (`MessageDrainWorkflow`)
 * `dashboard-rollups`: every settings.dashboard_rollup_every, the dashboards' day/week/month
@@ -49,6 +51,7 @@ from domain.withdrawals import PayoutRunInput
 from settings import Settings
 from domain.search_attributes import BUSINESS_STATUS
 from workflows.settlement import CommissionSettlementWorkflow, SupplierSettlementWorkflow
+from workflows.channels_pull import PULL_WORKFLOW_ID, ChannelsPullWorkflow
 from workflows.channels_sync import ChannelsSyncWorkflow
 from workflows.messages import DRAIN_WORKFLOW_ID, MessageDrainWorkflow
 from workflows.payouts import SWEEP_WORKFLOW_ID, PayoutWorkflow
@@ -65,6 +68,7 @@ COMMISSION_SCHEDULE_ID = "settlement-commission-monthly"
 SWEEP_SCHEDULE_ID = "withdrawals-sweep"
 REFUND_SWEEP_SCHEDULE_ID = "refunds-sweep"
 CHANNELS_RECONCILE_SCHEDULE_ID = "channels-reconcile"
+CHANNELS_PULL_SCHEDULE_ID = "channels-pull"
 RECONCILIATION_SCHEDULE_ID = "reconciliation-daily"
 MESSAGES_DRAIN_SCHEDULE_ID = "messages-drain"
 ROLLUP_SCHEDULE_ID = "dashboard-rollups"
@@ -156,6 +160,12 @@ def schedules(settings: Settings) -> dict[str, Schedule]:
             spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=settings.channels_reconcile_every)]),
             policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
             state=ScheduleState(note="pull window stats and product status/stock from the Channels shop")),
+        CHANNELS_PULL_SCHEDULE_ID: Schedule(
+            action=ScheduleActionStartWorkflow(ChannelsPullWorkflow.run, settings.channels_pull_input(),
+                                               id=PULL_WORKFLOW_ID, task_queue=settings.task_queue),
+            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=settings.channels_pull_every)]),
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+            state=ScheduleState(note="orders and after-sales the Channels shop changed, to their workflows")),
         MESSAGES_DRAIN_SCHEDULE_ID: Schedule(
             action=ScheduleActionStartWorkflow(MessageDrainWorkflow.run, id=DRAIN_WORKFLOW_ID,
                                                task_queue=settings.task_queue),
