@@ -243,15 +243,17 @@ class ChannelsInboundActivities:
         """Orders and after-sales the shop changed since each cursor (less `lookback_seconds`), as
         events; only the ones not seen before are returned (and kept)."""
         now = int(time.time())
+        # the lists' end is exclusive: this second is read too (a later change in it is read
+        # again by the next pull, and dropped there as seen)
         cursors = await asyncio.to_thread(self._cursors, now)
         events: list[ShopEvent] = []
         try:
-            for start, end in _spans(cursors[ORDER_CURSOR] - lookback_seconds, now):
+            for start, end in _spans(cursors[ORDER_CURSOR] - lookback_seconds, now + 1):
                 for order_id in await self._ids(self.channels.list_orders, start_time=start, end_time=end,
                                                 by_update=True):
                     order = await self.channels.get_order(order_id)
                     events.append(pulled_order_event(order_id, order.update_time))
-            for start, end in _spans(cursors[AFTERSALE_CURSOR] - lookback_seconds, now):
+            for start, end in _spans(cursors[AFTERSALE_CURSOR] - lookback_seconds, now + 1):
                 for aid in await self._ids(self.channels.list_aftersales, begin_update_time=start,
                                            end_update_time=end):
                     a = await self.channels.get_aftersale(aid)

@@ -173,11 +173,14 @@ def test_every_operation_documents_its_errors_in_one_schema(stack):
     schemas = doc["components"]["schemas"]
     assert "HTTPValidationError" not in schemas and set(schemas["Error"]["required"]) == {"code", "message"}
     webhooks = {"/webhooks/wechatpay", "/webhooks/logistics"}
+    plain_text = {"/webhooks/channels"}  # the Channels shop reads a plain "success" and its refusals
     for path, operations in doc["paths"].items():
         for method, operation in operations.items():
             errors = {s: r for s, r in operation["responses"].items() if s[0] in "45"}
             assert "503" in errors, (method, path)
             for status, response in errors.items():
+                if path in plain_text and "text/plain" in response["content"]:
+                    continue
                 ref = response["content"]["application/json"]["schema"]["$ref"]
                 if path not in webhooks:
                     assert ref == "#/components/schemas/Error", (method, path, status)

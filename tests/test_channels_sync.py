@@ -5,8 +5,6 @@ the promoters are told."""
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 from sqlalchemy import select, text
 
@@ -23,53 +21,13 @@ from tests.catalog_helpers import active_supplier, notifications, wait_progress
 from tests.catalog_helpers import product as product_body
 from tests.helpers import ADDRESS, assert_books_balance, end_workflows, keep_run_history
 from tests.promoter_helpers import eventually
-
-_blocks = itertools.count(1)
-
+from tests.channels_helpers import listed, promoter, world  # noqa: F401 - world is a fixture
 
 @pytest.fixture
 async def shop(settings, api):
     """Our Channels client against the sandbox (the API fixture has put the sandbox's route back)."""
     async with ChannelsClient.from_settings(settings) as client:
         yield client
-
-
-@pytest.fixture
-def world(sessions, clean_db):
-    """Ids in a block of their own: the sandbox's shop outlives the truncated tables, and our
-    out_product_id is `cc-product-{id}`."""
-    block = 100_000 * next(_blocks) + 10_000 * (hash(__name__) % 7)
-    with sessions.begin() as s:
-        for seq in ("products_id_seq", "skus_id_seq", "windows_id_seq", "promoters_id_seq", "users_id_seq"):
-            s.execute(text("SELECT setval(:seq, :v)"), {"seq": seq, "v": block})
-    user_id, supplier_id = active_supplier(sessions, block % 10_000 + 1)
-    return {"block": block, "supplier_id": supplier_id, "supplier_user_id": user_id}
-
-
-def listed(sessions, supplier_id: int, title: str, stock: int = 10, price: int = 9_900) -> tuple[int, int]:
-    with sessions.begin() as s:
-        p = Product(supplier_id=supplier_id, title=title, category="food", status="listed")
-        s.add(p)
-        s.flush()
-        sku = Sku(product_id=p.id, spec="500g", price_fen=price, stock=stock, commission_bps=1_000)
-        s.add(sku)
-        s.add(ProductDetail(product_id=p.id, description="", images=["https://img.example.com/tea.jpg"], materials=[]))
-        s.flush()
-        return p.id, sku.id
-
-
-def promoter(sessions, name: str, finder: str) -> dict:
-    with sessions.begin() as s:
-        user = User(role="promoter", openid=f"o{finder}{'x' * 20}"[:28], display_name=name)
-        s.add(user)
-        s.flush()
-        p = Promoter(user_id=user.id, nickname=name)
-        s.add(p)
-        s.flush()
-        window = Window(promoter_id=p.id, name=f"{name}的橱窗", channels_finder_id=finder)
-        s.add(window)
-        s.flush()
-        return {"user_id": user.id, "window_id": window.id, "finder": finder}
 
 
 def buyer(sessions, n: int) -> int:

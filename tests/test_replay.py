@@ -33,7 +33,8 @@ def test_histories_are_recorded():
         "reconciliation_scheduled", "messages_drain", "flash_sale_ended", "order_prepay_refreshed", "order_paid_encrypted_payloads",
         "refund_sweep", "order_completed_after_swept_refund", "refund_review_auto_approved",
         "refund_quality_claim_rejected", "order_completed_by_ship_clock", "order_payment_not_kept",
-        "order_forged_payment_ignored", "refund_late_payment_forged", "dashboard_rollups"}
+        "order_forged_payment_ignored", "refund_late_payment_forged", "dashboard_rollups",
+        "order_paid_in_channels_shop", "shop_order_confirmed", "refund_channels_aftersale", "channels_pull"}
 
 
 @pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])

@@ -76,7 +76,8 @@ def test_every_route_declares_who_may_call_it(settings, sessions):
     assert all("session cookie" in open_routes[key] for key in console) and len(console) >= 10
     assert set(open_routes) - console == {
         ("POST", "/auth/wechat"), ("POST", "/auth/token"), ("POST", "/webhooks/wechatpay"),
-        ("POST", "/webhooks/logistics"), ("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/outlets"),
+        ("POST", "/webhooks/logistics"), ("GET", "/webhooks/channels"), ("POST", "/webhooks/channels"),
+        ("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/outlets"),
         ("POST", "/suppliers")}
     assert table[("POST", "/suppliers")].roles == {"supplier"}  # anonymous applies; other roles may not
     assert table[("GET", "/coupons")].roles == {"supplier", "support", "operator"}

@@ -82,7 +82,7 @@ async def request_refund(order_no: str, body: RefundBody, request: Request,
             except RefundRefused as err:
                 status = 404 if err.code == "ORDER_NOT_FOUND" else 409 if err.code in (
                     "NOTHING_TO_REFUND", "ALREADY_SHIPPED", "NOT_SHIPPED", "WINDOW_CLOSED",
-                    "NOT_REFUNDABLE", "IDEMPOTENCY_CONFLICT") else 422
+                    "NOT_REFUNDABLE", "IDEMPOTENCY_CONFLICT", "REFUND_IN_SHOP") else 422
                 raise ApiError(status, err.code, err.message) from err
             return refund_view(s, viewer_of(s, principal), refund), refund_input(s, refund, settings.refund_timings()), \
                 refund.workflow_started_at is None
