@@ -27,7 +27,14 @@ from workflows.order import workflow_id as order_workflow_id
 from workflows.refund import workflow_id as refund_workflow_id
 from tests.channels_helpers import listed, promoter, world  # noqa: F401 - world is a fixture
 from tests.conftest import API_URL
-from tests.helpers import assert_books_balance, keep_run_history, result_skipping_time, wait_refund, wait_status
+from tests.helpers import (
+    assert_books_balance,
+    keep_run_history,
+    make_user,
+    result_skipping_time,
+    wait_refund,
+    wait_status,
+)
 from tests.promoter_helpers import eventually
 
 BUYER = "oShopBuyer0000000000000000001"
@@ -233,3 +240,67 @@ async def test_a_push_with_a_bad_signature_is_refused(api, sandbox, sessions, cl
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(ChannelsEvent)) == 0
     await sandbox.put("/sandbox/channels/push", json={"url": None})
+
+
+async def shipped_shop_order(api, sandbox, world, sessions, shop, token, temporal_env, finder: str) -> tuple[str, str]:
+    product = await shop_product(sessions, shop, world)
+    shop_order_id = await buy_in_shop(sandbox, product, finder, count=1)
+    order_no = shop_order_no(shop_order_id)
+    await order_exists(sessions, order_no)
+    await wait_status(temporal_env.client, order_no, OrderStatus.PAID, timeout=30)
+    shipped = await api.post(f"/orders/{order_no}/shipments", headers=token(world["supplier_user_id"], "supplier"),
+                             json={"carrier": "yuantong", "waybill_no": f"YT{shop_order_id[-10:]}"})
+    assert shipped.status_code == 200, shipped.text
+    await wait_status(temporal_env.client, order_no, OrderStatus.SHIPPED)
+    return shop_order_id, order_no
+
+
+async def test_a_shop_return_waits_for_the_goods_and_the_suppliers_receipt(
+        api, sandbox, world, sessions, shop, pushes, token, temporal_env):
+    seller = promoter(sessions, "小杏", f"sph_rt{world['block']}")
+    shop_order_id, order_no = await shipped_shop_order(api, sandbox, world, sessions, shop, token, temporal_env,
+                                                       seller["finder"])
+    opened = await sandbox.post("/sandbox/channels/aftersales", json={"order_id": shop_order_id, "type": "RETURN"})
+    after_sale_id = opened.json()["after_sale_order_id"]
+    refund_no = shop_refund_no(after_sale_id)
+    await wait_refund(temporal_env.client, refund_no, RefundStatus.AWAITING_RETURN, timeout=30)
+    assert (await shop.get_aftersale(after_sale_id)).status == "USER_WAIT_RETURN"  # accepted once: send it back
+
+    sent_back = await sandbox.post(f"/sandbox/channels/aftersales/{after_sale_id}/returned")
+    assert sent_back.status_code == 200, sent_back.text
+    await wait_refund(temporal_env.client, refund_no, RefundStatus.RETURN_SHIPPED, timeout=30)
+    with sessions() as s:
+        promoter_id = s.get(Order, order_no).promoter_id
+        assert balance(s, rules.promoter_pending(promoter_id)) == PRICE * 1_000 // 10_000  # not reversed yet
+    received = await api.post(f"/refunds/{refund_no}/confirm-return",
+                              headers=token(world["supplier_user_id"], "supplier"))
+    assert received.status_code == 200, received.text
+    await wait_refund(temporal_env.client, refund_no, RefundStatus.REFUNDED, timeout=30)
+    assert (await shop.get_aftersale(after_sale_id)).status == "MERCHANT_REFUND_SUCCESS"
+    with sessions() as s:
+        assert balance(s, rules.promoter_pending(promoter_id)) == 0
+        assert balance(s, rules.CHANNELS_CLEARING) == 0
+        assert_books_balance(s)
+
+
+async def test_a_rejected_quality_claim_goes_back_to_the_shop_with_its_reason(
+        api, sandbox, world, sessions, shop, pushes, token, temporal_env):
+    seller = promoter(sessions, "小柿", f"sph_qc{world['block']}")
+    shop_order_id, order_no = await shipped_shop_order(api, sandbox, world, sessions, shop, token, temporal_env,
+                                                       seller["finder"])
+    opened = await sandbox.post("/sandbox/channels/aftersales",
+                                json={"order_id": shop_order_id, "type": "REFUND", "reason": "不新鲜"})
+    after_sale_id = opened.json()["after_sale_order_id"]
+    refund_no = shop_refund_no(after_sale_id)
+    await wait_refund(temporal_env.client, refund_no, RefundStatus.REVIEWING, timeout=30)
+    support = token(make_user(sessions, "support", "kefu-shop"), "support")
+    decided = await api.post(f"/refunds/{refund_no}/review", headers=support,
+                             json={"approve": False, "note": "签收照片完好，请补充开箱视频"})
+    assert decided.status_code == 200, decided.text
+    await wait_refund(temporal_env.client, refund_no, RefundStatus.REJECTED, timeout=30)
+    at_shop = await shop.get_aftersale(after_sale_id)
+    assert at_shop.status == "MERCHANT_REJECT_REFUND"
+    assert at_shop.details["reject_reason"] == "签收照片完好，请补充开箱视频"
+    with sessions() as s:
+        assert balance(s, rules.promoter_pending(s.get(Order, order_no).promoter_id)) == PRICE * 1_000 // 10_000
+        assert_books_balance(s)
