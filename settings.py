@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     # --- partners: official-account OAuth, logistics ---------------------------------------
     wechat_oauth_base_url: str | None = None
     wechat_app_secret: str | None = None
+    wechat_mini_appid: str | None = Field(default=None, description="the mini program's appid (login by "
+                                          "code2session, phone numbers); empty: the sandbox's mini program")
+    wechat_mini_secret: str | None = Field(default=None, description="the mini program's AppSecret; empty: the "
+                                           "sandbox's (calls go to WECHAT_OAUTH_BASE_URL, else api.weixin.qq.com)")
     logistics_base_url: str | None = None
     logistics_key: str | None = None
     logistics_customer: str | None = None
@@ -293,6 +297,9 @@ class Settings(BaseSettings):
                                                                 "empty: derived from master_key")
     risk_hash_previous_keys: list[str] = Field(
         default_factory=list, description="fingerprint keys rotated out: fingerprints made with them still match")
+    # --- storefront: address book and cart (api/routers/addresses.py, cart.py) -----------------
+    address_book_size: int = Field(default=20, ge=1, le=100, description="addresses one buyer may keep")
+    cart_size: int = Field(default=100, ge=1, le=500, description="different SKUs one buyer's cart may hold")
     trust_forwarded_for: bool = Field(default=False, description="take the buyer's IP from X-Forwarded-For "
                                                                  "(only behind a proxy that sets it)")
 

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from activities import bonuses, commission_policy, coupons, flash_sales, ledger, risk
+from activities import bonuses, commission_policy, coupons, flash_sales, freight, ledger, risk
 from activities.catalog import notify, restock, stock_changed
 from activities.errors import business_error
 from activities.order_events import record_event
@@ -109,20 +109,25 @@ class OrderActivities:
                 line.service_fee_fen = apply_bps(line.paid_fen, bps)
                 line.commission_fen = min(line_commission_pool(line.paid_fen, line.quantity, rule),
                                           line.paid_fen - line.service_fee_fen)
+            # freight (domain/freight.py) is paid with the goods but is no line's: never commissionable
+            freight_fen = freight.charge(s, lines, inp.region_code) if inp.fulfilment == "delivery" else 0
             order = Order(order_no=inp.order_no, buyer_user_id=inp.buyer_user_id,
                           window_id=inp.window_id, promoter_id=promoter_id, source=inp.source,
-                          status=OrderStatus.PENDING_PAYMENT, total_fen=sum(ln.paid_fen for ln in lines),
+                          status=OrderStatus.PENDING_PAYMENT,
+                          total_fen=sum(ln.paid_fen for ln in lines) + freight_fen,
                           discount_fen=sum(discounts), fulfilment=inp.fulfilment, outlet_id=inp.outlet_id,
                           shipping_address=inp.address.model_dump() if inp.address else None,
                           channels_order_id=inp.channels_order_id)
             s.add(order)
             s.flush()
             s.add_all(lines)
+            freight.record(s, order.order_no, lines, inp.region_code, freight_fen)
             from activities.presale import (
                 on_placed,  # pre-sale SKUs: deposit now, balance later
             )
 
-            on_placed(s, order, lines)
+            if on_placed(s, order, lines) is not None and freight_fen:
+                raise business_error("PRESALE_ORDERED_ALONE", "pre-sale goods are ordered on their own, without freight")
             if inp.coupon_code:
                 coupons.record_redemption(s, inp.coupon_code, order.order_no, inp.buyer_user_id, sum(discounts))
             record_event(s, order.order_no, OrderStatus.PENDING_PAYMENT, "order placed, stock reserved",
@@ -400,6 +405,10 @@ class OrderActivities:
                 postings += [rules.Posting(rules.ORDERS_HELD, share, order_line_id=line.id, rule="supplier_share"),
                              rules.Posting(rules.supplier_payable(line.supplier_id), -share,
                                            order_line_id=line.id, rule="supplier_share")]
+            # the freight no refund gave back is the supplier's, whole (never commissionable)
+            freight_postings = freight.settlement_postings(s, order_no)
+            held -= sum(p.amount_fen for p in freight_postings if p.amount_fen > 0)
+            postings += freight_postings
             # what stays: the service fee and any commission no tier could take
             postings += [rules.Posting(rules.ORDERS_HELD, held, rule="service_fee_and_unpaid_commission"),
                          rules.Posting(rules.PLATFORM_REVENUE, -held, rule="service_fee_and_unpaid_commission")]

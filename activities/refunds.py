@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from activities import bonuses, coupons, ledger, risk
+from activities import bonuses, coupons, freight, ledger, risk
 from activities.catalog import notify
 from activities.errors import business_error
 from activities.order_events import record_event
@@ -113,6 +113,7 @@ def open_refund(s: Session, *, refund_no: str, order_no: str, buyer_user_id: int
             amount_fen=share_of(line.paid_fen, line.quantity, line.refund_claimed_quantity, want.quantity)))
         line.refund_claimed_quantity += want.quantity
     amount = sum(rl.amount_fen for rl in refund_lines)
+    amount += freight.claim_for_refund(s, order_no, refund_no, kind)  # the freight too, by its rule
     if kind == RefundKind.PICKUP_EXPIRED or buyer_user_id is None:
         plan = RefundPlan(needs_return=False)
     else:
@@ -408,6 +409,7 @@ class RefundActivities:
                 for rl in s.scalars(select(RefundLine).where(RefundLine.refund_no == refund_no)):
                     s.execute(update(OrderLine).where(OrderLine.id == rl.order_line_id).values(
                         refund_claimed_quantity=OrderLine.refund_claimed_quantity - rl.quantity))
+                freight.release(s, refund_no)
                 refund.status, refund.finished_at = status, datetime.now(UTC)
                 refund.review_note = note or refund.review_note
                 order.open_refunds -= 1
@@ -496,6 +498,7 @@ class RefundActivities:
             if refund.kind != RefundKind.LATE_PAYMENT and order.status != OrderStatus.CANCELLED \
                     and not any(_units_left(s, order.order_no).values()):
                 order.status = OrderStatus.REFUNDED
+                freight.settle_fully_refunded(s, order.order_no)  # freight not given back: the supplier's
             record_event(s, order.order_no, OrderStatus.REFUNDED if order.status == OrderStatus.REFUNDED
                          else OrderStatus.AFTER_SALE, f"refund {refund_no}: {refund.amount_fen} fen refunded",
                          f"refund:{refund_no}:refunded")
@@ -541,7 +544,9 @@ class RefundActivities:
             else:
                 postings.append(rules.Posting(rules.ORDERS_HELD, rl.amount_fen - reversed_commission,
                                               order_line_id=line.id, rule="held_refund"))
-        postings += bonuses.team_bonus_reversals(s, order.order_no, refund.amount_fen)
+        postings += freight.reversal(s, refund.refund_no, order.order_no)
+        goods_fen = refund.amount_fen - freight.returned_by(s, refund.refund_no)  # team bonuses are on goods
+        postings += bonuses.team_bonus_reversals(s, order.order_no, goods_fen)
         return [p for p in postings + clearing if p.amount_fen != 0]
 
 

@@ -13,12 +13,15 @@ from api import channels_wake, console, contract, errors
 from api.login_limits import LoginLimiter
 from api.ratelimit import ViewerLimits
 from api.routers import (
+    addresses,
     auth,
+    cart,
     catalog,
     channels_push,
     codec,
     coupons,
     flash_sales,
+    freight,
     levels,
     notifications,
     ops,
@@ -58,6 +61,9 @@ TAGS = [
     {"name": "notifications", "description": "What each user should know"},
     {"name": "settlements", "description": "Supplier profit sharing (T+1), monthly commission statements, bills"},
     {"name": "reconciliations", "description": "Daily reconciliation with WeChat Pay's trade bills: reports and differences"},
+    {"name": "addresses", "description": "A buyer's address book (GB/T 2260 region codes)"},
+    {"name": "cart", "description": "The cart across suppliers and windows: freight quote, checkout into orders"},
+    {"name": "freight", "description": "Suppliers' freight templates (运费模板) and which one each product ships by"},
     {"name": "dashboards", "description": "数据看板: platform, supplier and promoter figures from the daily rollups (JSON or CSV)"},
 ]
 
@@ -115,6 +121,8 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     app.include_router(flash_sales.router)
     app.include_router(codec.router)
     app.include_router(channels_push.router)
+    for router in (addresses.router, cart.router, freight.router):  # the storefront
+        app.include_router(router)
     for router in levels.routers:
         app.include_router(router)
     console.install(app)  # /console pages and /dashboards figures

@@ -93,6 +93,8 @@ class OrderOut(BaseModel):
     promoter_id: int | None
     total_fen: int
     discount_fen: int
+    freight_fen: int = Field(default=0, description="delivery charge within total_fen (运费): the supplier's, "
+                                                   "not commissionable")
     fulfilment: str
     outlet_id: int | None
     open_refunds: int
@@ -147,11 +149,13 @@ def order_view(viewer: Viewer, order: Order) -> OrderOut | None:
     if not order_visible(viewer, order):
         return None
     status = OrderStatus(order.status)
+    freight_fen = order.total_fen - sum(line.paid_fen for line in order.lines)  # no line's: the freight
     out = OrderOut(
         order_no=order.order_no, status=status,
         status_label=OrderStatus.AFTER_SALE.label if order.open_refunds else status.label,
         source=order.source, window_id=order.window_id, promoter_id=order.promoter_id,
-        total_fen=order.total_fen, discount_fen=order.discount_fen, fulfilment=order.fulfilment,
+        total_fen=order.total_fen, discount_fen=order.discount_fen, freight_fen=freight_fen,
+        fulfilment=order.fulfilment,
         outlet_id=order.outlet_id, open_refunds=order.open_refunds,
         shipping_address=order.shipping_address, transaction_id=order.transaction_id,
         created_at=order.created_at, paid_at=order.paid_at, completed_at=order.completed_at,
@@ -169,7 +173,7 @@ def order_view(viewer: Viewer, order: Order) -> OrderOut | None:
     own = [line for line in out.lines if line.supplier_id == viewer.supplier_id]
     return out.model_copy(update=dict(
         view="supplier", lines=own, window_id=None, promoter_id=None,
-        total_fen=sum(line.paid_fen for line in own),
+        total_fen=sum(line.paid_fen for line in own) + freight_fen,  # an order with freight is one supplier's
         discount_fen=sum(line.list_fen - line.paid_fen for line in own)))
 
 

@@ -14,6 +14,7 @@ from db import presale_models  # noqa: F401
 from db import channels_models  # noqa: F401
 from db import flash_models  # noqa: F401
 from db import console_models  # noqa: F401
+from db import storefront_models  # noqa: F401
 from db.models import Base
 
 __all__ = ["Base"]

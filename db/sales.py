@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Select, and_, exists, func, or_, select
+from sqlalchemy import Select, and_, case, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from db.models import Order, Promoter
 from db.order_models import Refund
 from db.promoter_models import OrderCommissionPolicy
 from db.risk_models import RiskFlag
+from db.storefront_models import OrderFreight
 from domain.order_status import OrderStatus
 from domain.refunds import RefundStatus
 from domain.risk import RiskStatus
@@ -47,7 +48,11 @@ def sales(start: datetime | None = None, end: datetime | None = None,
     """(promoter_id, order_no, gmv) of each sale completed in [start, end) (open ends: all time)."""
     refunded = (select(Refund.order_no, func.sum(Refund.amount_fen).label("fen"))
                 .where(Refund.status == RefundStatus.REFUNDED).group_by(Refund.order_no).subquery())
-    gmv = Order.total_fen - func.coalesce(refunded.c.fen, 0)
+    # goods only: the freight the order kept is the supplier's delivery charge, no sale
+    freight_refund = aliased(Refund)
+    kept_freight = case((freight_refund.status == RefundStatus.REFUNDED, 0),
+                        else_=func.coalesce(OrderFreight.freight_fen, 0))
+    gmv = Order.total_fen - func.coalesce(refunded.c.fen, 0) - kept_freight
     seller = aliased(Promoter)
     joins, not_self = _not_self_purchased(seller)
     query = (select(Order.promoter_id.label("promoter_id"), Order.order_no.label("order_no"), gmv.label("gmv"))
@@ -55,6 +60,8 @@ def sales(start: datetime | None = None, end: datetime | None = None,
     for up, on in joins:
         query = query.outerjoin(up, on)
     query = (query.outerjoin(refunded, refunded.c.order_no == Order.order_no)
+             .outerjoin(OrderFreight, OrderFreight.order_no == Order.order_no)
+             .outerjoin(freight_refund, freight_refund.refund_no == OrderFreight.refund_no)
              .where(Order.status == OrderStatus.COMPLETED, not_self, ~flagged(), gmv > 0))
     if start is not None:
         query = query.where(Order.completed_at >= start)

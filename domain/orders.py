@@ -52,6 +52,9 @@ class PlaceOrderInput(BaseModel):
     # The shop sold the goods already: placement never refuses it for stock or status, and the
     # shop holds the buyer's address (none is kept here).
     shop_paid_fen: list[int] | None = Field(default=None, max_length=50)
+    # the delivery address's GB/T 2260 code (domain/regions.py): freight is charged by it; none
+    # (an address typed without one) charges no freight
+    region_code: str | None = Field(default=None, pattern=r"^\d{6}$")
     # keyed fingerprints (domain/risk.py) of the buyer's device, IP and address, for risk flags
     device_fp: str | None = None
     ip_fp: str | None = None

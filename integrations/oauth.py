@@ -8,6 +8,7 @@ credentials and endpoint are used.
 from __future__ import annotations
 
 import httpx
+from pydantic import BaseModel
 
 from integrations.errors import PartnerRejected, PartnerUnavailable
 from integrations.http import shared_client
@@ -27,8 +28,21 @@ def _app_credentials(settings: Settings) -> tuple[str, str, str]:
     return settings.resolved_oauth_base_url, creds.appid, creds.app_secret
 
 
+class OAuthUser(BaseModel):
+    """Who authorised: the openid in the official account, and the unionid WeChat adds when the
+    account belongs to an open-platform account (snsapi_userinfo)."""
+
+    openid: str
+    unionid: str | None = None
+
+
 async def exchange_code(code: str, settings: Settings) -> str:
     """The openid of the user who authorised; PartnerRejected for a bad, expired or used code."""
+    return (await exchange_code_for_user(code, settings)).openid
+
+
+async def exchange_code_for_user(code: str, settings: Settings) -> OAuthUser:
+    """The user who authorised (openid and unionid); PartnerRejected for a bad, expired or used code."""
     base_url, appid, secret = _app_credentials(settings)
     params = {"appid": appid, "secret": secret, "code": code, "grant_type": "authorization_code"}
     try:
@@ -46,4 +60,4 @@ async def exchange_code(code: str, settings: Settings) -> str:
         raise PartnerUnavailable(f"WeChat OAuth busy: {data.get('errmsg')}")
     if errcode or "openid" not in data:
         raise PartnerRejected(str(errcode or "NO_OPENID"), str(data.get("errmsg", "no openid in answer")))
-    return data["openid"]
+    return OAuthUser(openid=data["openid"], unionid=data.get("unionid") or None)

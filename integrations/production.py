@@ -18,7 +18,8 @@ PARTNER_SETTINGS = {
     "wechatpay_mchid": "WeChat Pay", "wechatpay_appid": "WeChat Pay", "wechatpay_apiv3_key": "WeChat Pay",
     "wechatpay_private_key_path": "WeChat Pay", "wechatpay_cert_serial_no": "WeChat Pay",
     "wechatpay_public_key_path": "WeChat Pay", "wechatpay_public_key_id": "WeChat Pay",
-    "wechat_app_secret": "WeChat OAuth", "logistics_key": "logistics", "logistics_customer": "logistics",
+    "wechat_app_secret": "WeChat OAuth", "wechat_mini_appid": "the mini program",
+    "wechat_mini_secret": "the mini program", "logistics_key": "logistics", "logistics_customer": "logistics",
     "channels_appid": "WeChat Channels", "channels_secret": "WeChat Channels",
     "channels_push_token": "WeChat Channels", "channels_encoding_aes_key": "WeChat Channels",
 }
@@ -26,7 +27,8 @@ PARTNER_SETTINGS = {
 KIT_FIELDS = {
     "wechatpay_mchid": "mchid", "wechatpay_appid": "appid", "wechatpay_apiv3_key": "apiv3_key",
     "wechatpay_cert_serial_no": "merchant_cert_serial_no", "wechatpay_public_key_id": "platform_public_key_id",
-    "wechat_app_secret": "app_secret", "logistics_key": "logistics_key", "logistics_customer": "logistics_customer",
+    "wechat_app_secret": "app_secret", "wechat_mini_appid": "miniprogram_appid",
+    "wechat_mini_secret": "miniprogram_secret", "logistics_key": "logistics_key", "logistics_customer": "logistics_customer",
     "channels_appid": "channels_appid", "channels_secret": "channels_secret",
     "channels_push_token": "channels_push_token", "channels_encoding_aes_key": "channels_encoding_aes_key",
 }

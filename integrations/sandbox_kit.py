@@ -32,6 +32,9 @@ class SandboxKit(BaseModel):
     channels_secret: str
     channels_push_token: str
     channels_encoding_aes_key: str
+    # kits written before the mini program existed lack these; the sandbox rewrites its kit at start
+    miniprogram_appid: str = ""
+    miniprogram_secret: str = ""
 
 
 class SandboxKitMissing(RuntimeError):

@@ -20,6 +20,7 @@ from sandbox import (
     bills,
     channels,
     logistics,
+    miniprogram,
     notify,
     oauth,
     profitsharing,
@@ -74,6 +75,7 @@ def create_app(
     notify.install(app, sb)
     channels.install(app, sb)
     oauth.install(app, sb)
+    miniprogram.install(app, sb)
     logistics.install(app, sb)
 
     @app.get("/sandbox/health", tags=["sandbox controls"])

@@ -3,7 +3,7 @@
 Like every api.weixin.qq.com API: `?access_token=` on the query string, JSON bodies, HTTP 200
 with `{errcode, errmsg}` (0 / "ok" on success). Tokens come from `GET /cgi-bin/token` or
 `POST /cgi-bin/stable_token` and live 7200 s; a bad one is 40001, an expired one 42001, a missing
-one 41001. Both the Channels shop app and the official account can get tokens.
+one 41001. The Channels shop app, the official account and the mini program can get tokens.
 
 Shop: products (add/update/get/list, listing/delisting with edit_status audit), window (橱窗)
 products of a promoter, orders with real status codes (10 待付款, 20 待发货, 21 部分发货,
@@ -236,7 +236,8 @@ class SubscriptionBody(BaseModel):
 
 def install(app: FastAPI, sb: Sandbox) -> None:
     creds = sb.credentials
-    apps = {creds.channels_appid: creds.channels_secret, creds.appid: creds.app_secret}
+    apps = {creds.channels_appid: creds.channels_secret, creds.appid: creds.app_secret,
+            creds.miniprogram_appid: creds.miniprogram_secret}
     router = APIRouter(tags=["wechat api / channels shop"])
     control = APIRouter(prefix="/sandbox", tags=["sandbox controls"])
 

@@ -69,7 +69,18 @@ class SandboxCredentials(BaseModel):
             "channels_appid": self.channels_appid, "channels_secret": self.channels_secret,
             "channels_push_token": self.channels_push_token,
             "channels_encoding_aes_key": self.channels_encoding_aes_key,
+            "miniprogram_appid": self.miniprogram_appid, "miniprogram_secret": self.miniprogram_secret,
         }
+
+    # The mini program (小程序) is a third WeChat app of the same open-platform account: its own
+    # appid/secret and openids, the same unionid for the same person. Derived like Channels'.
+    @property
+    def miniprogram_appid(self) -> str:
+        return "wx" + self._derive("miniprogram-appid", 16)
+
+    @property
+    def miniprogram_secret(self) -> str:
+        return self._derive("miniprogram-secret", 32)
 
     @property
     def channels_appid(self) -> str:

@@ -43,7 +43,8 @@ def safe(tmp_path, database_url) -> Settings:
         wechatpay_mchid="1900000109", wechatpay_appid="wx8888888888888888", wechatpay_apiv3_key="a" * 32,
         wechatpay_private_key_path=private, wechatpay_cert_serial_no="5157F09EFDC096DE15EBE81A47057A72",
         wechatpay_public_key_path=public, wechatpay_public_key_id="PUB_KEY_ID_0114232134912410000000000000",
-        wechat_app_secret="b" * 32, logistics_key="c" * 16, logistics_customer="D" * 32,
+        wechat_app_secret="b" * 32, wechat_mini_appid="wx7777777777777777", wechat_mini_secret="g" * 32,
+        logistics_key="c" * 16, logistics_customer="D" * 32,
         channels_appid="wx9999999999999999", channels_secret="e" * 32, channels_push_token="token123",
         channels_encoding_aes_key="f" * 43,
     )
