@@ -17,7 +17,6 @@ from db.storefront_models import FreightTemplate, SkuShipping
 from domain.freight import TemplateRules
 
 router = APIRouter(tags=["freight"])
-ID = Path(ge=1, le=2**31 - 1)
 
 
 class TemplateBody(BaseModel):
@@ -91,7 +90,7 @@ def list_templates(request: Request, supplier_id: int | None = Query(default=Non
 
 
 @router.get("/freight-templates/{template_id}", response_model=TemplateOut, summary="One freight template")
-def get_template(request: Request, template_id: int = ID,
+def get_template(request: Request, template_id: int = Path(ge=1, le=2**31 - 1),
                  principal: Principal = Depends(require_roles("supplier", "support", "operator"))) -> TemplateOut:
     with sessions_of(request)() as s:
         return _view(_template(s, principal, template_id))
@@ -100,7 +99,7 @@ def get_template(request: Request, template_id: int = ID,
 @router.put("/freight-templates/{template_id}", response_model=TemplateOut,
             summary="Change a freight template (orders already placed keep the freight they were charged)",
             responses={409: {"description": "WEIGHT_REQUIRED: a by-weight template on SKUs without a weight"}})
-def edit_template(body: TemplateBody, request: Request, template_id: int = ID,
+def edit_template(body: TemplateBody, request: Request, template_id: int = Path(ge=1, le=2**31 - 1),
                   principal: Principal = Depends(require_roles("supplier"))) -> TemplateOut:
     with sessions_of(request).begin() as s:
         template = _template(s, principal, template_id, lock=True)
@@ -115,7 +114,7 @@ def edit_template(body: TemplateBody, request: Request, template_id: int = ID,
 
 @router.delete("/freight-templates/{template_id}", status_code=204, summary="Delete an unused freight template",
                responses={409: {"description": "TEMPLATE_IN_USE"}})
-def delete_template(request: Request, template_id: int = ID,
+def delete_template(request: Request, template_id: int = Path(ge=1, le=2**31 - 1),
                     principal: Principal = Depends(require_roles("supplier"))) -> None:
     with sessions_of(request).begin() as s:
         template = _template(s, principal, template_id, lock=True)
@@ -127,7 +126,7 @@ def delete_template(request: Request, template_id: int = ID,
 @router.put("/products/{product_id}/freight", response_model=list[SkuShippingOut],
             summary="Which freight template my product ships by, and each SKU's weight",
             responses={422: {"description": "WEIGHT_REQUIRED, UNKNOWN_SKU"}})
-def set_product_freight(body: ProductFreightBody, request: Request, product_id: int = ID,
+def set_product_freight(body: ProductFreightBody, request: Request, product_id: int = Path(ge=1, le=2**31 - 1),
                         principal: Principal = Depends(require_roles("supplier"))) -> list[SkuShippingOut]:
     with sessions_of(request).begin() as s:
         product = s.get(Product, product_id)
