@@ -75,7 +75,7 @@ def test_every_route_declares_who_may_call_it(settings, sessions):
     # the console's pages check their own session cookie; each action there goes through the API
     assert all("session cookie" in open_routes[key] for key in console) and len(console) >= 10
     assert set(open_routes) - console == {
-        ("POST", "/auth/wechat"), ("POST", "/auth/token"), ("POST", "/webhooks/wechatpay"),
+        ("POST", "/auth/wechat"), ("POST", "/auth/miniprogram"), ("POST", "/auth/token"), ("POST", "/webhooks/wechatpay"),
         ("POST", "/webhooks/logistics"), ("GET", "/webhooks/channels"), ("POST", "/webhooks/channels"),
         ("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/outlets"),
         ("POST", "/suppliers")}

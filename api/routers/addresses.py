@@ -83,7 +83,7 @@ def list_addresses(request: Request, principal: Principal = Depends(require_role
 
 
 @router.post("", status_code=201, response_model=AddressOut, summary="Add an address",
-             responses={409: {"description": "ADDRESS_BOOK_FULL"}, 422: {"description": "BAD_REGION"}})
+             responses={409: {"description": "ADDRESS_BOOK_FULL"}})
 def add_address(body: AddressBody, request: Request,
                 principal: Principal = Depends(require_roles(*OWNERS))) -> AddressOut:
     _checked(body)
@@ -111,8 +111,7 @@ def get_address(request: Request, address_id: int = ADDRESS_ID,
 
 
 @router.put("/{address_id}", response_model=AddressOut, summary="Change one of my addresses",
-            description="Orders already placed keep the address they were placed with.",
-            responses={422: {"description": "BAD_REGION"}})
+            description="Orders already placed keep the address they were placed with.")
 def edit_address(body: AddressBody, request: Request, address_id: int = ADDRESS_ID,
                  principal: Principal = Depends(require_roles(*OWNERS))) -> AddressOut:
     _checked(body)

@@ -157,8 +157,7 @@ def get_cart(request: Request, principal: Principal = Depends(require_roles(*BUY
 
 @router.post("/items", status_code=201, response_model=CartItemOut,
              summary="Put a SKU in my cart (again: its quantity grows, the first window it came from stays)",
-             responses={409: {"description": "NOT_ON_SALE, CART_FULL"},
-                        422: {"description": "SKU_NOT_FOUND, WINDOW_NOT_FOUND, NOT_IN_WINDOW, QUANTITY_TOO_HIGH"}})
+             responses={409: {"description": "NOT_ON_SALE, CART_FULL"}})
 def add_item(body: AddItemBody, request: Request,
              principal: Principal = Depends(require_roles(*BUYERS))) -> CartItemOut:
     limit = request.app.state.settings.cart_size
@@ -251,7 +250,7 @@ def _quoted(s, group: OrderGroup, region_code: str, direct: bool) -> QuotedOrder
 
 @router.post("/quote", response_model=QuoteOut,
              summary="Goods, freight and total per order, before paying: my cart (or given SKUs) to an address",
-             responses={422: {"description": "NOT_DELIVERABLE: a supplier does not deliver to the address; CART_EMPTY"}})
+             description="422 NOT_DELIVERABLE when a supplier does not deliver to the address; 422 CART_EMPTY.")
 def quote(body: QuoteBody, request: Request, principal: Principal = Depends(require_roles(*BUYERS))) -> QuoteOut:
     with sessions_of(request)() as s:
         region_code = address_of(s, principal, body.address_id).region_code
@@ -294,8 +293,7 @@ def _prepare(request: Request, principal: Principal, body: CheckoutBody
                          "WeChat Pay payment). The same Idempotency-Key again finds the same orders. Items go "
                          "out of the cart once their order is placed. An order whose WeChat Pay parameters are "
                          "not ready yet has none here: fetch them from its payment_url.",
-             responses={409: {"description": "OUT_OF_STOCK, NOT_ON_SALE, PRESALE_ORDERED_ALONE"},
-                        422: {"description": "CART_EMPTY, NOT_DELIVERABLE, NOT_IN_WINDOW, WINDOW_NOT_FOUND"}})
+             responses={409: {"description": "OUT_OF_STOCK, NOT_ON_SALE, PRESALE_ORDERED_ALONE"}})
 async def checkout(body: CheckoutBody, request: Request,
                    principal: Principal = Depends(require_roles(*BUYERS)),
                    idempotency_key: str | None = Header(default=None, max_length=64),

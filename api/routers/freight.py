@@ -124,8 +124,7 @@ def delete_template(request: Request, template_id: int = Path(ge=1, le=2**31 - 1
 
 
 @router.put("/products/{product_id}/freight", response_model=list[SkuShippingOut],
-            summary="Which freight template my product ships by, and each SKU's weight",
-            responses={422: {"description": "WEIGHT_REQUIRED, UNKNOWN_SKU"}})
+            summary="Which freight template my product ships by, and each SKU's weight")
 def set_product_freight(body: ProductFreightBody, request: Request, product_id: int = Path(ge=1, le=2**31 - 1),
                         principal: Principal = Depends(require_roles("supplier"))) -> list[SkuShippingOut]:
     with sessions_of(request).begin() as s:
