@@ -1,7 +1,7 @@
 """storefront: WeChat identities by unionid, bound phones, address book, cart, freight templates
 
 Revision ID: 0024
-Revises: 0020
+Revises: 0023
 Create Date: 2026-12-03 20:45:00
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = '0024'
-down_revision = '0020'
+down_revision = '0023'
 branch_labels = None
 depends_on = None
 
