@@ -78,7 +78,7 @@ def activities(settings: Settings, sessions=None, pay: WeChatPayClient | None = 
     orders = OrderActivities(sessions, settings.commission_policy(), settings.risk_rules,
                              level_period=settings.level_period, tier_ceiling=lambda: settings.commission_tiers)
     payments = PaymentActivities(sessions, pay)
-    logistics = LogisticsActivities(settings)
+    logistics = LogisticsActivities(settings, sessions)
     promoters = PromoterActivities(sessions)
     refunds = RefundActivities(sessions, pay, settings.refund_rules)
     pickup = PickupActivities(sessions, settings.resolved_pickup_code_key)  # issues with the key in force

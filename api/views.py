@@ -31,6 +31,7 @@ from api.auth import PLATFORM_STAFF, Principal
 from api.errors import not_found
 from db.models import Order, OrderLine, Promoter, Shipment, Supplier, User
 from db.order_models import Refund, RefundLine
+from db.storefront_models import TrackingEvent
 from domain.assessment import CycleProgress
 from domain.order_status import OrderStatus
 from domain.privacy import mask_address
@@ -175,6 +176,46 @@ def order_view(viewer: Viewer, order: Order) -> OrderOut | None:
         view="supplier", lines=own, window_id=None, promoter_id=None,
         total_fen=sum(line.paid_fen for line in own) + freight_fen,  # an order with freight is one supplier's
         discount_fen=sum(line.list_fen - line.paid_fen for line in own)))
+
+
+class TrackingEventOut(BaseModel):
+    at: datetime
+    context: str
+    location: str
+
+
+class ParcelOut(BaseModel):
+    supplier_id: int
+    carrier: str
+    waybill_no: str
+    tracking_state: str | None
+    delivered_at: datetime | None
+    events: list[TrackingEventOut] = Field(description="every carrier event, newest first")
+
+
+def parcels_view(s, viewer: Viewer, order: Order) -> list[ParcelOut] | None:
+    """The order's parcels with their full trace: the buyer and staff see all, a supplier its
+    own; None for anyone else (a promoter follows the status only: the trace names places and
+    couriers). Loads the order's lines."""
+    if _sees_whole(viewer, order):
+        mine = None
+    elif viewer.role == "supplier" and order_visible(viewer, order):
+        mine = viewer.supplier_id
+    else:
+        return None
+    query = select(Shipment).where(Shipment.order_no == order.order_no).order_by(Shipment.id)
+    if mine is not None:
+        query = query.where(Shipment.supplier_id == mine)
+    parcels = []
+    for sh in s.scalars(query):
+        events = s.scalars(select(TrackingEvent).where(TrackingEvent.carrier == sh.carrier,
+                                                       TrackingEvent.waybill_no == sh.waybill_no)
+                           .order_by(TrackingEvent.at.desc(), TrackingEvent.id.desc()).limit(200))
+        parcels.append(ParcelOut(supplier_id=sh.supplier_id, carrier=sh.carrier, waybill_no=sh.waybill_no,
+                                 tracking_state=sh.tracking_state, delivered_at=sh.delivered_at,
+                                 events=[TrackingEventOut(at=e.at, context=e.context, location=e.location)
+                                         for e in events]))
+    return parcels
 
 
 def ship_to_view(s, viewer: Viewer, order: Order) -> ShipToOut | str:

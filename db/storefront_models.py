@@ -1,6 +1,6 @@
 """The storefront's tables: WeChat identities (mini program and official account, joined by
 unionid), bound phone numbers (masked and keyed hash only), the address book, the cart, and
-suppliers' freight templates with what each order charged for freight."""
+suppliers' freight templates with what each order charged for freight, and each parcel's tracking trace."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     UniqueConstraint,
     text,
 )
@@ -127,3 +128,19 @@ class OrderFreight(Base):
     refund_no: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = created_at_column()
     __table_args__ = (CheckConstraint("freight_fen > 0", name="ck_order_freight_positive"),)
+
+
+class TrackingEvent(Base):
+    """One carrier event of a parcel (快递100's `data` steps), kept once by `event_key` whichever
+    push or poll brought it: the buyer's full tracking trace."""
+
+    __tablename__ = "tracking_events"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    carrier: Mapped[str] = mapped_column(String(32))
+    waybill_no: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    context: Mapped[str] = mapped_column(Text)
+    location: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    event_key: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = created_at_column()
+    __table_args__ = (Index("ix_tracking_events_waybill", "carrier", "waybill_no", "at"),)

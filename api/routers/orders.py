@@ -29,11 +29,13 @@ from api.deps import client_ip, run_update, sessions_of, temporal_of
 from api.errors import ApiError, not_found, update_refused
 from api.views import (
     OrderOut,
+    ParcelOut,
     ShipToOut,
     Viewer,
     order_scope,
     order_view,
     order_visible,
+    parcels_view,
     ship_to_view,
     viewer_of,
 )
@@ -332,6 +334,21 @@ def _load_visible(request: Request, principal: Principal, order_no: str) -> tupl
 def get_order(order_no: str, request: Request,
               principal: Principal = Depends(require_roles(*ORDER_READERS))) -> OrderOut:
     return order_view(*_load_visible(request, principal, order_no))
+
+
+@router.get("/{order_no}/tracking", response_model=list[ParcelOut],
+            summary="The order's parcels with every carrier event (the full tracking trace), newest first",
+            description="The buyer and staff see every parcel, a supplier its own; a promoter follows the "
+                        "order's status only (404).")
+def tracking(order_no: str, request: Request,
+             principal: Principal = Depends(require_roles(*ORDER_READERS))) -> list[ParcelOut]:
+    with sessions_of(request)() as s:
+        viewer = viewer_of(s, principal)
+        order = s.get(Order, order_no)
+        parcels = parcels_view(s, viewer, order) if order is not None else None
+        if parcels is None:
+            raise not_found(f"order {order_no}")
+        return parcels
 
 
 @router.get("", response_model=list[OrderOut], summary="Orders I may see, newest first")

@@ -15,6 +15,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.logistics import keep_trace
 from activities.presale import order_of_trade, refund_payments
 from api.access import public
 from api.deps import sessions_of, temporal_of
@@ -195,6 +196,11 @@ async def logistics_push(request: Request) -> JSONResponse:
                 Refund.return_carrier == update.carrier, Refund.return_waybill_no == update.waybill_no))
             return (refund_workflow_id(refund_no), "return_tracking") if refund_no else None
 
+    def keep() -> None:
+        with sessions_of(request).begin() as s:
+            keep_trace(s, update)
+
+    await run_in_threadpool(keep)
     target = await run_in_threadpool(workflow_of_waybill)
     if target:
         handle = (await temporal_of(request)).get_workflow_handle(target[0])
