@@ -30,6 +30,8 @@ from domain.catalog import (
     OFF_SOLD_OUT,
     OFF_SUPPLIER_SUSPENDED,
     OFF_VIOLATION,
+    OFF_WITHDRAWN,
+    PRODUCT_WITHDRAWN,
     PRODUCT_SUSPENDED,
     ProductDecision,
     ProductSubmission,
@@ -125,6 +127,7 @@ def take_off_windows(s: Session, product_ids: list[int], reason: str, *, window_
     rows = _window_rows(s, product_ids, (WindowItemStatus.MOUNTED, WindowItemStatus.HIDDEN), window_ids=window_ids)
     why = {OFF_SOLD_OUT: "已售罄", OFF_SUPPLIER_SUSPENDED: "供应商已被暂停", OFF_DELISTED: "已在视频号小店下架",
            OFF_VIOLATION: "被视频号小店判定违规", OFF_PRODUCT_SUSPENDED: "被平台暂停销售",
+           OFF_WITHDRAWN: "已被供应商下架",
            "window_closed": "因橱窗被关闭"}.get(reason, reason)
     for wp, window, promoter, product in rows:
         wp.status, wp.off_reason = WindowItemStatus.OFF_SALE, reason
@@ -233,7 +236,7 @@ def _relabel_off(s: Session, product_ids: list[int], reasons: tuple[str, ...], r
 
 
 # Reasons a product is off sale that its suspension overrides (a closed window stays closed).
-_PRODUCT_OFF_REASONS = (OFF_SOLD_OUT, OFF_SUPPLIER_SUSPENDED, OFF_VIOLATION, OFF_DELISTED)
+_PRODUCT_OFF_REASONS = (OFF_SOLD_OUT, OFF_SUPPLIER_SUSPENDED, OFF_VIOLATION, OFF_DELISTED, OFF_WITHDRAWN)
 
 
 def suspend_product(s: Session, product: Product, reason: str) -> int:
@@ -269,6 +272,27 @@ def reinstate_product(s: Session, product: Product) -> int:
     notify(s, user_id=supplier.owner_user_id, kind="product_reinstated", subject_type="product",
            subject_id=product.id, message=f"商品「{product.title}」已恢复销售，重新在 {restored} 个橱窗展示")
     return restored
+
+
+def withdraw_product(s: Session, product: Product) -> int:
+    """Its supplier takes a listed product off sale (下架): it leaves the shop and every window,
+    the promoters are told. Returns window entries removed."""
+    product.status = PRODUCT_WITHDRAWN
+    channels_outbox.product_changed(s, product.id, "product_withdrawn")
+    removed = take_off_windows(s, [product.id], OFF_WITHDRAWN)
+    _relabel_off(s, [product.id], (OFF_SOLD_OUT, OFF_DELISTED), OFF_WITHDRAWN)
+    return removed
+
+
+def relist_product(s: Session, product: Product) -> int:
+    """Its supplier puts a withdrawn product back on sale (上架): in the windows it left, unless
+    it is sold out (then back when restocked). Returns entries restored."""
+    product.status = "listed"
+    channels_outbox.product_changed(s, product.id, "product_relisted")
+    if product_in_stock(s, product.id):
+        return restore_windows(s, [product.id], OFF_WITHDRAWN)
+    _relabel_off(s, [product.id], (OFF_WITHDRAWN,), OFF_SOLD_OUT)
+    return 0
 
 
 # --- workflow activities -----------------------------------------------------------------------

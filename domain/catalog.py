@@ -161,7 +161,10 @@ OFF_SUPPLIER_SUSPENDED = "supplier_suspended"
 OFF_DELISTED = "delisted"
 OFF_VIOLATION = "violation"          # the Channels shop found the product in violation (违规下架 / 封禁)
 OFF_PRODUCT_SUSPENDED = "product_suspended"  # support took this one product off sale
+OFF_WITHDRAWN = "withdrawn"          # its supplier took it off sale (下架); back only when they relist it
+# the product status a supplier's own 下架 leaves (restocking or reinstatements never relist it)
+PRODUCT_WITHDRAWN = "withdrawn"
 # A product support suspended has this status of its own, so lifting a supplier's suspension
 # (status "suspended") or restocking never brings it back; only reinstating the product does.
 PRODUCT_SUSPENDED = "product_suspended"
-SUSPENDABLE_PRODUCT_STATUSES = ("listed", "suspended", "violation", "delisted")
+SUSPENDABLE_PRODUCT_STATUSES = ("listed", "suspended", "violation", "delisted", "withdrawn")

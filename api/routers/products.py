@@ -18,8 +18,10 @@ from temporalio.service import RPCError
 from activities.catalog import (
     approved_categories,
     reinstate_product,
+    relist_product,
     stock_changed,
     suspend_product,
+    withdraw_product,
 )
 from api.auth import PLATFORM_STAFF, Principal, require_roles, signed_in
 from api.deps import sessions_of, temporal_of
@@ -31,6 +33,7 @@ from domain.catalog import (
     LOW_STOCK_THRESHOLD,
     MAX_BATCH,
     PRODUCT_SUSPENDED,
+    PRODUCT_WITHDRAWN,
     SUSPENDABLE_PRODUCT_STATUSES,
     ProductDecision,
     ProductProgress,
@@ -252,6 +255,52 @@ def reinstate(product_id: int, request: Request,
         restored = reinstate_product(s, product)
         return ProductSuspensionOut(product_id=product_id, status=product.status,
                                     suspended_reason=None, window_entries=restored)
+
+
+class ProductSaleOut(BaseModel):
+    product_id: int
+    status: str
+    window_entries: int = Field(description="window entries taken off (off sale) or restored (on sale)")
+
+
+def _own_product_for_update(s, principal: Principal, product_id: int) -> tuple[Product, Supplier]:
+    row = s.execute(select(Product, Supplier).join(Supplier, Product.supplier_id == Supplier.id)
+                    .where(Product.id == product_id).with_for_update(of=Product)).first()
+    if row is None or row[1].owner_user_id != principal.user_id:
+        raise not_found(f"product {product_id}")  # someone else's product looks like a missing one
+    return row[0], row[1]
+
+
+@router.post("/products/{product_id}/off-sale", response_model=ProductSaleOut,
+             summary="The supplier takes its listed product off sale (下架): off the shop and every window",
+             responses={409: {"description": "NOT_ON_SALE: only a listed product can be taken off sale"}})
+def take_off_sale(product_id: int, request: Request,
+                  principal: Principal = Depends(require_roles("supplier"))) -> ProductSaleOut:
+    with sessions_of(request).begin() as s:
+        product, _ = _own_product_for_update(s, principal, product_id)
+        if product.status != "listed":
+            raise ApiError(409, "NOT_ON_SALE", f"product is {product.status}; only a listed product can be "
+                                               f"taken off sale")
+        removed = withdraw_product(s, product)
+        return ProductSaleOut(product_id=product_id, status=product.status, window_entries=removed)
+
+
+@router.post("/products/{product_id}/on-sale", response_model=ProductSaleOut,
+             summary="The supplier puts a product it took off sale back on sale (上架), in the windows it left",
+             responses={409: {"description": "NOT_WITHDRAWN: only a product its supplier took off sale; "
+                                             "SUPPLIER_NOT_ACTIVE: a suspended supplier sells nothing"}})
+def put_on_sale(product_id: int, request: Request,
+                principal: Principal = Depends(require_roles("supplier"))) -> ProductSaleOut:
+    with sessions_of(request).begin() as s:
+        product, supplier = _own_product_for_update(s, principal, product_id)
+        if product.status != PRODUCT_WITHDRAWN:
+            raise ApiError(409, "NOT_WITHDRAWN", f"product is {product.status}; only a product you took off "
+                                                 f"sale can be put back")
+        if supplier.status != "active":
+            raise ApiError(409, "SUPPLIER_NOT_ACTIVE", "your shop is suspended: nothing goes on sale until "
+                                                       "it is reinstated")
+        restored = relist_product(s, product)
+        return ProductSaleOut(product_id=product_id, status=product.status, window_entries=restored)
 
 
 class SkuPatch(BaseModel):
