@@ -148,6 +148,9 @@ class Settings(BaseSettings):
     channels_reconcile_every: timedelta = Field(
         default=timedelta(minutes=15), description="pull window stats and product status/stock from the Channels "
                                                    "shop (Schedule `channels-reconcile`), sweeping the outbox")
+    channels_return_address_id: str | None = Field(
+        default=None, description="the shop's return address id (地址管理) a Channels return is sent back to; "
+                                  "empty: the sandbox's")
     channels_pull_every: timedelta = Field(
         default=timedelta(minutes=10), description="pull the shop's changed orders and after-sales (Schedule "
                                                    "`channels-pull`): what a lost push did not bring")
@@ -524,6 +527,11 @@ class Settings(BaseSettings):
     @property
     def resolved_sandbox_url(self) -> str:
         return self.sandbox_url or f"http://{self.sandbox_host}:{self.sandbox_port}"
+
+    @property
+    def resolved_channels_return_address_id(self) -> str | None:
+        """A real shop's return address must be set; the sandbox takes any id."""
+        return self.channels_return_address_id or (None if self.channels_appid else "sandbox-return-address")
 
     @property
     def resolved_public_base_url(self) -> str:

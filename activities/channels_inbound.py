@@ -90,10 +90,12 @@ def _our_sku(out_sku_id: str) -> int | None:
 
 
 class ChannelsInboundActivities:
-    def __init__(self, sessions: sessionmaker[Session], channels: ChannelsClient, refund_rules: RefundRules):
+    def __init__(self, sessions: sessionmaker[Session], channels: ChannelsClient, refund_rules: RefundRules,
+                 return_address_id: str | None = None):
         self.sessions = sessions
         self.channels = channels
         self.refund_rules = refund_rules
+        self.return_address_id = return_address_id  # the shop's 退货地址 id buyers send returns to
 
     def all(self) -> list:
         return [self.read_shop_order, self.import_shop_order, self.shop_refund_step, self.accept_shop_aftersale,
@@ -215,8 +217,13 @@ class ChannelsInboundActivities:
         shop's status after. Accepting what the shop already moved on from changes nothing."""
         sale = await self._aftersale(after_sale_order_id)
         if sale.status in (AfterSaleStatus.MERCHANT_PROCESSING, AfterSaleStatus.MERCHANT_WAIT_RECEIPT):
+            returning = sale.type == "RETURN" and sale.status == AfterSaleStatus.MERCHANT_PROCESSING
+            if returning and not self.return_address_id:
+                raise business_error("RETURN_ADDRESS_NOT_SET", "set CHANNELS_RETURN_ADDRESS_ID: the shop needs "
+                                                               "the address buyers send returns to")
             try:
-                await self.channels.accept_aftersale(after_sale_order_id)
+                await self.channels.accept_aftersale(
+                    after_sale_order_id, address_id=self.return_address_id if returning else None)
             except (PartnerRejected, PartnerUnavailable) as err:
                 raise _partner_error(err) from err
             sale = await self._aftersale(after_sale_order_id)

@@ -339,8 +339,13 @@ class ChannelsClient(WeChatApiClient):
         return Page(ids=[str(i) for i in data.get("after_sale_order_id_list", [])],
                     next_key=data.get("next_key", ""), has_more=bool(data.get("has_more")))
 
-    async def accept_aftersale(self, after_sale_order_id: str) -> None:
-        await self.call("/channels/ec/aftersale/acceptapply", {"after_sale_order_id": after_sale_order_id})
+    async def accept_aftersale(self, after_sale_order_id: str, *, address_id: str | None = None) -> None:
+        """Accept (a return: first to let the buyer send it back to `address_id`, the merchant's
+        return address, which the shop requires then; again on receipt, which refunds)."""
+        payload = {"after_sale_order_id": after_sale_order_id}
+        if address_id:
+            payload["address_id"] = address_id
+        await self.call("/channels/ec/aftersale/acceptapply", payload)
 
     async def reject_aftersale(self, after_sale_order_id: str, reason: str) -> None:
         await self.call("/channels/ec/aftersale/rejectapply",

@@ -14,7 +14,9 @@ set with `PUT /sandbox/channels/push`, which can also lose, duplicate or hold (t
 reverse order) pushes. Controls under `/sandbox/channels/...` play buyers.
 
 Error codes: token and argument errors are WeChat's (40001, 41001, 42001, 40013, 40125, 47001,
-40003, 43101, 40037); the shop's business codes (100xxxxx) are the sandbox's own stand-ins.
+40003, 43101, 40037); product, window and after-sale codes are the shop's documented ones; the
+order codes (100200xx) are the sandbox's own stand-ins. Accepting a return the first time needs
+the merchant's return address (address_id, 10021060 without it), as the real API does.
 """
 
 from __future__ import annotations
@@ -52,8 +54,10 @@ PRODUCT_NOT_ON_SALE = (10020065, "商品未上架")
 WINDOW_NOT_FOUND = (10022003, "橱窗商品未找到")
 ORDER_NOT_FOUND = (10020003, "order not exist")
 ORDER_STATUS_WRONG = (10020004, "order status not allow this operation")
-AFTERSALE_NOT_FOUND = (10020005, "aftersale order not exist")
-AFTERSALE_STATUS_WRONG = (10020006, "当前售后单不支持此操作，请检查售后单状态")
+# after-sale codes are the ones acceptapply documents (视频号小店 API, 售后 / 同意售后)
+AFTERSALE_NOT_FOUND = (10021050, "售后单不存在")
+AFTERSALE_STATUS_WRONG = (10021041, "当前售后单不支持此操作，请检查售后单状态")
+RETURN_ADDRESS_MISSING = (10021060, "缺少退货地址address_id参数")
 PUSH_URL_CHECK_FAILED = (10020010, "URL 校验失败: echostr 未原样返回")  # stand-in
 
 
@@ -174,6 +178,11 @@ class DeliveryBody(BaseModel):
 
 class AftersaleIdBody(BaseModel):
     after_sale_order_id: str
+
+
+class AftersaleAcceptBody(AftersaleIdBody):
+    address_id: str | None = None   # the merchant's return address (地址管理), for a return
+    accept_type: int | None = None  # 1 accept the return, 2 refund (received / refund only); none: by status
 
 
 class AftersaleListBody(BaseModel):
@@ -572,12 +581,15 @@ def install(app: FastAPI, sb: Sandbox) -> None:
 
     @router.post("/channels/ec/aftersale/acceptapply")
     async def aftersale_accept(request: Request):
-        req: AftersaleIdBody = await body_of(request, AftersaleIdBody)
+        req: AftersaleAcceptBody = await body_of(request, AftersaleAcceptBody)
         a = aftersale(req.after_sale_order_id)
         if a["status"] not in ("MERCHANT_PROCESSING", "MERCHANT_WAIT_RECEIPT"):
             raise _fail(AFTERSALE_STATUS_WRONG)
         if a["type"] == "RETURN" and a["status"] == "MERCHANT_PROCESSING":
+            if not req.address_id:
+                raise _fail(RETURN_ADDRESS_MISSING)
             a["status"] = "USER_WAIT_RETURN"  # the buyer sends the goods back; accepted again on receipt
+            a["details"]["return_address_id"] = req.address_id
         else:
             a["status"] = "MERCHANT_REFUND_SUCCESS"
             o = order(a["order_id"])

@@ -350,3 +350,17 @@ def test_wxcrypt_roundtrip_and_refusals(creds):
     with pytest.raises(wxcrypt.WxCryptError):
         wxcrypt.verify_and_decrypt(token="other", encoding_aes_key=key, appid=appid, timestamp="1", nonce="2",
                                    msg_signature=sig, encrypted=secret)
+
+
+async def test_a_return_is_accepted_only_with_the_merchants_return_address(env, creds):
+    pid = await listed_product(env.shop)
+    order = await new_order(pid)
+    assert (await control("POST", f"/sandbox/channels/orders/{order['order_id']}/pay")).status_code == 200
+    opened = (await control("POST", "/sandbox/channels/aftersales",
+                            json={"order_id": order["order_id"], "type": "RETURN"})).json()
+    with pytest.raises(PartnerRejected) as refused:
+        await env.shop.accept_aftersale(opened["after_sale_order_id"])
+    assert refused.value.code == "10021060"  # 缺少退货地址address_id参数
+    await env.shop.accept_aftersale(opened["after_sale_order_id"], address_id="addr-1")
+    after = await env.shop.get_aftersale(opened["after_sale_order_id"])
+    assert (after.status, after.details["return_address_id"]) == ("USER_WAIT_RETURN", "addr-1")
