@@ -8,7 +8,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from activities.errors import business_error
-from db.order_models import Coupon, CouponRedemption
+from db.order_models import Coupon, CouponClaim, CouponRedemption
 from domain.coupons import CouponRefused, discount_for, spread
 
 
@@ -24,6 +24,10 @@ def redeem(s: Session, code: str, buyer_user_id: int, lines: list[tuple[int, int
     if s.scalar(select(CouponRedemption.order_no).where(
             CouponRedemption.code == code, CouponRedemption.buyer_user_id == buyer_user_id)):
         raise business_error("COUPON_ALREADY_USED", f"you have already used coupon {code}")
+    if coupon.claimable and s.scalar(select(CouponClaim.id).where(
+            CouponClaim.code == code, CouponClaim.buyer_user_id == buyer_user_id,
+            CouponClaim.order_no.is_(None))) is None:
+        raise business_error("COUPON_NOT_CLAIMED", f"claim coupon {code} in the coupon centre first")
     eligible = [amount if supplier == coupon.supplier_id else 0 for supplier, amount in lines]
     try:
         discount = discount_for(coupon.kind, coupon.amount_fen, coupon.threshold_fen, sum(eligible),
@@ -36,6 +40,8 @@ def redeem(s: Session, code: str, buyer_user_id: int, lines: list[tuple[int, int
 
 def record_redemption(s: Session, code: str, order_no: str, buyer_user_id: int, discount_fen: int) -> None:
     s.add(CouponRedemption(order_no=order_no, code=code, buyer_user_id=buyer_user_id, discount_fen=discount_fen))
+    s.execute(update(CouponClaim).where(CouponClaim.code == code, CouponClaim.buyer_user_id == buyer_user_id)
+              .values(order_no=order_no))  # a claimed coupon is now used (no-op for a plain code)
 
 
 def release(s: Session, order_no: str) -> None:
@@ -44,3 +50,26 @@ def release(s: Session, order_no: str) -> None:
                      .returning(CouponRedemption.code)).scalar()
     if code is not None:
         s.execute(update(Coupon).where(Coupon.code == code).values(used_count=Coupon.used_count - 1))
+        s.execute(update(CouponClaim).where(CouponClaim.order_no == order_no).values(order_no=None))
+
+
+def claim(s: Session, code: str, buyer_user_id: int, now: datetime | None = None) -> CouponClaim:
+    """The buyer claims a coupon-centre coupon: one each, `total_limit` in all, while it is on.
+    The coupon row is locked, so a burst of claims never hands out more than the limit."""
+    now = now or datetime.now(UTC)
+    coupon = s.get(Coupon, code, with_for_update=True)
+    if coupon is None or not coupon.claimable:
+        raise CouponRefused("COUPON_NOT_FOUND", f"coupon {code} is not in the coupon centre")
+    if not coupon.active or (coupon.ends_at is not None and now >= coupon.ends_at):
+        raise CouponRefused("COUPON_ENDED", f"coupon {code} can no longer be claimed")
+    if coupon.starts_at is not None and now < coupon.starts_at:
+        raise CouponRefused("COUPON_NOT_STARTED", f"coupon {code} can be claimed from {coupon.starts_at:%Y-%m-%d %H:%M}")
+    if s.scalar(select(CouponClaim.id).where(CouponClaim.code == code, CouponClaim.buyer_user_id == buyer_user_id)):
+        raise CouponRefused("ALREADY_CLAIMED", f"you have already claimed coupon {code}")
+    if coupon.claimed_count >= coupon.total_limit:
+        raise CouponRefused("COUPON_CLAIMED_OUT", f"coupon {code} has all been claimed")
+    coupon.claimed_count += 1
+    held = CouponClaim(code=code, buyer_user_id=buyer_user_id)
+    s.add(held)
+    s.flush()
+    return held

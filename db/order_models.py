@@ -39,13 +39,30 @@ class Coupon(Base):
     total_limit: Mapped[int] = mapped_column(Integer)
     used_count: Mapped[int] = mapped_column(Integer, default=0)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # in the coupon centre: buyers claim it first (one each, `total_limit` claims at most), and
+    # only a buyer holding an unused claim can use it
+    claimable: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    claimed_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     created_at: Mapped[datetime] = created_at_column()
     __table_args__ = (
         CheckConstraint("kind IN ('fixed','threshold')", name="ck_coupons_kind"),
+        CheckConstraint("claimed_count BETWEEN 0 AND total_limit", name="ck_coupons_claimed"),
         CheckConstraint("amount_fen > 0", name="ck_coupons_amount"),
         CheckConstraint("threshold_fen >= 0", name="ck_coupons_threshold"),
         CheckConstraint("used_count BETWEEN 0 AND total_limit", name="ck_coupons_used"),
     )
+
+
+class CouponClaim(Base):
+    """A buyer's claim of a coupon-centre coupon (one per buyer); `order_no` once an order uses it."""
+
+    __tablename__ = "coupon_claims"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    code: Mapped[str] = mapped_column(ForeignKey("coupons.code"), index=True)
+    buyer_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    order_no: Mapped[str | None] = mapped_column(String(32))
+    claimed_at: Mapped[datetime] = created_at_column()
+    __table_args__ = (UniqueConstraint("code", "buyer_user_id", name="uq_coupon_claim_once_per_buyer"),)
 
 
 class CouponRedemption(Base):

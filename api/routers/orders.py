@@ -231,7 +231,8 @@ def _not_ready(order_no: str) -> ApiError:
 
 
 def _placement_refused(order_no: str, failure: str) -> ApiError:
-    status = 409 if failure in ("OUT_OF_STOCK", "NOT_ON_SALE", "COUPON_USED_UP", "COUPON_ALREADY_USED") else 422
+    status = 409 if failure in ("OUT_OF_STOCK", "NOT_ON_SALE", "COUPON_USED_UP", "COUPON_ALREADY_USED",
+                                 "COUPON_NOT_CLAIMED") else 422
     return ApiError(status, failure, f"order {order_no} could not be placed: {failure}")
 
 
