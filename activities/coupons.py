@@ -73,3 +73,22 @@ def claim(s: Session, code: str, buyer_user_id: int, now: datetime | None = None
     s.add(held)
     s.flush()
     return held
+
+
+def best_claimed(s: Session, buyer_user_id: int, supplier_id: int, eligible_fen: int,
+                 now: datetime | None = None) -> tuple[str, int] | None:
+    """The buyer's unused claimed coupon of this supplier that takes the most off `eligible_fen`
+    of its goods now: (code, discount), or None when none applies."""
+    now = now or datetime.now(UTC)
+    best: tuple[str, int] | None = None
+    for coupon in s.scalars(select(Coupon).join(CouponClaim, CouponClaim.code == Coupon.code).where(
+            CouponClaim.buyer_user_id == buyer_user_id, CouponClaim.order_no.is_(None),
+            Coupon.supplier_id == supplier_id, Coupon.used_count < Coupon.total_limit).order_by(Coupon.code)):
+        try:
+            discount = discount_for(coupon.kind, coupon.amount_fen, coupon.threshold_fen, eligible_fen,
+                                    active=coupon.active, starts_at=coupon.starts_at, ends_at=coupon.ends_at, now=now)
+        except CouponRefused:
+            continue
+        if best is None or discount > best[1]:
+            best = (coupon.code, discount)
+    return best

@@ -68,3 +68,29 @@ async def test_a_claimed_coupon_is_used_once_and_given_back_with_an_unpaid_order
     assert (await run_to_end(temporal_env, order_no)).status == OrderStatus.CANCELLED  # never paid
     mine = (await api.get("/coupons/mine", headers=buyer)).json()
     assert (mine[0]["state"], mine[0]["order_no"]) == ("unused", None)  # the claim is the buyer's again
+
+
+async def test_the_quote_suggests_the_claimed_coupon_that_takes_the_most_off(api, demo, token, sessions):
+    supplier, buyer = token(demo.supplier_user_id, "supplier"), token(demo.buyer_user_id, "buyer")
+    for body in ({"code": "FLAT500", "kind": "fixed", "amount_fen": 500},
+                 {"code": "BIG3000", "kind": "threshold", "amount_fen": 3_000, "threshold_fen": 30_000},
+                 {"code": "HUGE9000", "kind": "threshold", "amount_fen": 9_000, "threshold_fen": 90_000}):
+        made = await api.post("/coupons", headers=supplier, json=body | {"total_limit": 10, "claimable": True})
+        assert made.status_code == 201, made.text
+        assert (await api.post(f"/coupons/{body['code']}/claim", headers=buyer)).status_code == 201
+    home = await api.post("/addresses", headers=buyer, json={
+        "receiver": "王小明", "phone": "13800138000", "province": "上海市", "city": "上海市", "district": "浦东新区",
+        "detail": "世纪大道 100 号", "region_code": "310115"})
+    assert home.status_code == 201, home.text
+
+    async def suggested(quantity: int):
+        quoted = await api.post("/cart/quote", headers=buyer, json={
+            "address_id": home.json()["id"], "lines": [{"sku_id": demo.sku_ids[0], "quantity": quantity}]})
+        assert quoted.status_code == 200, quoted.text
+        return quoted.json()["orders"][0]["suggested_coupon"]
+
+    assert await suggested(1) == {"coupon_code": "FLAT500", "discount_fen": 500}   # 19 900: below 30 000
+    assert await suggested(2) == {"coupon_code": "BIG3000", "discount_fen": 3_000}  # 39 800 reaches it
+    assert (await api.post("/coupons/BIG3000/deactivate", headers=supplier)).status_code == 200
+    assert await suggested(2) == {"coupon_code": "FLAT500", "discount_fen": 500}   # a stopped coupon is not offered
+

@@ -179,7 +179,7 @@ async def test_freight_quote_by_region_and_weight(api, demo, token, sessions):
     goods = 2 * 19_900 + 6_800
     assert quoted.json()["orders"] == [{"supplier_id": demo.supplier_id, "window_id": None, "item_ids": [],
                                         "goods_fen": goods, "freight_fen": 800 + 4 * 200,
-                                        "total_fen": goods + 1_600}]
+                                        "total_fen": goods + 1_600, "suggested_coupon": None}]
     far = (await api.post("/cart/quote", headers=buyer, json={"address_id": urumqi, "lines": lines})).json()
     assert far["freight_fen"] == 2_000 + 4 * 1_000
     refused = await api.post("/cart/quote", headers=buyer, json={"address_id": hong_kong, "lines": lines})

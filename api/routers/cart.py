@@ -16,6 +16,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from activities import freight
+from activities.coupons import best_claimed
 from api.auth import Principal, require_roles
 from api.deps import sessions_of
 from api.errors import ApiError, not_found
@@ -97,6 +98,11 @@ class CheckoutBody(Selection):
                                                       "supplier's largest order")
 
 
+class SuggestedCoupon(BaseModel):
+    coupon_code: str
+    discount_fen: int
+
+
 class QuotedOrder(BaseModel):
     supplier_id: int
     window_id: int | None
@@ -104,6 +110,9 @@ class QuotedOrder(BaseModel):
     goods_fen: int = Field(description="the goods at their price, before coupons")
     freight_fen: int
     total_fen: int = Field(description="goods + freight (a coupon comes off at checkout)")
+    suggested_coupon: SuggestedCoupon | None = Field(
+        default=None, description="the buyer's claimed coupon that takes the most off this order (given for the "
+                                  "supplier's largest order: one coupon per supplier)")
 
 
 class QuoteOut(BaseModel):
@@ -256,7 +265,13 @@ def quote(body: QuoteBody, request: Request, principal: Principal = Depends(requ
         region_code = address_of(s, principal, body.address_id).region_code
         direct = body.lines is not None
         lines = _direct_lines(s, body.lines) if direct else _cart_lines(s, principal, body.item_ids)
-        orders = [_quoted(s, g, region_code, direct) for g in split_into_orders(lines)]
+        groups = split_into_orders(lines)
+        orders = [_quoted(s, g, region_code, direct) for g in groups]
+        for supplier_id in {g.supplier_id for g in groups}:
+            largest = max((o for o in orders if o.supplier_id == supplier_id), key=lambda o: o.goods_fen)
+            best = best_claimed(s, principal.user_id, supplier_id, largest.goods_fen)
+            if best is not None:
+                largest.suggested_coupon = SuggestedCoupon(coupon_code=best[0], discount_fen=best[1])
     return QuoteOut(orders=orders, goods_fen=sum(o.goods_fen for o in orders),
                     freight_fen=sum(o.freight_fen for o in orders), total_fen=sum(o.total_fen for o in orders))
 
