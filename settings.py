@@ -158,6 +158,10 @@ class Settings(BaseSettings):
         default=timedelta(minutes=30), description="each pull starts this long before the last one ended")
     shop_order_linger: timedelta = Field(
         default=timedelta(minutes=5), description="a shop order's workflow ends after this long with no new event")
+    group_platform_fill: bool = Field(
+        default=False, description="拼团: a group one place short when its time is up forms anyway, the platform "
+                                   "taking that place (nobody pays for it, no goods are sent for it); off: it fails "
+                                   "and every member is refunded")
 
     # --- business periods (DESIGN.md defaults) -------------------------------------------
     payment_timeout: timedelta = timedelta(minutes=15)

@@ -17,6 +17,7 @@ from activities.channels_delivery import ChannelsDeliveryActivities
 from activities.channels_inbound import ChannelsInboundActivities
 from activities.channels_sync import ChannelsSyncActivities
 from activities.flash_sales import FlashSaleActivities
+from activities.group_buy import GroupActivities
 from activities.logistics import LogisticsActivities
 from activities.messages import MessageActivities
 from activities.orders import FulfilmentAlerts, OrderActivities
@@ -43,6 +44,7 @@ from settings import Settings, get_settings
 from workflows.channels_pull import ChannelsPullWorkflow
 from workflows.channels_sync import ChannelsSyncWorkflow, wake_channels_sync
 from workflows.flash_sale import FlashSaleWorkflow
+from workflows.group_buy import GroupBuyWorkflow
 from workflows.messages import MessageDrainWorkflow
 from workflows.rollups import DashboardRollupWorkflow
 from workflows.order import OrderWorkflow
@@ -67,7 +69,7 @@ WORKFLOWS = [OrderWorkflow, RefundWorkflow, PromoterLifecycleWorkflow, RevivalWo
              ProductReviewWorkflow, ChannelsSyncWorkflow, WithdrawalWorkflow, PayoutWorkflow,
              SupplierSettlementWorkflow, CommissionSettlementWorkflow, CommissionStatementBatchesWorkflow,
              ReconciliationWorkflow, MessageDrainWorkflow, FlashSaleWorkflow, RefundSweepWorkflow, DashboardRollupWorkflow,
-             ShopOrderWorkflow, ChannelsPullWorkflow]
+             ShopOrderWorkflow, ChannelsPullWorkflow, GroupBuyWorkflow]
 log = structlog.get_logger()
 
 
@@ -84,7 +86,7 @@ def activities(settings: Settings, sessions=None, pay: WeChatPayClient | None = 
     pickup = PickupActivities(sessions, settings.resolved_pickup_code_key)  # issues with the key in force
     return [
         orders.place_order, orders.cancel_unpaid, orders.record_payment, orders.record_shipment,
-        orders.record_tracking, orders.mark_received, orders.complete_order,
+        orders.record_tracking, orders.mark_received, orders.complete_order, orders.book_group_commission,
         FulfilmentAlerts(sessions).shipment_overdue,
         payments.create_payment, payments.query_payment, payments.verify_payment, payments.close_payment,
         refunds.open_system_refund, refunds.open_late_payment_refund, refunds.set_refund_status,
@@ -108,6 +110,7 @@ def activities(settings: Settings, sessions=None, pay: WeChatPayClient | None = 
         *SplitReturnActivities(sessions, pay).all(),
         *ReconciliationActivities(sessions, pay).all(),
         *FlashSaleActivities(sessions).all(),
+        *GroupActivities(sessions, lambda: settings.group_platform_fill).all(),
         *RollupActivities(sessions).all(),
     ]
 

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from activities import bonuses, commission_policy, coupons, flash_sales, freight, ledger, risk
+from activities import bonuses, commission_policy, coupons, flash_sales, freight, group_buy, ledger, risk
 from activities.catalog import notify, restock, stock_changed
 from activities.errors import business_error
 from activities.order_events import record_event
@@ -81,6 +81,9 @@ class OrderActivities:
                 sku, product, supplier = self._sellable(s, req.sku_id, sold_in_shop=inp.shop_paid_fen is not None)
                 if inp.flash_sale_id is not None:
                     unit_price = self._flash_claimed(s, inp, req.sku_id, req.quantity)
+                elif inp.group_id is not None:
+                    unit_price = self._group_seated(s, inp, req.sku_id)
+                    self._reserve(s, sku.id, req.quantity)
                 elif inp.shop_paid_fen is not None:
                     unit_price = sku.price_fen
                     self._sold_in_shop(s, sku.id, req.quantity)
@@ -126,8 +129,9 @@ class OrderActivities:
                 on_placed,  # pre-sale SKUs: deposit now, balance later
             )
 
-            if on_placed(s, order, lines) is not None and freight_fen:
-                raise business_error("PRESALE_ORDERED_ALONE", "pre-sale goods are ordered on their own, without freight")
+            if on_placed(s, order, lines) is not None and (freight_fen or inp.group_id is not None):
+                raise business_error("PRESALE_ORDERED_ALONE", "pre-sale goods are ordered on their own, without "
+                                                              "freight and outside group buys")
             if inp.coupon_code:
                 coupons.record_redemption(s, inp.coupon_code, order.order_no, inp.buyer_user_id, sum(discounts))
             record_event(s, order.order_no, OrderStatus.PENDING_PAYMENT, "order placed, stock reserved",
@@ -163,6 +167,15 @@ class OrderActivities:
                 or found[1].sku_id != sku_id or found[0].quantity != quantity):
             raise business_error("FLASH_CLAIM_MISSING", f"order {inp.order_no} holds no such flash-sale claim")
         return found[1].price_fen
+
+    @staticmethod
+    def _group_seated(s: Session, inp: PlaceOrderInput, sku_id: int) -> int:
+        """A group-buy line: its place in the group was taken already; the deal's price."""
+        found = group_buy.seat_of(s, inp.order_no)
+        if (found is None or found[0].status != "held" or found[1].id != inp.group_id
+                or found[2].sku_id != sku_id or len(inp.lines) != 1):
+            raise business_error("GROUP_PLACE_MISSING", f"order {inp.order_no} holds no such place in a group")
+        return found[2].group_price_fen
 
     def _attributed_promoter(self, s: Session, inp: PlaceOrderInput) -> int | None:
         if inp.window_id is None:
@@ -223,6 +236,7 @@ class OrderActivities:
                 for line in s.scalars(select(OrderLine).where(OrderLine.order_no == order_no)):
                     restock(s, line.sku_id, line.quantity)
             coupons.release(s, order_no)
+            group_buy.release(s, order_no)
             order.status = OrderStatus.CANCELLED
             s.execute(update(Payment).where(Payment.order_no == order_no).values(status="CLOSED"))
             from db.presale_models import (
@@ -257,14 +271,37 @@ class OrderActivities:
                 s.execute(update(Payment).where(Payment.order_no == order.order_no).values(
                     status="SUCCESS", transaction_id=notice.transaction_id, paid_at=now))
                 where, clearing = f"WeChat Pay {notice.transaction_id}", rules.CLEARING
-            self.book_payment(s, order, f"order:{no}:payment", order.total_fen, where, clearing=clearing)
+            # a group-buy order earns nothing until its group forms (book_group_commission)
+            self.book_payment(s, order, f"order:{no}:payment", order.total_fen, where, clearing=clearing,
+                              with_commission=not group_buy.is_group_order(s, no))
             record_event(s, no, OrderStatus.PAID, f"paid, {where}", f"order:{no}:paid")
 
+    @activity.defn
+    def book_group_commission(self, order_no: str) -> None:
+        """The order's group formed: book the commission its payment left out, once."""
+        with self.sessions.begin() as s:
+            order = s.get(Order, order_no, with_for_update=True)
+            if s.get(OrderCommissionPolicy, order_no) is not None:
+                return
+            commission, regional = self._commission_of(s, order)
+            ledger.lock_accounts(s, {rules.ORDERS_HELD} | _accounts(commission + regional))
+            self._post_commission(s, order_no, commission, regional)
+            record_event(s, order_no, order.status, "group formed: commission pending until completion",
+                         f"order:{order_no}:group_formed")
+
     def book_payment(self, s: Session, order: Order, payment_key: str, amount_fen: int, memo: str,
-                     clearing: str = rules.CLEARING) -> None:
+                     clearing: str = rules.CLEARING, with_commission: bool = True) -> None:
         """Book a paid order: the money in (under `payment_key`), and the commission of the policy
         in force now (recorded with the order), the seller's level uplift and the regional
         agents' bonus, pending until the order completes."""
+        commission, regional = self._commission_of(s, order) if with_commission else ([], [])
+        ledger.lock_accounts(s, {clearing, rules.ORDERS_HELD} | _accounts(commission + regional))
+        ledger.post(s, payment_key, "payment", rules.transfer(clearing, rules.ORDERS_HELD, amount_fen),
+                    order_no=order.order_no, memo=memo)
+        self._post_commission(s, order.order_no, commission, regional)
+
+    def _commission_of(self, s: Session, order: Order) -> tuple[list, list]:
+        """The commission postings of the policy in force now, recorded with the order (once)."""
         no = order.order_no
         stored = commission_policy.current_policy(s, self.policy)
         version = PolicyVersion(stored.version, within_ceiling(stored.policy, self.tier_ceiling()))
@@ -280,12 +317,10 @@ class OrderActivities:
             record_event(s, no, order.status, f"self-purchase: the buyer is {who}; no commission or bonus "
                          "is paid on it, its share stays with the platform", f"order:{no}:self_purchase")
         # the seller's level uplift (tier 1) and regional agents' bonus; off by default
-        commission, regional = bonuses.extras_at_payment(s, order, commission, earns=earns,
-                                                         level_period=self.level_period)
-        ledger.lock_accounts(s, {clearing, rules.ORDERS_HELD}
-                             | {p.account for _, _, postings in commission + regional for p in postings})
-        ledger.post(s, payment_key, "payment", rules.transfer(clearing, rules.ORDERS_HELD, amount_fen),
-                    order_no=no, memo=memo)
+        return bonuses.extras_at_payment(s, order, commission, earns=earns, level_period=self.level_period)
+
+    @staticmethod
+    def _post_commission(s: Session, no: str, commission: list, regional: list) -> None:
         for tier, promoter_id, postings in commission:
             ledger.post(s, f"order:{no}:commission:tier{tier}", "commission_pending", postings,
                         order_no=no, memo=f"tier {tier} commission for promoter {promoter_id}")
@@ -420,6 +455,10 @@ class OrderActivities:
             record_event(s, order_no, OrderStatus.COMPLETED, "refund window closed, commission available",
                          f"order:{order_no}:completed")
             return True
+
+
+def _accounts(booked: list) -> set[str]:
+    return {p.account for _, _, postings in booked for p in postings}
 
 
 def _net_on_order(s: Session, order_no: str, account_pattern: str) -> dict[tuple[int, int | None], int]:

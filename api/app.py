@@ -21,6 +21,7 @@ from api.routers import (
     codec,
     coupons,
     flash_sales,
+    group_buy,
     freight,
     levels,
     notifications,
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     app.include_router(reconciliations.router)
     app.include_router(presale.router)
     app.include_router(flash_sales.router)
+    app.include_router(group_buy.router)
     app.include_router(codec.router)
     app.include_router(channels_push.router)
     for router in (addresses.router, cart.router, freight.router):  # the storefront

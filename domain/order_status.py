@@ -9,6 +9,7 @@ class OrderStatus(StrEnum):
     PENDING_PAYMENT = "PENDING_PAYMENT"
     DEPOSIT_PAID = "DEPOSIT_PAID"  # pre-sale: deposit paid, balance not yet
     PAID = "PAID"
+    GROUPING = "GROUPING"  # a group-buy order paid, its group not formed yet (shown by the workflow)
     SHIPPED = "SHIPPED"
     DELIVERED = "DELIVERED"
     RECEIVED = "RECEIVED"
@@ -26,6 +27,7 @@ LABELS = {
     OrderStatus.PENDING_PAYMENT: "待支付",
     OrderStatus.DEPOSIT_PAID: "待付尾款",
     OrderStatus.PAID: "待发货",
+    OrderStatus.GROUPING: "待成团",
     OrderStatus.SHIPPED: "待收货",
     OrderStatus.DELIVERED: "待收货",
     OrderStatus.RECEIVED: "已收货",

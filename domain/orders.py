@@ -47,6 +47,9 @@ class PlaceOrderInput(BaseModel):
     coupon_code: str | None = None
     # a flash-sale order: its one line's units were claimed from this sale (activities/flash_sales.py)
     flash_sale_id: int | None = None
+    # a group-buy (拼团) order: its one line is at the deal's price, its place taken already
+    # (activities/group_buy.py); it is fulfilled only once the group forms
+    group_id: int | None = None
     channels_order_id: str | None = None  # source "channels": the shop's order, shipped through it too
     # an order paid in the Channels shop (domain/channels_inbound.py): what each line cost there.
     # The shop sold the goods already: placement never refuses it for stock or status, and the
@@ -161,6 +164,7 @@ class OrderProgress(BaseModel):
     auto_confirm_at: datetime | None = None   # receipt is confirmed automatically then (from shipment)
     receipt_extended: bool = False
     ignored_payment_signals: int = 0          # payment signals WeChat Pay did not confirm
+    group_id: int | None = None               # a group-buy order's group (GET /groups/{id})
 
 
 class PickupScan(BaseModel):

@@ -23,11 +23,12 @@ class RefundKind(StrEnum):
     LATE_PAYMENT = "late_payment"          # paid after the order was closed (system)
     PRESALE_LAPSED = "presale_lapsed"      # pre-sale balance not paid in time: deposit back (system)
     PAYMENT_FAILED = "payment_failed"      # a payment the order could not keep: all of it back (system)
+    GROUP_FAILED = "group_failed"          # a group buy (拼团) that did not fill in time (system)
 
 
 BUYER_KINDS = (RefundKind.CANCEL, RefundKind.RETURN, RefundKind.QUALITY_RETURN, RefundKind.QUALITY_REFUND)
 # Goods that come back unopened (or never left) go back on sale.
-RESTOCKED = (RefundKind.CANCEL, RefundKind.RETURN, RefundKind.PICKUP_EXPIRED)
+RESTOCKED = (RefundKind.CANCEL, RefundKind.RETURN, RefundKind.PICKUP_EXPIRED, RefundKind.GROUP_FAILED)
 # The buyer's right: a cancel before shipment and a 7-day no-reason return are always honoured.
 # They are never reviewed or rejected; large amounts and frequent returners are only flagged.
 NEVER_REJECTABLE = (RefundKind.CANCEL, RefundKind.RETURN)

@@ -34,7 +34,8 @@ def test_histories_are_recorded():
         "refund_sweep", "order_completed_after_swept_refund", "refund_review_auto_approved",
         "refund_quality_claim_rejected", "order_completed_by_ship_clock", "order_payment_not_kept",
         "order_forged_payment_ignored", "refund_late_payment_forged", "dashboard_rollups",
-        "order_paid_in_channels_shop", "shop_order_confirmed", "refund_channels_aftersale", "channels_pull"}
+        "order_paid_in_channels_shop", "shop_order_confirmed", "refund_channels_aftersale", "channels_pull",
+        "group_buy_formed", "group_buy_failed", "order_group_failed_refunded"}
 
 
 @pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])

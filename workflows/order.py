@@ -14,6 +14,10 @@ rules as any payment, then, once the balance window opens and the buyer was remi
 balance (`{order_no}B`, created on the buyer's request, with its own timeout); a balance not paid
 by the end closes the order and refunds the deposit (domain/presale.py).
 
+Group-buy orders (拼团, `group_id`) wait once paid for their group's decision (GroupBuyWorkflow
+`group-{id}`, started by the opener's order): formed → commission booked, then fulfilled as any
+other; failed → refunded in full (`RG{order_no}`), stock back.
+
 Orders paid in the Channels shop (`CH{shop order id}`, started by ShopOrderWorkflow) come with
 the shop's payment: no WeChat Pay order, the payment is recorded at once and the buyer's
 confirmation of receipt in the shop arrives as a signal.
@@ -35,6 +39,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from domain.search_attributes import SUPPLIER_ID
 from workflows.options import DB_STEP, PARTNER_CALL
 from workflows.order_delivery import DeliveryPath
+from workflows.order_group import GroupPath
 from workflows.order_payment import PREPAY_REFRESH_PATCH
 from workflows.order_pickup import PickupPath
 from workflows.order_presale import PresalePath
@@ -57,9 +62,9 @@ def workflow_id(order_no: str) -> str:
 
 
 @workflow.defn(name="OrderWorkflow")
-class OrderWorkflow(PresalePath, DeliveryPath, PickupPath):
+class OrderWorkflow(PresalePath, DeliveryPath, PickupPath, GroupPath):
     """State and bookkeeping: workflows/order_state.py; the paths: order_payment.py,
-    order_presale.py, order_delivery.py, order_pickup.py."""
+    order_presale.py, order_delivery.py, order_pickup.py, order_group.py."""
 
     # --- the process ---------------------------------------------------------------------
     @workflow.run
@@ -99,6 +104,8 @@ class OrderWorkflow(PresalePath, DeliveryPath, PickupPath):
                     return await self._end()
                 await workflow.execute_activity_method(
                     OrderActivities.record_payment, self._payment, **self._paid_step())
+                if inp.order.group_id is not None and not await self._join_group(order_no, timings):
+                    return await self._end()
             await self._fulfil(inp, order_no, timings)
         except ActivityError as err:
             # money was taken and a step after it failed for good: the buyer gets it back

@@ -142,7 +142,8 @@ def check_placeable(request: Request, principal: Principal, body: PlaceOrderBody
 
 
 def order_input(request: Request, principal: Principal, body: PlaceOrderBody, order_no: str, openid: str,
-                device_id: str | None, flash_sale_id: int | None = None) -> OrderWorkflowInput:
+                device_id: str | None, flash_sale_id: int | None = None,
+                group_id: int | None = None) -> OrderWorkflowInput:
     """What the OrderWorkflow starts with: the order, the buyer's keyed fingerprints, the periods."""
     settings = request.app.state.settings
     keys = settings.risk_hash_keys
@@ -156,7 +157,7 @@ def order_input(request: Request, principal: Principal, body: PlaceOrderBody, or
                               window_id=body.window_id, source=body.source, lines=body.lines,
                               fulfilment=body.fulfilment, address=body.address, outlet_id=body.outlet_id,
                               coupon_code=body.coupon_code, channels_order_id=body.channels_order_id,
-                              flash_sale_id=flash_sale_id,
+                              flash_sale_id=flash_sale_id, group_id=group_id,
                               device_fp=fps["device"], ip_fp=fps["ip"], address_fp=fps["address"],
                               earlier_fps=earlier),
         timings=settings.order_timings())
