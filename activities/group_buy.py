@@ -167,12 +167,12 @@ class GroupActivities:
                 if opener and group.status == GroupStatus.OPENING:
                     group.status = GroupStatus.FORMING
                     group.deadline = counted_at + timedelta(seconds=deal.time_limit_seconds)
-                    group.platform_filled = self.platform_fill()  # remembered as the offer until decided
+                    group.platform_fill = self.platform_fill()  # the setting when it opened decides its end
                 elif group.status == GroupStatus.FORMED and group.platform_filled:
                     group.platform_filled = False
                     _notify_supplier(s, deal, group, f"拼团 {group.id}：平台补位的名额已由买家付款占用")
             return GroupJoined(group_id=group.id, status=group.status, deadline=group.deadline or counted_at,
-                               opener=opener, platform_fill=group.platform_filled)
+                               opener=opener)
 
     @activity.defn
     def decide_group(self, group_id: int, deadline_passed: bool) -> GroupDecision | None:
@@ -185,7 +185,7 @@ class GroupActivities:
                 return GroupDecision(group_id=group.id, status=group.status, members=members,
                                      platform_filled=group.platform_filled)
             fate = decide(paid=len(members), size=group.size, deadline_passed=deadline_passed,
-                          platform_fill=group.platform_filled)
+                          platform_fill=group.platform_fill)
             if fate is None:
                 return None
             group.status, group.platform_filled = fate

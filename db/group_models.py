@@ -36,6 +36,7 @@ class GroupBuy(Base):
     size: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(10), default="opening", server_default="opening")
     deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)  # set when it opens
+    platform_fill: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")  # GROUP_PLATFORM_FILL then
     platform_filled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     created_at: Mapped[datetime] = created_at_column()
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -50,7 +50,6 @@ class GroupRefused(Exception):
 class GroupBuyInput(BaseModel):
     group_id: int
     deadline: datetime
-    platform_fill: bool = False
 
 
 class GroupDecision(BaseModel):
@@ -66,7 +65,6 @@ class GroupJoined(BaseModel):
     status: GroupStatus
     deadline: datetime
     opener: bool
-    platform_fill: bool = False
 
 
 def workflow_id(group_id: int) -> str:

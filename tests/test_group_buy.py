@@ -184,3 +184,26 @@ async def test_a_burst_on_the_last_place_gives_it_to_exactly_one(api, sandbox, d
     with sessions() as s:
         numbers = list(s.scalars(select(Order.order_no)))
     await end_workflows(temporal_env.client, [order_workflow_id(n) for n in numbers] + [group_workflow_id(group_id)])
+
+
+async def test_with_platform_fill_a_group_one_short_forms(api, sandbox, demo, token, temporal_env, sessions, settings,
+                                                          monkeypatch):
+    monkeypatch.setattr(settings, "group_platform_fill", True)
+    first, group_id = await started_group(api, sandbox, demo, token, temporal_env, sessions, size=2, tag="P")
+    decision = await result_skipping_time(temporal_env, group_workflow_id(group_id), GroupDecision)
+    assert decision.status == GroupStatus.FORMED and decision.platform_filled and decision.members == [first]
+    await wait_status(temporal_env.client, first, OrderStatus.PAID)
+    assert pending_commission(sessions, first) == GROUP_PRICE * 1_500 // 10_000
+    shown = (await api.get(f"/groups/{group_id}", headers=token(demo.buyer_user_id, "buyer"))).json()
+    assert shown["status"] == "formed" and shown["platform_filled"] is True and shown["paid"] == 1
+    await end_workflows(temporal_env.client, [order_workflow_id(first)])
+
+
+def test_the_groups_fate_by_its_paid_members():
+    from domain.group_buy import decide
+
+    assert decide(paid=3, size=3, deadline_passed=False, platform_fill=False) == (GroupStatus.FORMED, False)
+    assert decide(paid=2, size=3, deadline_passed=False, platform_fill=True) is None
+    assert decide(paid=2, size=3, deadline_passed=True, platform_fill=False) == (GroupStatus.FAILED, False)
+    assert decide(paid=2, size=3, deadline_passed=True, platform_fill=True) == (GroupStatus.FORMED, True)
+    assert decide(paid=1, size=3, deadline_passed=True, platform_fill=True) == (GroupStatus.FAILED, False)

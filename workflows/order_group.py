@@ -39,8 +39,6 @@ class GroupPath(OrderState):
         self._progress.group_id = joined.group_id
         status = joined.status
         if status == GroupStatus.FORMING:
-            self._set_status(OrderStatus.GROUPING)
-            await self._send_buyer_messages()
             if joined.opener:
                 try:
                     await workflow.start_child_workflow(
@@ -54,6 +52,8 @@ class GroupPath(OrderState):
                         "member_paid", order_no)
                 except Exception:  # noqa: BLE001 - decided already: the database answers below
                     workflow.logger.info("group %s has ended; asking for its decision", joined.group_id)
+            self._set_status(OrderStatus.GROUPING)
+            await self._send_buyer_messages()
         while status == GroupStatus.FORMING and not self._refunded:
             wait = max(joined.deadline - workflow.now(), timedelta(0)) + DECISION_GRACE
             if await self._wait_for(lambda: self._group_decision is not None or self._refunded, wait,

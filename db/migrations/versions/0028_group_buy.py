@@ -37,6 +37,7 @@ def upgrade() -> None:
     sa.Column('size', sa.Integer(), nullable=False),
     sa.Column('status', sa.String(10), server_default='opening', nullable=False),
     sa.Column('deadline', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('platform_fill', sa.Boolean(), server_default=sa.text('false'), nullable=False),
     sa.Column('platform_filled', sa.Boolean(), server_default=sa.text('false'), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('decided_at', sa.DateTime(timezone=True), nullable=True),
