@@ -98,9 +98,9 @@ class OrderActivities:
                 rules_.append(SkuCommission(sku.commission_bps, sku.commission_fixed_fen))
             if inp.fulfilment == "pickup":
                 self._check_outlet(s, inp.outlet_id, {ln.supplier_id for ln in lines})
-            discounts = (coupons.redeem(s, inp.coupon_code, inp.buyer_user_id,
-                                        [(ln.supplier_id, ln.list_fen) for ln in lines])
-                         if inp.coupon_code else [0] * len(lines))
+            discounts, platform_funded = (coupons.redeem(s, inp.coupon_code, inp.buyer_user_id,
+                                                         [(ln.supplier_id, ln.list_fen) for ln in lines])
+                                          if inp.coupon_code else ([0] * len(lines), False))
             if inp.shop_paid_fen is not None:  # the shop's price and discounts decide what was paid
                 for line, paid in zip(lines, inp.shop_paid_fen, strict=True):
                     line.list_fen = max(line.list_fen, paid)
@@ -109,6 +109,7 @@ class OrderActivities:
                 # Fee and commission are on what is really paid, after the discount; commission
                 # can never eat into the platform's fee.
                 line.paid_fen = line.list_fen - discount
+                line.subsidy_fen = discount if platform_funded else 0  # the platform's cost, not the supplier's
                 line.service_fee_fen = apply_bps(line.paid_fen, bps)
                 line.commission_fen = min(line_commission_pool(line.paid_fen, line.quantity, rule),
                                           line.paid_fen - line.service_fee_fen)
@@ -436,10 +437,15 @@ class OrderActivities:
                 share = (remaining_share(line.paid_fen, line.quantity, claimed)
                          - remaining_share(line.service_fee_fen, line.quantity, claimed)
                          - remaining_share(line.commission_fen, line.quantity, claimed))
+                subsidy = remaining_share(line.subsidy_fen, line.quantity, claimed)
                 held -= share
                 postings += [rules.Posting(rules.ORDERS_HELD, share, order_line_id=line.id, rule="supplier_share"),
                              rules.Posting(rules.supplier_payable(line.supplier_id), -share,
                                            order_line_id=line.id, rule="supplier_share")]
+                # a platform coupon's discount on the units kept: the platform pays it to the supplier
+                postings += [rules.Posting(rules.PLATFORM_REVENUE, subsidy, order_line_id=line.id, rule="platform_coupon"),
+                             rules.Posting(rules.supplier_payable(line.supplier_id), -subsidy,
+                                           order_line_id=line.id, rule="platform_coupon")]
             # the freight no refund gave back is the supplier's, whole (never commissionable)
             freight_postings = freight.settlement_postings(s, order_no)
             held -= sum(p.amount_fen for p in freight_postings if p.amount_fen > 0)

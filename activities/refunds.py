@@ -539,6 +539,11 @@ class RefundActivities:
                 supplier = part(line.paid_fen) - part(line.service_fee_fen) - part(line.commission_fen)
                 postings.append(rules.Posting(rules.supplier_payable(line.supplier_id), supplier,
                                               order_line_id=line.id, rule="supplier_share_reversal"))
+                subsidy = part(line.subsidy_fen)  # a platform coupon's part goes back to the platform
+                postings += [rules.Posting(rules.supplier_payable(line.supplier_id), subsidy,
+                                           order_line_id=line.id, rule="platform_coupon_reversal"),
+                             rules.Posting(rules.PLATFORM_REVENUE, -subsidy, order_line_id=line.id,
+                                           rule="platform_coupon_reversal")]
                 postings.append(rules.Posting(rules.PLATFORM_REVENUE, rl.amount_fen - supplier - reversed_commission,
                                               order_line_id=line.id, rule="platform_share_reversal"))
             else:

@@ -186,12 +186,16 @@ class OrderLine(Base):
     commission_fen: Mapped[int] = mapped_column(BigInteger)
     service_fee_fen: Mapped[int] = mapped_column(BigInteger)
     list_fen: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # the part of the discount a platform coupon gave: the platform's cost, paid to the supplier
+    # at completion on top of its share of what the buyer paid
+    subsidy_fen: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # units (and their money) held by refunds that are open or done; never above the line
     refund_claimed_quantity: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     order: Mapped[Order] = relationship(back_populates="lines")
     __table_args__ = (
         CheckConstraint("quantity > 0", name="ck_order_lines_quantity"),
         CheckConstraint("refund_claimed_quantity BETWEEN 0 AND quantity", name="ck_order_lines_refund_claimed"),
+        CheckConstraint("subsidy_fen >= 0", name="ck_order_lines_subsidy"),
     )
 
 

@@ -25,12 +25,14 @@ from db.models import Base, created_at_column
 
 
 class Coupon(Base):
-    """A supplier-funded discount on that supplier's lines: `fixed` takes amount_fen off,
-    `threshold` takes amount_fen off once the supplier's lines reach threshold_fen."""
+    """A discount: `fixed` takes amount_fen off, `threshold` takes amount_fen off once the goods
+    it applies to reach threshold_fen. A supplier's coupon applies to that supplier's lines and
+    is its cost; a platform coupon (no supplier_id) applies to the whole order and is the
+    platform's cost."""
 
     __tablename__ = "coupons"
     code: Mapped[str] = mapped_column(String(32), primary_key=True)
-    supplier_id: Mapped[int] = mapped_column(ForeignKey("suppliers.id"), index=True)
+    supplier_id: Mapped[int | None] = mapped_column(ForeignKey("suppliers.id"), index=True, nullable=True)
     kind: Mapped[str] = mapped_column(String(12))
     amount_fen: Mapped[int] = mapped_column(BigInteger)
     threshold_fen: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -43,6 +45,7 @@ class Coupon(Base):
     # only a buyer holding an unused claim can use it
     claimable: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     claimed_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    per_buyer_limit: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))  # claims and uses
     created_at: Mapped[datetime] = created_at_column()
     __table_args__ = (
         CheckConstraint("kind IN ('fixed','threshold')", name="ck_coupons_kind"),
@@ -50,11 +53,13 @@ class Coupon(Base):
         CheckConstraint("amount_fen > 0", name="ck_coupons_amount"),
         CheckConstraint("threshold_fen >= 0", name="ck_coupons_threshold"),
         CheckConstraint("used_count BETWEEN 0 AND total_limit", name="ck_coupons_used"),
+        CheckConstraint("per_buyer_limit BETWEEN 1 AND total_limit", name="ck_coupons_per_buyer"),
     )
 
 
 class CouponClaim(Base):
-    """A buyer's claim of a coupon-centre coupon (one per buyer); `order_no` once an order uses it."""
+    """A buyer's claim of a coupon-centre coupon (up to its per_buyer_limit each); `order_no`
+    once an order uses it."""
 
     __tablename__ = "coupon_claims"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -62,7 +67,6 @@ class CouponClaim(Base):
     buyer_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     order_no: Mapped[str | None] = mapped_column(String(32))
     claimed_at: Mapped[datetime] = created_at_column()
-    __table_args__ = (UniqueConstraint("code", "buyer_user_id", name="uq_coupon_claim_once_per_buyer"),)
 
 
 class CouponRedemption(Base):
@@ -72,7 +76,6 @@ class CouponRedemption(Base):
     buyer_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     discount_fen: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = created_at_column()
-    __table_args__ = (UniqueConstraint("code", "buyer_user_id", name="uq_coupon_once_per_buyer"),)
 
 
 class Outlet(Base):

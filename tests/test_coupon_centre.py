@@ -9,6 +9,7 @@ import asyncio
 
 from sqlalchemy import func, select
 
+from db.models import LedgerAccount, LedgerEntry
 from db.order_models import Coupon, CouponClaim
 from tests.helpers import make_user, place
 
@@ -94,3 +95,54 @@ async def test_the_quote_suggests_the_claimed_coupon_that_takes_the_most_off(api
     assert (await api.post("/coupons/BIG3000/deactivate", headers=supplier)).status_code == 200
     assert await suggested(2) == {"coupon_code": "FLAT500", "discount_fen": 500}   # a stopped coupon is not offered
 
+
+
+async def test_a_platform_coupon_is_the_platforms_cost_and_claims_follow_the_per_buyer_limit(
+        api, sandbox, demo, token, sessions, temporal_env):
+    from db.models import OrderLine
+    from domain import ledger as rules
+    from domain.order_status import OrderStatus
+    from tests.helpers import assert_books_balance, pay, run_to_end, ship_and_deliver, wait_status
+
+    operator = token(make_user(sessions, "operator", "coupon-operator"), "operator")
+    buyer, supplier = token(demo.buyer_user_id, "buyer"), token(demo.supplier_user_id, "supplier")
+    refused = await api.post("/coupons", headers=supplier, json={
+        "code": "PLAT2000", "kind": "fixed", "amount_fen": 2_000, "total_limit": 50, "funded_by": "platform"})
+    assert refused.status_code == 403 and refused.json()["code"] == "PLATFORM_COUPON_BY_OPERATORS"
+    made = await api.post("/coupons", headers=operator, json={
+        "code": "PLAT2000", "kind": "fixed", "amount_fen": 2_000, "total_limit": 50, "claimable": True,
+        "per_buyer_limit": 2, "funded_by": "platform"})
+    assert made.status_code == 201, made.text
+    assert (made.json()["funded_by"], made.json()["supplier_id"]) == ("platform", None)
+    # listed with the supplier's own coupons when buyers browse that supplier
+    listed = await api.get("/coupons/centre", headers=buyer, params={"supplier_id": demo.supplier_id})
+    assert [c["code"] for c in listed.json()] == ["PLAT2000"]
+
+    answers = [await api.post("/coupons/PLAT2000/claim", headers=buyer) for _ in range(3)]
+    assert [a.status_code for a in answers] == [201, 201, 409] and answers[2].json()["code"] == "ALREADY_CLAIMED"
+
+    placed = await place(api, buyer, demo, quantity=1, coupon_code="PLAT2000")
+    assert placed.status_code == 201, placed.text
+    order_no = placed.json()["order_no"]
+    assert placed.json()["total_fen"] == 19_900 - 2_000
+    mine = (await api.get("/coupons/mine", headers=buyer)).json()
+    assert sorted(c["state"] for c in mine) == ["unused", "used"]  # one claim used, one left
+
+    await pay(sandbox, order_no)
+    await wait_status(temporal_env.client, order_no, OrderStatus.PAID)
+    await ship_and_deliver(api, sandbox, temporal_env.client, supplier, order_no, "SFPLATFORM01")
+    assert (await run_to_end(temporal_env, order_no)).status == OrderStatus.COMPLETED
+
+    with sessions() as s:
+        line = s.scalar(select(OrderLine).where(OrderLine.order_no == order_no))
+        assert (line.list_fen, line.paid_fen, line.subsidy_fen) == (19_900, 17_900, 2_000)
+        assert line.commission_fen == 17_900 * 1_500 // 10_000  # commission stays on what was paid
+        owed = {code: -balance for code, balance in s.execute(
+            select(LedgerAccount.code, func.sum(LedgerEntry.amount_fen))
+            .join(LedgerEntry, LedgerEntry.account_id == LedgerAccount.id)
+            .where(LedgerEntry.order_no == order_no).group_by(LedgerAccount.code))}
+        # the supplier is paid as if the buyer had paid the list price; the platform bears the 2,000
+        assert owed[rules.supplier_payable(demo.supplier_id)] == 17_900 - line.service_fee_fen - line.commission_fen + 2_000
+        assert owed[rules.PLATFORM_REVENUE] == line.service_fee_fen - 2_000
+        assert owed[rules.promoter_available(demo.promoter_id)] == line.commission_fen
+        assert_books_balance(s)

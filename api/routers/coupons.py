@@ -1,7 +1,8 @@
 """Coupons: suppliers (or operators for them) issue fixed or threshold discounts on the
-supplier's goods; buyers pass the code in POST /orders. A coupon put in the coupon centre
-(`claimable`) is listed to buyers, who claim it first (one each, `total_limit` claims in all) and
-only then can use it; its cost is the issuing supplier's, and commission stays on what was paid."""
+supplier's goods, and operators platform-funded ones on any order; buyers pass the code in
+POST /orders. A coupon put in the coupon centre (`claimable`) is listed to buyers, who claim it
+first (`per_buyer_limit` each, `total_limit` claims in all) and only then can use it; its cost is
+borne by whoever issued it, and commission stays on what was paid."""
 
 from __future__ import annotations
 
@@ -33,10 +34,19 @@ class CouponBody(BaseModel):
     ends_at: datetime | None = None
     total_limit: int = Field(gt=0, le=10_000_000, description="uses in all; claims too, for the coupon centre")
     claimable: bool = Field(default=False, description="listed in the coupon centre: buyers claim it before use")
-    supplier_id: int | None = Field(default=None, description="operators only")
+    per_buyer_limit: int = Field(default=1, ge=1, le=99, description="claims and uses per buyer")
+    funded_by: Literal["supplier", "platform"] = Field(
+        default="supplier", description="who bears the discount: the supplier (on its goods only) or the platform "
+                                        "(on the whole order; operators only)")
+    supplier_id: int | None = Field(default=None, ge=1, le=2**31 - 1,
+                                    description="operators only: the supplier a supplier-funded coupon is for")
 
     @model_validator(mode="after")
     def _consistent(self) -> CouponBody:
+        if self.per_buyer_limit > self.total_limit:
+            raise ValueError("per_buyer_limit cannot exceed total_limit")
+        if self.funded_by == "platform" and self.supplier_id is not None:
+            raise ValueError("a platform coupon is for no one supplier: leave supplier_id out")
         if self.kind == "threshold" and self.threshold_fen <= self.amount_fen:
             raise ValueError("a threshold coupon's threshold must exceed its amount")
         if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
@@ -46,7 +56,8 @@ class CouponBody(BaseModel):
 
 class CouponOut(BaseModel):
     code: str
-    supplier_id: int
+    supplier_id: int | None = Field(description="none for a platform coupon")
+    funded_by: Literal["supplier", "platform"]
     kind: str
     amount_fen: int
     threshold_fen: int
@@ -57,19 +68,32 @@ class CouponOut(BaseModel):
     active: bool
     claimable: bool
     claimed_count: int
+    per_buyer_limit: int
 
 
-@router.post("", status_code=201, response_model=CouponOut, summary="Issue a coupon")
+def _coupon_out(coupon: Coupon) -> CouponOut:
+    return CouponOut.model_validate({
+        **{k: getattr(coupon, k) for k in CouponOut.model_fields if k != "funded_by"},
+        "funded_by": "platform" if coupon.supplier_id is None else "supplier"})
+
+
+@router.post("", status_code=201, response_model=CouponOut,
+             summary="Issue a coupon: a supplier's on its own goods, or (operators) the platform's on any order")
 def create_coupon(body: CouponBody, request: Request,
                   principal: Principal = Depends(require_roles("supplier", "operator"))) -> CouponOut:
     with sessions_of(request).begin() as s:
         if s.get(Coupon, body.code) is not None:
             raise ApiError(409, "COUPON_EXISTS", f"coupon {body.code} already exists")
-        coupon = Coupon(supplier_id=_own_supplier(s, principal, body.supplier_id),
-                        **body.model_dump(exclude={"supplier_id"}))
+        if body.funded_by == "platform":
+            if principal.role != "operator":
+                raise ApiError(403, "PLATFORM_COUPON_BY_OPERATORS", "only operators issue platform-funded coupons")
+            supplier_id = None
+        else:
+            supplier_id = _own_supplier(s, principal, body.supplier_id)
+        coupon = Coupon(supplier_id=supplier_id, **body.model_dump(exclude={"supplier_id", "funded_by"}))
         s.add(coupon)
         s.flush()
-        return CouponOut.model_validate(coupon, from_attributes=True)
+        return _coupon_out(coupon)
 
 
 @router.get("", response_model=list[CouponOut],
@@ -85,7 +109,7 @@ def list_coupons(request: Request, supplier_id: int | None = None,
             supplier_id = _own_supplier(s, principal, supplier_id)
         coupons = s.scalars(select(Coupon).where(Coupon.supplier_id == supplier_id, Coupon.active)
                             .order_by(Coupon.created_at.desc()))
-        return [CouponOut.model_validate(c, from_attributes=True) for c in coupons]
+        return [_coupon_out(c) for c in coupons]
 
 
 CODE = Path(pattern=r"^[A-Z0-9]{4,32}$")
@@ -94,7 +118,7 @@ BUYERS = ("buyer", "promoter")
 
 class ClaimOut(BaseModel):
     code: str
-    supplier_id: int
+    supplier_id: int | None = Field(description="none for a platform coupon (any order)")
     kind: str
     amount_fen: int
     threshold_fen: int
@@ -120,10 +144,10 @@ def coupon_centre(request: Request, supplier_id: int | None = Query(default=None
     with sessions_of(request)() as s:
         query = select(Coupon).where(Coupon.claimable, Coupon.active, Coupon.claimed_count < Coupon.total_limit,
                                      (Coupon.ends_at.is_(None)) | (Coupon.ends_at > now))
-        if supplier_id is not None:
-            query = query.where(Coupon.supplier_id == supplier_id)
+        if supplier_id is not None:  # that supplier's coupons, and the platform's, which apply to its goods too
+            query = query.where((Coupon.supplier_id == supplier_id) | Coupon.supplier_id.is_(None))
         coupons = s.scalars(query.order_by(Coupon.created_at.desc(), Coupon.code).limit(limit).offset(offset))
-        return [CouponOut.model_validate(c, from_attributes=True) for c in coupons]
+        return [_coupon_out(c) for c in coupons]
 
 
 @router.post("/{code}/claim", status_code=201, response_model=ClaimOut, summary="Claim a coupon of the coupon centre",
@@ -165,4 +189,4 @@ def deactivate(request: Request, code: str = CODE,
             raise not_found(f"coupon {code}")
         coupon.active = False
         s.flush()
-        return CouponOut.model_validate(coupon, from_attributes=True)
+        return _coupon_out(coupon)
