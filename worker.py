@@ -18,6 +18,7 @@ from activities.channels_inbound import ChannelsInboundActivities
 from activities.channels_sync import ChannelsSyncActivities
 from activities.flash_sales import FlashSaleActivities
 from activities.group_buy import GroupActivities
+from activities.product_edits import ProductEditActivities
 from activities.logistics import LogisticsActivities
 from activities.messages import MessageActivities
 from activities.orders import FulfilmentAlerts, OrderActivities
@@ -111,6 +112,7 @@ def activities(settings: Settings, sessions=None, pay: WeChatPayClient | None = 
         *ReconciliationActivities(sessions, pay).all(),
         *FlashSaleActivities(sessions).all(),
         *GroupActivities(sessions, lambda: settings.group_platform_fill).all(),
+        *ProductEditActivities(sessions).all(),
         *RollupActivities(sessions).all(),
     ]
 

@@ -326,7 +326,8 @@ class CatalogActivities:
                           subject_id=subject_id, key=key,
                           message=f"{subject_type} {subject_id} 审核已超时（第 {level} 次提醒），请尽快处理"):
                 return
-            target = s.get(SupplierProfile if subject_type == "supplier" else ProductDetail, subject_id)
+            model = {"supplier": SupplierProfile, "product": ProductDetail}.get(subject_type)
+            target = s.get(model, subject_id) if model is not None else None  # a product edit: no counter
             if target is not None:
                 target.escalations += 1
 

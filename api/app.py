@@ -29,10 +29,12 @@ from api.routers import (
     orders,
     pickup,
     presale,
+    product_edits,
     products,
     promoters,
     reconciliations,
     refunds,
+    reviews,
     risk,
     settlements,
     suppliers,
@@ -121,6 +123,8 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     app.include_router(presale.router)
     app.include_router(flash_sales.router)
     app.include_router(group_buy.router)
+    app.include_router(reviews.router)
+    app.include_router(product_edits.router)
     app.include_router(codec.router)
     app.include_router(channels_push.router)
     for router in (addresses.router, cart.router, freight.router):  # the storefront

@@ -16,6 +16,7 @@ from db import flash_models  # noqa: F401
 from db import console_models  # noqa: F401
 from db import storefront_models  # noqa: F401
 from db import group_models  # noqa: F401
+from db import review_models  # noqa: F401
 from db.models import Base
 
 __all__ = ["Base"]

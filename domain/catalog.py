@@ -88,12 +88,16 @@ class ProductSubmission(BaseModel):
         return self
 
 
+def content_problems(p: ProductSubmission) -> list[Problem]:
+    """The checks on what a product says (title, description, promoters' copy): the ones a
+    content edit of a listed product goes through again."""
+    words = prohibited_words_in(p.title, p.description, *[m.content for m in p.materials if m.kind == "text"])
+    return [Problem(code="PROHIBITED_WORDS", message=f"prohibited words: {'、'.join(words)}")] if words else []
+
+
 def product_problems(p: ProductSubmission, *, service_fee_bps: int, approved_categories: set[str]) -> list[Problem]:
     """Every automatic check on a product: words, category qualification, price, commission."""
-    problems: list[Problem] = []
-    words = prohibited_words_in(p.title, p.description, *[m.content for m in p.materials if m.kind == "text"])
-    if words:
-        problems.append(Problem(code="PROHIBITED_WORDS", message=f"prohibited words: {'、'.join(words)}"))
+    problems = content_problems(p)
     if p.category not in CATEGORY_QUALIFICATIONS:
         problems.append(Problem(code="UNKNOWN_CATEGORY", message=f"unknown category {p.category!r}"))
     elif p.category not in approved_categories:
@@ -137,6 +141,11 @@ class ProductReviewInput(BaseModel):
     supplier_id: int
     review_sla: timedelta
     max_escalations: int = 3
+    edit_id: int | None = None  # a listed product's content edit (product_edits), reviewed on its own
+
+
+def edit_workflow_id(product_id: int, edit_id: int) -> str:
+    return f"product-{product_id}-edit-{edit_id}"
 
 
 class ProductProgress(BaseModel):

@@ -35,7 +35,8 @@ def test_histories_are_recorded():
         "refund_quality_claim_rejected", "order_completed_by_ship_clock", "order_payment_not_kept",
         "order_forged_payment_ignored", "refund_late_payment_forged", "dashboard_rollups",
         "order_paid_in_channels_shop", "shop_order_confirmed", "refund_channels_aftersale", "channels_pull",
-        "group_buy_formed", "group_buy_failed", "order_group_failed_refunded"}
+        "group_buy_formed", "group_buy_failed", "order_group_failed_refunded",
+        "product_edit_approved", "product_edit_auto_rejected"}
 
 
 @pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])

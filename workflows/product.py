@@ -5,6 +5,9 @@
     → wait for support's decision (update `decide`, validated); past the SLA → escalate
       approve → listed, added to the Channels shop, supplier notified
       reject  → rejected, supplier notified
+
+A content edit of a listed product (`product-{id}-edit-{edit_id}`) takes the same checks and
+decision; the product stays on sale as it was until the edit is approved, and after a rejection.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from workflows.options import DB_STEP, PARTNER_CALL
 
 with workflow.unsafe.imports_passed_through():
     from activities.catalog import CatalogActivities
+    from activities.product_edits import ProductEditActivities
     from domain.catalog import (
         ProductDecision,
         ProductProgress,
@@ -45,6 +49,8 @@ class ProductReviewWorkflow:
         self._progress = ProductProgress(product_id=pid, status=ProductStatus.CHECKING)
         workflow.upsert_search_attributes([SUPPLIER_ID.value_set([str(inp.supplier_id)])])
         self._set_status(ProductStatus.CHECKING)
+        if inp.edit_id is not None:
+            return await self._review_edit(inp, inp.edit_id)
         check = await workflow.execute_activity_method(CatalogActivities.check_product, pid, **DB_STEP)
         self._progress.problems = check.problems
         if check.problems:
@@ -77,6 +83,43 @@ class ProductReviewWorkflow:
         else:
             await workflow.execute_activity_method(
                 CatalogActivities.reject_product, args=[pid, decision.reason, decision.reviewer_user_id],
+                **DB_STEP)
+            self._set_status(ProductStatus.REJECTED)
+        self._decision = None
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._progress
+
+    async def _review_edit(self, inp: ProductReviewInput, edit_id: int) -> ProductProgress:
+        """A listed product's content edit: the same checks and support's decision; the product
+        stays on sale as it was meanwhile, and after a rejection."""
+        check = await workflow.execute_activity_method(ProductEditActivities.check_product_edit, edit_id, **DB_STEP)
+        self._progress.problems = check.problems
+        if check.problems:
+            reason = "automatic checks failed: " + "; ".join(p.message for p in check.problems)
+            await workflow.execute_activity_method(
+                ProductEditActivities.reject_product_edit, args=[edit_id, reason, None], **DB_STEP)
+            self._set_status(ProductStatus.REJECTED)
+            return self._progress
+        self._set_status(ProductStatus.PENDING_REVIEW)
+        level = 0
+        while True:
+            timeout = inp.review_sla if level < inp.max_escalations else None
+            try:
+                await workflow.wait_condition(lambda: self._decision is not None, timeout=timeout)
+                break
+            except TimeoutError:
+                level += 1
+                self._progress.escalations = level
+                await workflow.execute_activity_method(
+                    CatalogActivities.escalate_review, args=["product_edit", edit_id, 1, level], **DB_STEP)
+        decision = self._decision
+        if decision.action == "approve":
+            await workflow.execute_activity_method(
+                ProductEditActivities.apply_product_edit, args=[edit_id, decision], **DB_STEP)
+            self._set_status(ProductStatus.LISTED)
+        else:
+            await workflow.execute_activity_method(
+                ProductEditActivities.reject_product_edit, args=[edit_id, decision.reason, decision.reviewer_user_id],
                 **DB_STEP)
             self._set_status(ProductStatus.REJECTED)
         self._decision = None
