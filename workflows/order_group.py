@@ -12,17 +12,14 @@ from temporalio.workflow import ParentClosePolicy
 from workflows.group_buy import GroupBuyWorkflow
 from workflows.options import DB_STEP
 from workflows.order_state import OrderState
-from workflows.refund import RefundWorkflow
-from workflows.refund import workflow_id as refund_workflow_id
 
 with workflow.unsafe.imports_passed_through():
     from activities.group_buy import GroupActivities
     from activities.orders import OrderActivities
-    from activities.refunds import RefundActivities
     from domain.group_buy import GroupBuyInput, GroupDecision, GroupStatus, group_refund_no, workflow_id
     from domain.order_process import OrderTimings
     from domain.order_status import OrderStatus
-    from domain.refunds import RefundInput, RefundKind
+    from domain.refunds import RefundKind
 
 # after the group's time limit, how long an order waits for its decision before asking the database
 DECISION_GRACE = timedelta(minutes=5)
@@ -69,16 +66,8 @@ class GroupPath(OrderState):
             await workflow.execute_activity_method(
                 OrderActivities.book_group_commission, order_no, **self._paid_step())
             return True
-        refund_no = group_refund_no(order_no)
-        amount = await workflow.execute_activity_method(
-            RefundActivities.open_system_refund,
-            args=[refund_no, order_no, RefundKind.GROUP_FAILED, "the group did not fill in time"], **DB_STEP)
-        outcome = await workflow.execute_child_workflow(
-            RefundWorkflow.run, RefundInput(
-                refund_no=refund_no, order_no=order_no, kind=RefundKind.GROUP_FAILED, amount_fen=amount,
-                needs_return=False, supplier_ids=sorted(self._suppliers), timings=timings.refunds),
-            id=refund_workflow_id(refund_no))
-        self.refund_finished(outcome)
+        await self._refund_everything(order_no, group_refund_no(order_no), RefundKind.GROUP_FAILED,
+                                      "the group did not fill in time", timings)
         return False
 
     @workflow.signal

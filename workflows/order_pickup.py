@@ -5,16 +5,12 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-from workflows.options import DB_STEP
 from workflows.order_state import OrderState
-from workflows.refund import RefundWorkflow
-from workflows.refund import workflow_id as refund_workflow_id
 
 with workflow.unsafe.imports_passed_through():
     from activities.pickup import PickupActivities
-    from activities.refunds import RefundActivities
     from domain.order_process import OrderTimings
-    from domain.refunds import RefundInput, RefundKind, pickup_refund_no
+    from domain.refunds import RefundKind, pickup_refund_no
 
 
 class PickupPath(OrderState):
@@ -34,13 +30,5 @@ class PickupPath(OrderState):
         await workflow.wait_condition(lambda: not self._open_refunds)
         if self._refunded:
             return
-        refund_no = pickup_refund_no(order_no)
-        amount = await workflow.execute_activity_method(
-            RefundActivities.open_system_refund,
-            args=[refund_no, order_no, RefundKind.PICKUP_EXPIRED, "pickup code expired unclaimed"], **DB_STEP)
-        outcome = await workflow.execute_child_workflow(
-            RefundWorkflow.run, RefundInput(
-                refund_no=refund_no, order_no=order_no, kind=RefundKind.PICKUP_EXPIRED, amount_fen=amount,
-                needs_return=False, supplier_ids=sorted(self._suppliers), timings=timings.refunds),
-            id=refund_workflow_id(refund_no))
-        self.refund_finished(outcome)
+        await self._refund_everything(order_no, pickup_refund_no(order_no), RefundKind.PICKUP_EXPIRED,
+                                      "pickup code expired unclaimed", timings)

@@ -11,9 +11,13 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 from domain.search_attributes import BUSINESS_STATUS
 from workflows.options import DB_STEP, MESSAGE_SEND, paid_step
+from workflows.refund import RefundWorkflow
+from workflows.refund import workflow_id as refund_workflow_id
 
 with workflow.unsafe.imports_passed_through():
     from activities.messages import MessageActivities
+    from activities.refunds import RefundActivities
+    from domain.refunds import RefundInput, RefundKind
     from domain.order_process import OrderTimings
     from domain.order_status import OrderStatus
     from domain.orders import OrderProgress, PaymentNotice, PickupScan, ShipmentInput, TrackingUpdate
@@ -86,6 +90,18 @@ class OrderState:
         self._progress.failure = cause.type if isinstance(cause, ApplicationError) else "FAILED"
         self._set_status(OrderStatus.CANCELLED)
         return self._progress
+    async def _refund_everything(self, order_no: str, refund_no: str, kind: RefundKind, reason: str,
+                                 timings: OrderTimings) -> None:
+        """A system refund of every unit not refunded yet (never reviewed), run as a child."""
+        amount = await workflow.execute_activity_method(
+            RefundActivities.open_system_refund, args=[refund_no, order_no, kind, reason], **DB_STEP)
+        outcome = await workflow.execute_child_workflow(
+            RefundWorkflow.run, RefundInput(
+                refund_no=refund_no, order_no=order_no, kind=kind, amount_fen=amount,
+                needs_return=False, supplier_ids=sorted(self._suppliers), timings=timings.refunds),
+            id=refund_workflow_id(refund_no))
+        self.refund_finished(outcome)
+
     async def _send_buyer_messages(self) -> None:
         """Send the outbox's subscribe messages (this change's among them); never blocks the order."""
         if not workflow.patched(MESSAGES_PATCH):

@@ -60,20 +60,7 @@ class ProductReviewWorkflow:
             self._set_status(ProductStatus.REJECTED)
             return self._progress
 
-        self._set_status(ProductStatus.PENDING_REVIEW)
-        level = 0
-        while True:
-            timeout = inp.review_sla if level < inp.max_escalations else None
-            try:
-                await workflow.wait_condition(lambda: self._decision is not None, timeout=timeout)
-                break
-            except TimeoutError:
-                level += 1
-                self._progress.escalations = level
-                await workflow.execute_activity_method(
-                    CatalogActivities.escalate_review, args=["product", pid, 1, level], **DB_STEP)
-
-        decision = self._decision
+        decision = await self._await_decision(inp, "product", pid)
         if decision.action == "approve":
             await workflow.execute_activity_method(
                 CatalogActivities.list_product, args=[pid, decision], **DB_STEP)
@@ -89,6 +76,21 @@ class ProductReviewWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._progress
 
+    async def _await_decision(self, inp: ProductReviewInput, subject_type: str, subject_id: int) -> ProductDecision:
+        """Support's decision; each `review_sla` without one escalates (up to max_escalations)."""
+        self._set_status(ProductStatus.PENDING_REVIEW)
+        level = 0
+        while True:
+            timeout = inp.review_sla if level < inp.max_escalations else None
+            try:
+                await workflow.wait_condition(lambda: self._decision is not None, timeout=timeout)
+                return self._decision
+            except TimeoutError:
+                level += 1
+                self._progress.escalations = level
+                await workflow.execute_activity_method(
+                    CatalogActivities.escalate_review, args=[subject_type, subject_id, 1, level], **DB_STEP)
+
     async def _review_edit(self, inp: ProductReviewInput, edit_id: int) -> ProductProgress:
         """A listed product's content edit: the same checks and support's decision; the product
         stays on sale as it was meanwhile, and after a rejection."""
@@ -100,19 +102,7 @@ class ProductReviewWorkflow:
                 ProductEditActivities.reject_product_edit, args=[edit_id, reason, None], **DB_STEP)
             self._set_status(ProductStatus.REJECTED)
             return self._progress
-        self._set_status(ProductStatus.PENDING_REVIEW)
-        level = 0
-        while True:
-            timeout = inp.review_sla if level < inp.max_escalations else None
-            try:
-                await workflow.wait_condition(lambda: self._decision is not None, timeout=timeout)
-                break
-            except TimeoutError:
-                level += 1
-                self._progress.escalations = level
-                await workflow.execute_activity_method(
-                    CatalogActivities.escalate_review, args=["product_edit", edit_id, 1, level], **DB_STEP)
-        decision = self._decision
+        decision = await self._await_decision(inp, "product_edit", edit_id)
         if decision.action == "approve":
             await workflow.execute_activity_method(
                 ProductEditActivities.apply_product_edit, args=[edit_id, decision], **DB_STEP)

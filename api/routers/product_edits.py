@@ -10,16 +10,14 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, field_validator, model_validator
 from sqlalchemy import select
-from temporalio.client import WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError
 
 from activities.product_edits import propose_edit
 from api.auth import PLATFORM_STAFF, Principal, require_roles
 from api.deps import sessions_of, temporal_of
-from api.errors import ApiError, not_found, update_refused
-from api.routers.products import ProductReviewBody
+from api.errors import ApiError, not_found
+from api.routers.products import ProductReviewBody, send_decision
 from db.models import Product, Supplier
 from db.review_models import ProductEdit
 from domain.catalog import ProductDecision, ProductProgress, ProductReviewInput, ProductStatus, edit_workflow_id
@@ -129,10 +127,4 @@ async def review_edit(body: ProductReviewBody, request: Request, edit_id: int = 
     if edit.status != "pending":
         raise ApiError(409, "NOT_AWAITING_DECISION", f"the edit is {edit.status}")
     decision = ProductDecision(action=body.action, reviewer_user_id=principal.user_id, reason=body.reason)
-    handle = (await temporal_of(request)).get_workflow_handle(edit_workflow_id(edit.product_id, edit.id))
-    try:
-        return await handle.execute_update(ProductReviewWorkflow.decide, decision)
-    except WorkflowUpdateFailedError as err:
-        raise update_refused(err) from err
-    except RPCError as err:
-        raise ApiError(409, "NOT_AWAITING_DECISION", f"the review is not running: {err.message}") from err
+    return await send_decision(request, edit_workflow_id(edit.product_id, edit.id), decision)

@@ -202,7 +202,12 @@ async def review_product(product_id: int, body: ProductReviewBody, request: Requ
         raise ApiError(409, "NOT_AWAITING_DECISION", f"product is {current}, not awaiting a decision")
     decision = ProductDecision(action=body.action, reviewer_user_id=principal.user_id, reason=body.reason,
                                newbie_pick=body.newbie_pick)
-    handle = (await temporal_of(request)).get_workflow_handle(workflow_id(product_id))
+    return await send_decision(request, workflow_id(product_id), decision)
+
+
+async def send_decision(request: Request, review_workflow_id: str, decision: ProductDecision) -> ProductProgress:
+    """Support's decision to a waiting review (a product's or a content edit's)."""
+    handle = (await temporal_of(request)).get_workflow_handle(review_workflow_id)
     try:
         return await handle.execute_update(ProductReviewWorkflow.decide, decision)
     except WorkflowUpdateFailedError as err:
