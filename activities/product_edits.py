@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
+from activities import channels_outbox
 from activities.catalog import notify, submission_of
 from activities.errors import business_error
 from db.catalog_models import ProductDetail
@@ -72,6 +73,7 @@ class ProductEditActivities:
                 detail.description = edit.description
             if edit.images is not None:
                 detail.images = edit.images
+            channels_outbox.product_changed(s, product.id, "product_edited")  # the shop's copy follows
             self._decided(s, edit, "approved", decision.reason or "", decision.reviewer_user_id)
             self._tell(s, product, edit, f"商品「{product.title}」的修改已通过审核并生效")
 

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from db.catalog_models import Notification, ProductDetail
 from db.models import Product
 from domain.catalog import ProductProgress, ProductStatus, edit_workflow_id
+from tests.channels_helpers import world  # noqa: F401 - a fixture
 from tests.helpers import keep_run_history, make_user, result_skipping_time
 from workflows.product import ProductReviewWorkflow
 
@@ -88,3 +89,42 @@ async def test_an_edit_with_prohibited_words_is_refused_by_the_checks(api, demo,
     await keep_run_history(temporal_env, edit.json()["workflow_id"], None, "product_edit_auto_rejected")
     edits = (await api.get(f"/products/{demo.product_id}/edits", headers=supplier)).json()
     assert edits[0]["status"] == "rejected" and "prohibited" in edits[0]["reason"]
+
+
+async def test_an_approved_edit_reaches_the_channels_shop(api, world, temporal_env, sessions, token):  # noqa: F811
+    """The shop's copy of a listed product follows its approved title through the sync outbox."""
+    from db.catalog_models import ChannelsListing
+    from integrations.channels import ChannelsClient
+    from tests.catalog_helpers import product, wait_progress, wait_until
+    from workflows.product import workflow_id
+
+    supplier = token(world["supplier_user_id"], "supplier")
+    support = token(make_user(sessions, "support", "shop-edit-reviewer"), "support")
+    submitted = await api.post("/products", headers=supplier, json=product(title="勐海古树普洱 357g"))
+    assert submitted.status_code == 201, submitted.text
+    pid = submitted.json()["product_id"]
+    await wait_progress(temporal_env.client, workflow_id(pid), ProductReviewWorkflow.progress,
+                        ProductStatus.PENDING_REVIEW)
+    assert (await api.post(f"/products/{pid}/review", headers=support, json={"action": "approve"})).status_code == 200
+    shop = ChannelsClient.from_settings(api._transport.app.state.settings)
+
+    def listing() -> str | None:
+        with sessions() as s:
+            row = s.get(ChannelsListing, pid)
+            return row.channels_product_id if row is not None else None
+
+    await wait_until(lambda: listing() is not None)
+    edit = await api.patch(f"/products/{pid}", headers=supplier, json={"title": "勐海古树普洱 357g 2026 春茶"})
+    assert edit.status_code == 202, edit.text
+    await wait_review_status(temporal_env, edit.json()["workflow_id"], ProductStatus.PENDING_REVIEW)
+    assert (await shop.get_product(listing())).title == "勐海古树普洱 357g"  # the old one meanwhile
+    approved = await api.post(f"/product-edits/{edit.json()['edit_id']}/review", headers=support,
+                              json={"action": "approve"})
+    assert approved.status_code == 200, approved.text
+    titles = []
+    for _ in range(100):
+        titles.append((await shop.get_product(listing())).title)
+        if titles[-1] == "勐海古树普洱 357g 2026 春茶":
+            break
+        await asyncio.sleep(0.1)
+    assert titles[-1] == "勐海古树普洱 357g 2026 春茶", titles[-3:]

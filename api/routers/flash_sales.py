@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import select
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -42,14 +42,8 @@ class FlashSaleBody(BaseModel):
     price_fen: int = Field(gt=0, le=10**10, description="the flash price per unit, below the SKU's price")
     quantity: int = Field(gt=0, le=100_000, description="units set aside from the SKU's stock now")
     per_buyer_limit: int = Field(default=1, gt=0, le=999)
-    starts_at: datetime
-    ends_at: datetime
-
-    @model_validator(mode="after")
-    def _aware(self) -> FlashSaleBody:
-        if self.starts_at.tzinfo is None or self.ends_at.tzinfo is None:
-            raise ValueError("starts_at and ends_at need a time zone (e.g. 2026-12-12T20:00:00+08:00)")
-        return self
+    starts_at: AwareDatetime = Field(description="with its time zone, e.g. 2026-12-12T20:00:00+08:00")
+    ends_at: AwareDatetime
 
 
 class FlashSaleOut(BaseModel):

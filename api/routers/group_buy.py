@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import func, select
 
 from activities import group_buy
@@ -45,14 +45,8 @@ class GroupDealBody(BaseModel):
     time_limit_minutes: int = Field(ge=int(MIN_TIME_LIMIT.total_seconds() // 60),
                                     le=int(MAX_TIME_LIMIT.total_seconds() // 60),
                                     description="from the opener's payment until the group fails if not full")
-    starts_at: datetime
-    ends_at: datetime = Field(description="no new group opens after this")
-
-    @model_validator(mode="after")
-    def _aware(self) -> GroupDealBody:
-        if self.starts_at.tzinfo is None or self.ends_at.tzinfo is None:
-            raise ValueError("starts_at and ends_at need a time zone (e.g. 2026-12-12T20:00:00+08:00)")
-        return self
+    starts_at: AwareDatetime = Field(description="with its time zone, e.g. 2026-12-12T20:00:00+08:00")
+    ends_at: AwareDatetime = Field(description="no new group opens after this")
 
 
 class GroupDealOut(BaseModel):
