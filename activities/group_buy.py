@@ -127,6 +127,12 @@ def is_group_order(s: Session, order_no: str) -> bool:
     return s.get(GroupSeat, order_no) is not None
 
 
+def in_undecided_group(s: Session, order_no: str) -> bool:
+    """The order holds a place in a group not formed or failed yet."""
+    return s.scalar(select(GroupBuy.id).join(GroupSeat, GroupSeat.group_id == GroupBuy.id).where(
+        GroupSeat.order_no == order_no, GroupBuy.status.in_((GroupStatus.OPENING, GroupStatus.FORMING)))) is not None
+
+
 def release(s: Session, order_no: str) -> None:
     """An order cancelled unpaid gives its place back; an opener who never paid ends the group."""
     seat = s.get(GroupSeat, order_no, with_for_update=True)
@@ -138,7 +144,7 @@ def release(s: Session, order_no: str) -> None:
         group.status, group.decided_at = GroupStatus.ABANDONED, datetime.now(UTC)
 
 
-def _paid_members(s: Session, group_id: int) -> list[str]:
+def paid_members(s: Session, group_id: int) -> list[str]:
     """Members whose payment stands: paid, and their order neither refunded nor being refunded."""
     return list(s.scalars(select(GroupSeat.order_no).join(Order, Order.order_no == GroupSeat.order_no)
                           .where(GroupSeat.group_id == group_id, GroupSeat.status == SeatStatus.PAID,
@@ -180,7 +186,7 @@ class GroupActivities:
         time is up; None while it may still fill. Idempotent: a decided group answers the same."""
         with self.sessions.begin() as s:
             group = s.get(GroupBuy, group_id, with_for_update=True)
-            members = _paid_members(s, group.id)
+            members = paid_members(s, group.id)
             if group.status != GroupStatus.FORMING:
                 return GroupDecision(group_id=group.id, status=group.status, members=members,
                                      platform_filled=group.platform_filled)

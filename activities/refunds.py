@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from activities import bonuses, coupons, freight, ledger, risk
+from activities import bonuses, coupons, freight, group_buy, ledger, risk
 from activities.catalog import notify
 from activities.errors import business_error
 from activities.order_events import record_event
@@ -97,6 +97,9 @@ def open_refund(s: Session, *, refund_no: str, order_no: str, buyer_user_id: int
             return same, plan_of(same)
     if not wanted:
         raise RefundRefused("NOTHING_TO_REFUND", "every unit of this order is already refunded or being refunded")
+    if lines and group_buy.in_undecided_group(s, order_no) and any(
+            w.line_id in order_lines and w.quantity < order_lines[w.line_id].quantity for w in wanted):
+        raise RefundRefused("GROUP_ORDER_WHOLE", "until its group forms, a group-buy order is cancelled whole")
     if len({w.line_id for w in wanted}) != len(wanted):
         raise RefundRefused("DUPLICATE_LINE", "each line may appear once")
     refund_lines: list[RefundLine] = []

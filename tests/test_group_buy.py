@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from db.group_models import GroupSeat
-from db.models import LedgerAccount, LedgerEntry, Order, Payment, Sku
+from db.models import LedgerAccount, LedgerEntry, Order, OrderLine, Payment, Sku
 from domain import ledger as rules
 from domain.group_buy import GroupDecision, GroupStatus
 from domain.group_buy import workflow_id as group_workflow_id
@@ -207,3 +207,64 @@ def test_the_groups_fate_by_its_paid_members():
     assert decide(paid=2, size=3, deadline_passed=True, platform_fill=False) == (GroupStatus.FAILED, False)
     assert decide(paid=2, size=3, deadline_passed=True, platform_fill=True) == (GroupStatus.FORMED, True)
     assert decide(paid=1, size=3, deadline_passed=True, platform_fill=True) == (GroupStatus.FAILED, False)
+
+
+async def test_a_member_who_cancels_before_the_group_forms_is_refunded_and_the_place_reopens(
+        api, sandbox, demo, token, temporal_env, sessions):
+    first, group_id = await started_group(api, sandbox, demo, token, temporal_env, sessions, size=3, tag="C")
+    (quitter, newcomer, last) = buyers(sessions, 3, "CQ")
+    joined = await join(api, demo, token, quitter, group_id)
+    quitter_no = joined.json()["order_no"]
+    await pay_when_payable(temporal_env, sandbox, quitter_no)
+    await wait_status(temporal_env.client, quitter_no, OrderStatus.GROUPING)
+
+    # a paid order can always be cancelled before shipment, group or not; before its group forms, whole
+    with sessions() as s:
+        line = s.scalar(select(OrderLine.id).where(OrderLine.order_no == quitter_no))
+    with sessions.begin() as s:  # two units, so that half of it could be asked for
+        s.execute(update(OrderLine).where(OrderLine.id == line).values(quantity=2))
+    half = await api.post(f"/orders/{quitter_no}/refunds", headers=token(quitter, "buyer"),
+                          json={"kind": "cancel", "lines": [{"line_id": line, "quantity": 1}]})
+    assert half.status_code == 409 and half.json()["code"] == "GROUP_ORDER_WHOLE", half.text
+    with sessions.begin() as s:
+        s.execute(update(OrderLine).where(OrderLine.id == line).values(quantity=1))
+    asked = await api.post(f"/orders/{quitter_no}/refunds", headers=token(quitter, "buyer"), json={"kind": "cancel"})
+    assert asked.status_code == 201, asked.text
+    await wait_status(temporal_env.client, quitter_no, OrderStatus.REFUNDED)  # no time skipped: the group runs on
+    shown = (await api.get(f"/groups/{group_id}", headers=token(newcomer, "buyer"))).json()
+    assert (shown["paid"], shown["places_left"]) == (1, 2)  # the place is free again
+
+    numbers = [first]
+    for buyer in (newcomer, last):
+        r = await join(api, demo, token, buyer, group_id)
+        assert r.status_code == 202, r.text
+        numbers.append(r.json()["order_no"])
+        await pay_when_payable(temporal_env, sandbox, r.json()["order_no"])
+    decision = await result_skipping_time(temporal_env, group_workflow_id(group_id), GroupDecision)
+    assert decision.status == GroupStatus.FORMED and sorted(decision.members) == sorted(numbers)
+    assert pending_commission(sessions, quitter_no) == 0  # the refunded member never earned anyone anything
+    with sessions() as s:
+        assert_books_balance(s)
+    await end_workflows(temporal_env.client, [order_workflow_id(n) for n in numbers])
+
+
+async def test_a_cancel_under_way_when_the_group_fails_is_the_only_refund(api, sandbox, demo, token, temporal_env,
+                                                                          sessions):
+    first, group_id = await started_group(api, sandbox, demo, token, temporal_env, sessions, size=3, tag="R")
+    (quitter,) = buyers(sessions, 1, "RQ")
+    quitter_no = (await join(api, demo, token, quitter, group_id)).json()["order_no"]
+    await pay_when_payable(temporal_env, sandbox, quitter_no)
+    await wait_status(temporal_env.client, quitter_no, OrderStatus.GROUPING)
+    asked = await api.post(f"/orders/{quitter_no}/refunds", headers=token(quitter, "buyer"), json={"kind": "cancel"})
+    assert asked.status_code == 201, asked.text
+
+    # time skips past the group's deadline while the cancel may still be under way
+    decision = await result_skipping_time(temporal_env, group_workflow_id(group_id), GroupDecision)
+    assert decision.status == GroupStatus.FAILED
+    for order_no in (quitter_no, first):
+        ended = await run_to_end(temporal_env, order_no)
+        assert ended.status == OrderStatus.REFUNDED and ended.failure is None, ended
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Payment).where(Payment.order_no == quitter_no)) == 1
+        assert s.scalar(select(LedgerAccount.balance_fen).where(LedgerAccount.code == rules.CLEARING)) == 0
+        assert_books_balance(s)

@@ -60,6 +60,7 @@ class GroupPath(OrderState):
             else:
                 status = await workflow.execute_activity_method(
                     GroupActivities.group_status, joined.group_id, **DB_STEP)
+        await workflow.wait_condition(lambda: not self._open_refunds)  # a refund under way ends first
         if self._refunded:
             return False
         if status == GroupStatus.FORMED:

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import AwareDatetime, BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from activities import group_buy
 from api.auth import Principal, require_roles, signed_in
@@ -26,7 +26,7 @@ from api.routers.orders import (
     payment_path,
     start_order_workflow,
 )
-from db.group_models import GroupBuy, GroupDeal, GroupSeat
+from db.group_models import GroupBuy, GroupDeal
 from db.models import Supplier
 from domain.group_buy import MAX_SIZE, MAX_TIME_LIMIT, MIN_SIZE, MIN_TIME_LIMIT, GroupRefused, GroupStatus
 from domain.order_status import OrderStatus
@@ -82,7 +82,7 @@ class GroupOut(BaseModel):
     sku_id: int
     group_price_fen: int
     size: int
-    paid: int
+    paid: int = Field(description="members whose payment stands (not refunded or being refunded)")
     places_left: int
     status: GroupStatus
     deadline: datetime | None
@@ -185,10 +185,8 @@ def one_group(request: Request, group_id: int = Path(**ID), principal: Principal
 
 def _group_out(s, group: GroupBuy, deal: GroupDeal, principal: Principal) -> GroupOut:
     taken = group_buy.taken_places(s, group.id)
-    paid = s.scalar(select(func.count()).select_from(GroupSeat).where(
-        GroupSeat.group_id == group.id, GroupSeat.status == "paid")) or 0
     return GroupOut(id=group.id, deal_id=deal.id, sku_id=deal.sku_id, group_price_fen=deal.group_price_fen,
-                    size=group.size, paid=paid,
+                    size=group.size, paid=len(group_buy.paid_members(s, group.id)),
                     places_left=max(group.size - len(taken), 0) if group.status == GroupStatus.FORMING else 0,
                     status=group.status, deadline=group.deadline, platform_filled=group.platform_filled,
                     joined=principal.user_id in taken.values())

@@ -64,7 +64,9 @@ def _refund_no(user_id: int, idempotency_key: str | None) -> str:
 
 
 @router.post("/orders/{order_no}/refunds", status_code=201, response_model=RefundOut,
-             summary="Ask for a refund: cancel, return, or a quality claim")
+             summary="Ask for a refund: cancel, return, or a quality claim",
+             responses={409: {"description": "NOTHING_TO_REFUND, ALREADY_SHIPPED, NOT_SHIPPED, WINDOW_CLOSED, "
+                                             "NOT_REFUNDABLE, IDEMPOTENCY_CONFLICT, REFUND_IN_SHOP, GROUP_ORDER_WHOLE"}})
 async def request_refund(order_no: str, body: RefundBody, request: Request,
                          principal: Principal = Depends(require_roles("buyer", "promoter")),
                          idempotency_key: str | None = Header(default=None, max_length=64)) -> RefundOut:
@@ -82,7 +84,7 @@ async def request_refund(order_no: str, body: RefundBody, request: Request,
             except RefundRefused as err:
                 status = 404 if err.code == "ORDER_NOT_FOUND" else 409 if err.code in (
                     "NOTHING_TO_REFUND", "ALREADY_SHIPPED", "NOT_SHIPPED", "WINDOW_CLOSED",
-                    "NOT_REFUNDABLE", "IDEMPOTENCY_CONFLICT", "REFUND_IN_SHOP") else 422
+                    "NOT_REFUNDABLE", "IDEMPOTENCY_CONFLICT", "REFUND_IN_SHOP", "GROUP_ORDER_WHOLE") else 422
                 raise ApiError(status, err.code, err.message) from err
             return refund_view(s, viewer_of(s, principal), refund), refund_input(s, refund, settings.refund_timings()), \
                 refund.workflow_started_at is None
