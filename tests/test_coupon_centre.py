@@ -146,3 +146,54 @@ async def test_a_platform_coupon_is_the_platforms_cost_and_claims_follow_the_per
         assert owed[rules.PLATFORM_REVENUE] == line.service_fee_fen - 2_000
         assert owed[rules.promoter_available(demo.promoter_id)] == line.commission_fen
         assert_books_balance(s)
+
+
+async def test_a_return_after_completion_gives_the_platform_its_subsidy_back(
+        api, sandbox, demo, token, sessions, temporal_env):
+    from db.models import OrderLine
+    from domain import ledger as rules
+    from domain.order_status import OrderStatus
+    from domain.refunds import share_of
+    from tests.helpers import assert_books_balance, pay, return_one_unit, run_to_end, ship_and_deliver, wait_status
+
+    operator = token(make_user(sessions, "operator", "subsidy-operator"), "operator")
+    buyer, supplier = token(demo.buyer_user_id, "buyer"), token(demo.supplier_user_id, "supplier")
+    made = await api.post("/coupons", headers=operator, json={
+        "code": "PLAT2001", "kind": "fixed", "amount_fen": 2_001, "total_limit": 5, "funded_by": "platform"})
+    assert made.status_code == 201, made.text
+    placed = await place(api, buyer, demo, quantity=2, coupon_code="PLAT2001")
+    assert placed.status_code == 201, placed.text
+    order_no = placed.json()["order_no"]
+    await pay(sandbox, order_no)
+    await wait_status(temporal_env.client, order_no, OrderStatus.PAID)
+    await ship_and_deliver(api, sandbox, temporal_env.client, supplier, order_no, "SFSUBSIDY001")
+    assert (await run_to_end(temporal_env, order_no)).status == OrderStatus.COMPLETED
+
+    def owed() -> dict[str, int]:
+        with sessions() as s:
+            return {code: -amount for code, amount in s.execute(
+                select(LedgerAccount.code, func.sum(LedgerEntry.amount_fen))
+                .join(LedgerEntry, LedgerEntry.account_id == LedgerAccount.id)
+                .where(LedgerEntry.order_no == order_no).group_by(LedgerAccount.code))}
+
+    with sessions() as s:
+        line = s.scalar(select(OrderLine).where(OrderLine.order_no == order_no))
+    assert (line.paid_fen, line.subsidy_fen) == (2 * 19_900 - 2_001, 2_001)
+    payable, revenue = rules.supplier_payable(demo.supplier_id), rules.PLATFORM_REVENUE
+    before = owed()
+    assert before[payable] == line.paid_fen - line.service_fee_fen - line.commission_fen + 2_001
+    assert before[revenue] == line.service_fee_fen - 2_001
+
+    await return_one_unit(api, temporal_env.client, buyer, supplier, order_no, line.id, "YTSUBSIDY001")
+    after = owed()
+
+    def part(total: int) -> int:
+        return share_of(total, 2, 0, 1)
+
+    # the returned unit takes its part of everything back: 1,000 of the odd 2,001 subsidy (floors)
+    assert part(2_001) == 1_000
+    assert after[payable] == before[payable] - (part(line.paid_fen) - part(line.service_fee_fen)
+                                                - part(line.commission_fen) + part(2_001))
+    assert after[revenue] == before[revenue] - part(line.service_fee_fen) + part(2_001)
+    with sessions() as s:
+        assert_books_balance(s)
