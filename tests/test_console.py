@@ -220,3 +220,42 @@ async def test_the_demo_staff_logins_open_the_console(api, sessions, clean_db):
         signed = await console_login(api, username, password)
         assert (signed.status_code, signed.headers["location"]) == (303, "/console"), username
         assert (await api.get("/console")).headers["location"] == "/console/queues"
+
+
+async def test_support_moderates_reviews_and_content_edits_from_the_queues(
+        api, sandbox, temporal_env, sessions, token, demo):
+    from db.review_models import ProductReview
+    from domain.catalog import ProductStatus
+    from tests.test_product_edit import wait_review_status
+    from tests.test_reviews import received_order
+
+    buyer, supplier = token(demo.buyer_user_id, "buyer"), token(demo.supplier_user_id, "supplier")
+    order_no, line_id = await received_order(api, sandbox, demo, token, temporal_env, sessions, "SFCONSOLE001")
+    held = await api.post(f"/orders/{order_no}/reviews", headers=buyer,
+                          json={"line_id": line_id, "rating": 5, "text": "喝了包治百病"})
+    assert held.json()["status"] == "pending_moderation", held.text
+    edit = await api.patch(f"/products/{demo.product_id}", headers=supplier, json={"title": "明前龙井 新茶 250g"})
+    assert edit.status_code == 202, edit.text
+    await wait_review_status(temporal_env, edit.json()["workflow_id"], ProductStatus.PENDING_REVIEW)
+
+    staff_user(sessions, "support", "kefu-reviews")
+    await console_login(api, "kefu-reviews")
+    page = await api.get("/console/queues")
+    assert 'id="count-edits"><small>商品修改审核</small><b>1</b>' in page.text
+    assert 'id="count-reviews"><small>评价审核</small><b>1</b>' in page.text
+    assert "明前龙井 新茶 250g" in page.text and "包治百病" in page.text
+    csrf = csrf_of(page.text)
+
+    rejected = await api.post(f"/console/queues/reviews/{held.json()['id']}/decide", headers=HX,
+                              data={"decision": "reject", "reason": "含医疗功效用语", "csrf": csrf})
+    assert 'data-outcome="ok"' in rejected.text, rejected.text
+    approved = await api.post(f"/console/queues/edits/{edit.json()['edit_id']}/decide", headers=HX,
+                              data={"decision": "approve", "reason": "标题合规", "csrf": csrf})
+    assert 'data-outcome="ok"' in approved.text and "LISTED" in approved.text, approved.text
+    with sessions() as s:
+        assert s.get(ProductReview, held.json()["id"]).status == "rejected"
+        assert s.get(Product, demo.product_id).title == "明前龙井 新茶 250g"
+        trail = [(a.action, a.outcome) for a in s.scalars(select(StaffAudit).order_by(StaffAudit.id))]
+    assert trail == [("review.reject", "ok"), ("product_edit.approve", "ok")]
+    again = await api.get("/console/queues")
+    assert 'id="count-edits"><small>商品修改审核</small><b>0</b>' in again.text

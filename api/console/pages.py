@@ -165,6 +165,12 @@ def _decision_call(queue: str, key: str, decision: str, reason: str, fee_bps: in
     if queue == "products":
         return f"product.{decision}", "product", "POST", f"/products/{int(key)}/review", \
             {"action": decision, "reason": reason or None}
+    if queue == "edits":
+        return f"product_edit.{decision}", "product_edit", "POST", f"/product-edits/{int(key)}/review", \
+            {"action": decision, "reason": reason or None}
+    if queue == "reviews":
+        return f"review.{decision}", "review", "POST", f"/reviews/{int(key)}/moderation", \
+            {"action": decision, "reason": reason or ("内容合规" if approve else "含违规用语")}
     if queue == "refunds":
         return f"refund.{decision}", "refund", "POST", f"/refunds/{key}/review", {"approve": approve, "note": reason}
     if queue == "withdrawals":

@@ -84,6 +84,26 @@ def product_reviews(s: Session) -> Queue:
         for i, title, at, sup, cat, _ in rows], "support", count)
 
 
+def product_edits(s: Session) -> Queue:
+    rows = _rows(s, """SELECT e.id, e.product_id, e.created_at, p.title, e.title, su.name FROM product_edits e
+        JOIN products p ON p.id = e.product_id JOIN suppliers su ON su.id = p.supplier_id
+        WHERE e.status = 'pending' ORDER BY e.created_at LIMIT :n""", n=LIMIT)
+    count = s.scalar(text("SELECT COUNT(*) FROM product_edits WHERE status = 'pending'"))
+    return Queue("edits", "商品修改审核", [
+        Item(str(i), f"{title} → {new_title}" if new_title else f"{title} · 图文修改", at,
+             f'WorkflowId="product-{pid}-edit-{i}"', detail=f"{sup} · 修改 #{i}（原内容在售）")
+        for i, pid, at, title, new_title, sup in rows], "support", count)
+
+
+def held_reviews(s: Session) -> Queue:
+    rows = _rows(s, """SELECT r.id, r.order_no, r.created_at, r.rating, r.text, r.moderation_note FROM product_reviews r
+        WHERE r.status = 'pending_moderation' ORDER BY r.created_at LIMIT :n""", n=LIMIT)
+    count = s.scalar(text("SELECT COUNT(*) FROM product_reviews WHERE status = 'pending_moderation'"))
+    return Queue("reviews", "评价审核", [
+        Item(str(i), f"{rating}星 · {body[:40]}", at, f'OrderNo="{order_no}"', detail=note or "")
+        for i, order_no, at, rating, body, note in rows], "support", count)
+
+
 def refund_reviews(s: Session) -> Queue:
     rows = _rows(s, """SELECT refund_no, order_no, created_at, kind, amount_fen, review_reasons FROM refunds
         WHERE status = 'REVIEWING' ORDER BY created_at LIMIT :n""", n=LIMIT)
@@ -156,7 +176,7 @@ def stalled(s: Session) -> Queue:
     return Queue("stalled", "停滞工作", items, "support", len(items))
 
 
-ALL = (supplier_applications, product_reviews, refund_reviews, withdrawals, statements, revivals, risk_flags, stalled)
+ALL = (supplier_applications, product_reviews, product_edits, held_reviews, refund_reviews, withdrawals, statements, revivals, risk_flags, stalled)
 
 
 def all_queues(s: Session) -> list[Queue]:
