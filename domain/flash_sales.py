@@ -32,6 +32,11 @@ def workflow_id(flash_sale_id: int) -> str:
     return f"flash-sale-{flash_sale_id}"
 
 
+def sale_status(*, active: bool, starts_at: datetime, ends_at: datetime, now: datetime) -> str:
+    """upcoming, running or ended: a flash sale's or a group deal's window as buyers see it."""
+    return "ended" if not active or now >= ends_at else "upcoming" if now < starts_at else "running"
+
+
 def check_new_sale(*, price_fen: int, list_price_fen: int, quantity: int, stock: int, per_buyer_limit: int,
                    starts_at: datetime, ends_at: datetime, now: datetime) -> None:
     if not 0 < price_fen < list_price_fen:

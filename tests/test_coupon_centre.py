@@ -11,7 +11,25 @@ from sqlalchemy import func, select
 
 from db.models import LedgerAccount, LedgerEntry
 from db.order_models import Coupon, CouponClaim
-from tests.helpers import make_user, place
+from domain.order_status import OrderStatus
+from tests.helpers import make_user, pay, place, run_to_end, ship_and_deliver, wait_status
+
+
+def owed_on(sessions, order_no: str) -> dict[str, int]:
+    """account → what the order's entries left owed on it (credits positive)."""
+    with sessions() as s:
+        return {code: -amount for code, amount in s.execute(
+            select(LedgerAccount.code, func.sum(LedgerEntry.amount_fen))
+            .join(LedgerEntry, LedgerEntry.account_id == LedgerAccount.id)
+            .where(LedgerEntry.order_no == order_no).group_by(LedgerAccount.code))}
+
+
+async def complete(api, sandbox, temporal_env, supplier, order_no: str, waybill: str) -> None:
+    """Pay, ship, deliver and let the order complete (time skipped)."""
+    await pay(sandbox, order_no)
+    await wait_status(temporal_env.client, order_no, OrderStatus.PAID)
+    await ship_and_deliver(api, sandbox, temporal_env.client, supplier, order_no, waybill)
+    assert (await run_to_end(temporal_env, order_no)).status == OrderStatus.COMPLETED
 
 
 async def test_a_burst_of_claims_hands_out_exactly_the_limit_and_only_a_claim_is_usable(
@@ -53,8 +71,6 @@ async def test_a_burst_of_claims_hands_out_exactly_the_limit_and_only_a_claim_is
 
 async def test_a_claimed_coupon_is_used_once_and_given_back_with_an_unpaid_order(
         api, demo, token, sessions, temporal_env):
-    from domain.order_status import OrderStatus
-    from tests.helpers import run_to_end
 
     supplier, buyer = token(demo.supplier_user_id, "supplier"), token(demo.buyer_user_id, "buyer")
     await api.post("/coupons", headers=supplier, json={
@@ -101,8 +117,7 @@ async def test_a_platform_coupon_is_the_platforms_cost_and_claims_follow_the_per
         api, sandbox, demo, token, sessions, temporal_env):
     from db.models import OrderLine
     from domain import ledger as rules
-    from domain.order_status import OrderStatus
-    from tests.helpers import assert_books_balance, pay, run_to_end, ship_and_deliver, wait_status
+    from tests.helpers import assert_books_balance
 
     operator = token(make_user(sessions, "operator", "coupon-operator"), "operator")
     buyer, supplier = token(demo.buyer_user_id, "buyer"), token(demo.supplier_user_id, "supplier")
@@ -128,19 +143,13 @@ async def test_a_platform_coupon_is_the_platforms_cost_and_claims_follow_the_per
     mine = (await api.get("/coupons/mine", headers=buyer)).json()
     assert sorted(c["state"] for c in mine) == ["unused", "used"]  # one claim used, one left
 
-    await pay(sandbox, order_no)
-    await wait_status(temporal_env.client, order_no, OrderStatus.PAID)
-    await ship_and_deliver(api, sandbox, temporal_env.client, supplier, order_no, "SFPLATFORM01")
-    assert (await run_to_end(temporal_env, order_no)).status == OrderStatus.COMPLETED
+    await complete(api, sandbox, temporal_env, supplier, order_no, "SFPLATFORM01")
 
     with sessions() as s:
         line = s.scalar(select(OrderLine).where(OrderLine.order_no == order_no))
         assert (line.list_fen, line.paid_fen, line.subsidy_fen) == (19_900, 17_900, 2_000)
         assert line.commission_fen == 17_900 * 1_500 // 10_000  # commission stays on what was paid
-        owed = {code: -balance for code, balance in s.execute(
-            select(LedgerAccount.code, func.sum(LedgerEntry.amount_fen))
-            .join(LedgerEntry, LedgerEntry.account_id == LedgerAccount.id)
-            .where(LedgerEntry.order_no == order_no).group_by(LedgerAccount.code))}
+        owed = owed_on(sessions, order_no)
         # the supplier is paid as if the buyer had paid the list price; the platform bears the 2,000
         assert owed[rules.supplier_payable(demo.supplier_id)] == 17_900 - line.service_fee_fen - line.commission_fen + 2_000
         assert owed[rules.PLATFORM_REVENUE] == line.service_fee_fen - 2_000
@@ -152,9 +161,8 @@ async def test_a_return_after_completion_gives_the_platform_its_subsidy_back(
         api, sandbox, demo, token, sessions, temporal_env):
     from db.models import OrderLine
     from domain import ledger as rules
-    from domain.order_status import OrderStatus
     from domain.refunds import share_of
-    from tests.helpers import assert_books_balance, pay, return_one_unit, run_to_end, ship_and_deliver, wait_status
+    from tests.helpers import assert_books_balance, return_one_unit
 
     operator = token(make_user(sessions, "operator", "subsidy-operator"), "operator")
     buyer, supplier = token(demo.buyer_user_id, "buyer"), token(demo.supplier_user_id, "supplier")
@@ -164,28 +172,18 @@ async def test_a_return_after_completion_gives_the_platform_its_subsidy_back(
     placed = await place(api, buyer, demo, quantity=2, coupon_code="PLAT2001")
     assert placed.status_code == 201, placed.text
     order_no = placed.json()["order_no"]
-    await pay(sandbox, order_no)
-    await wait_status(temporal_env.client, order_no, OrderStatus.PAID)
-    await ship_and_deliver(api, sandbox, temporal_env.client, supplier, order_no, "SFSUBSIDY001")
-    assert (await run_to_end(temporal_env, order_no)).status == OrderStatus.COMPLETED
-
-    def owed() -> dict[str, int]:
-        with sessions() as s:
-            return {code: -amount for code, amount in s.execute(
-                select(LedgerAccount.code, func.sum(LedgerEntry.amount_fen))
-                .join(LedgerEntry, LedgerEntry.account_id == LedgerAccount.id)
-                .where(LedgerEntry.order_no == order_no).group_by(LedgerAccount.code))}
+    await complete(api, sandbox, temporal_env, supplier, order_no, "SFSUBSIDY001")
 
     with sessions() as s:
         line = s.scalar(select(OrderLine).where(OrderLine.order_no == order_no))
     assert (line.paid_fen, line.subsidy_fen) == (2 * 19_900 - 2_001, 2_001)
     payable, revenue = rules.supplier_payable(demo.supplier_id), rules.PLATFORM_REVENUE
-    before = owed()
+    before = owed_on(sessions, order_no)
     assert before[payable] == line.paid_fen - line.service_fee_fen - line.commission_fen + 2_001
     assert before[revenue] == line.service_fee_fen - 2_001
 
     await return_one_unit(api, temporal_env.client, buyer, supplier, order_no, line.id, "YTSUBSIDY001")
-    after = owed()
+    after = owed_on(sessions, order_no)
 
     def part(total: int) -> int:
         return share_of(total, 2, 0, 1)

@@ -28,7 +28,7 @@ from api.routers.orders import (
 )
 from db.flash_models import FlashSale
 from db.models import Supplier
-from domain.flash_sales import FlashSaleInput, FlashSaleRefused, workflow_id
+from domain.flash_sales import FlashSaleInput, FlashSaleRefused, sale_status, workflow_id
 from domain.order_status import OrderStatus
 from domain.orders import LineRequest, ShippingAddress
 from workflows.flash_sale import FlashSaleWorkflow
@@ -77,12 +77,20 @@ class FlashOrderOut(BaseModel):
 
 
 def _out(sale: FlashSale, now: datetime) -> FlashSaleOut:
-    status = ("ended" if sale.status != "active" or now >= sale.ends_at
-              else "upcoming" if now < sale.starts_at else "running")
+    status = sale_status(active=sale.status == "active", starts_at=sale.starts_at, ends_at=sale.ends_at, now=now)
     return FlashSaleOut(id=sale.id, sku_id=sale.sku_id, price_fen=sale.price_fen, quantity=sale.quantity,
                         left=0 if status == "ended" else sale.quantity - sale.sold,
                         per_buyer_limit=sale.per_buyer_limit, starts_at=sale.starts_at, ends_at=sale.ends_at,
                         status=status)
+
+
+def active_supplier_id(s, principal: Principal, what: str) -> int:
+    """The caller's supplier, when it is active; 403 NOT_AN_ACTIVE_SUPPLIER otherwise."""
+    supplier_id = s.scalar(select(Supplier.id).where(Supplier.owner_user_id == principal.user_id,
+                                                     Supplier.status == "active"))
+    if supplier_id is None:
+        raise ApiError(403, "NOT_AN_ACTIVE_SUPPLIER", f"only an active supplier {what}")
+    return supplier_id
 
 
 def _refused(err: FlashSaleRefused) -> ApiError:
@@ -98,10 +106,7 @@ async def create(body: FlashSaleBody, request: Request,
 
     def write() -> FlashSaleOut:
         with sessions_of(request).begin() as s:
-            supplier_id = s.scalar(select(Supplier.id).where(Supplier.owner_user_id == principal.user_id,
-                                                             Supplier.status == "active"))
-            if supplier_id is None:
-                raise ApiError(403, "NOT_AN_ACTIVE_SUPPLIER", "only an active supplier sells in flash sales")
+            supplier_id = active_supplier_id(s, principal, "sells in flash sales")
             try:
                 sale = flash_sales.create_sale(s, supplier_id=supplier_id, sku_id=body.sku_id,
                                                price_fen=body.price_fen, quantity=body.quantity,

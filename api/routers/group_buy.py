@@ -18,6 +18,7 @@ from activities import group_buy
 from api.auth import Principal, require_roles, signed_in
 from api.deps import sessions_of
 from api.errors import ApiError, not_found
+from api.routers.flash_sales import active_supplier_id
 from api.routers.orders import (
     PlaceOrderBody,
     check_placeable,
@@ -27,8 +28,8 @@ from api.routers.orders import (
     start_order_workflow,
 )
 from db.group_models import GroupBuy, GroupDeal
-from db.models import Supplier
 from domain.group_buy import MAX_SIZE, MAX_TIME_LIMIT, MIN_SIZE, MIN_TIME_LIMIT, GroupRefused, GroupStatus
+from domain.flash_sales import sale_status
 from domain.order_status import OrderStatus
 from domain.orders import LineRequest, ShippingAddress
 
@@ -91,8 +92,7 @@ class GroupOut(BaseModel):
 
 
 def _deal_out(deal: GroupDeal, now: datetime) -> GroupDealOut:
-    status = ("ended" if not deal.active or now >= deal.ends_at
-              else "upcoming" if now < deal.starts_at else "running")
+    status = sale_status(active=deal.active, starts_at=deal.starts_at, ends_at=deal.ends_at, now=now)
     return GroupDealOut(id=deal.id, sku_id=deal.sku_id, group_price_fen=deal.group_price_fen,
                         group_size=deal.group_size, time_limit_minutes=deal.time_limit_seconds // 60,
                         starts_at=deal.starts_at, ends_at=deal.ends_at, status=status)
@@ -100,14 +100,6 @@ def _deal_out(deal: GroupDeal, now: datetime) -> GroupDealOut:
 
 def _refused(err: GroupRefused) -> ApiError:
     return ApiError(REFUSED_STATUS.get(err.code, 409 if err.code.startswith("GROUP_") else 422), err.code, str(err))
-
-
-def _active_supplier(s, principal: Principal) -> int:
-    supplier_id = s.scalar(select(Supplier.id).where(Supplier.owner_user_id == principal.user_id,
-                                                     Supplier.status == "active"))
-    if supplier_id is None:
-        raise ApiError(403, "NOT_AN_ACTIVE_SUPPLIER", "only an active supplier offers group deals")
-    return supplier_id
 
 
 @router.post("/group-deals", status_code=201, response_model=GroupDealOut,
@@ -120,7 +112,7 @@ def create_deal(body: GroupDealBody, request: Request,
     deal cannot have."""
     now = datetime.now(UTC)
     with sessions_of(request).begin() as s:
-        supplier_id = _active_supplier(s, principal)
+        supplier_id = active_supplier_id(s, principal, "offers group deals")
         try:
             deal = group_buy.create_deal(s, supplier_id=supplier_id, sku_id=body.sku_id,
                                          group_price_fen=body.group_price_fen, group_size=body.group_size,
@@ -136,7 +128,7 @@ def create_deal(body: GroupDealBody, request: Request,
 def deactivate_deal(request: Request, deal_id: int = Path(**ID),
                     principal: Principal = Depends(require_roles("supplier"))) -> GroupDealOut:
     with sessions_of(request).begin() as s:
-        supplier_id = _active_supplier(s, principal)
+        supplier_id = active_supplier_id(s, principal, "offers group deals")
         deal = s.get(GroupDeal, deal_id, with_for_update=True)
         if deal is None or deal.supplier_id != supplier_id:
             raise not_found(f"group deal {deal_id}")

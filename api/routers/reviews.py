@@ -80,6 +80,10 @@ def _refused(err: ReviewRefused) -> ApiError:
     return ApiError(REFUSED_STATUS.get(err.code, 409), err.code, str(err))
 
 
+def _name_of(s, user_id: int) -> str | None:
+    return s.scalar(select(User.display_name).where(User.id == user_id))
+
+
 def _out(review: ProductReview, display_name: str | None, model=ReviewOut):
     extra = {} if model is ReviewOut else {"order_no": review.order_no, "line_id": review.order_line_id,
                                            "status": review.status, "moderation_note": review.moderation_note}
@@ -101,7 +105,7 @@ async def write(body: ReviewBody, request: Request, order_no: str = Path(pattern
                                               images=body.images)
             except ReviewRefused as err:
                 raise _refused(err) from err
-            name = s.scalar(select(User.display_name).where(User.id == principal.user_id))
+            name = _name_of(s, principal.user_id)
             return _out(review, name, MyReviewOut)
 
     return await run_in_threadpool(save)
@@ -126,7 +130,7 @@ def product_reviews(request: Request, product_id: int = Path(**ID), limit: int =
 def mine(request: Request, limit: int = Query(default=20, ge=1, le=100), offset: int = Query(default=0, ge=0, le=100_000),
          principal: Principal = Depends(require_roles(*BUYERS))) -> list[MyReviewOut]:
     with sessions_of(request)() as s:
-        name = s.scalar(select(User.display_name).where(User.id == principal.user_id))
+        name = _name_of(s, principal.user_id)
         rows = s.scalars(select(ProductReview).where(ProductReview.buyer_user_id == principal.user_id)
                          .order_by(ProductReview.created_at.desc(), ProductReview.id.desc()).limit(limit).offset(offset))
         return [_out(r, name, MyReviewOut) for r in rows]
@@ -155,7 +159,7 @@ def moderate(body: ModerationBody, request: Request, review_id: int = Path(**ID)
                                       staff_user_id=principal.user_id)
         except ReviewRefused as err:
             raise _refused(err) from err
-        return _out(review, s.scalar(select(User.display_name).where(User.id == review.buyer_user_id)), MyReviewOut)
+        return _out(review, _name_of(s, review.buyer_user_id), MyReviewOut)
 
 
 @router.post("/reviews/{review_id}/reply", response_model=ReviewOut,
@@ -169,5 +173,5 @@ def answer(body: ReplyBody, request: Request, review_id: int = Path(**ID),
             review = reviews.reply(s, review_id=review_id, supplier_user_id=principal.user_id, text=body.text)
         except ReviewRefused as err:
             raise _refused(err) from err
-        return _out(review, s.scalar(select(User.display_name).where(User.id == review.buyer_user_id)))
+        return _out(review, _name_of(s, review.buyer_user_id))
 
