@@ -53,9 +53,21 @@ async def join(api, demo, token, buyer: int, group_id: int):
                           json={"window_id": demo.window_id, "address": ADDRESS})
 
 
-async def pay_when_payable(temporal_env, sandbox, order_no: str) -> None:
+async def pay_when_payable(temporal_env, sandbox, sessions, order_no: str) -> None:
+    """Pay, and wait until the group has counted the payment: time skipped before that could
+    reach the group's deadline while the payment notice is still on its way."""
     await wait_payable(temporal_env, order_no)
     await pay(sandbox, order_no)
+
+    def counted() -> bool:
+        with sessions() as s:
+            return s.scalar(select(GroupSeat.status).where(GroupSeat.order_no == order_no)) == "paid"
+
+    for _ in range(300):
+        if counted():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the payment of {order_no} was never counted by its group")
 
 
 def pending_commission(sessions, order_no: str) -> int:
@@ -80,7 +92,7 @@ async def started_group(api, sandbox, demo, token, temporal_env, sessions, *, si
     refused = await join(api, demo, token, early, group_id)
     assert refused.status_code == 409 and refused.json()["code"] == "GROUP_NOT_OPEN", refused.text
 
-    await pay_when_payable(temporal_env, sandbox, opened.json()["order_no"])
+    await pay_when_payable(temporal_env, sandbox, sessions, opened.json()["order_no"])
     await wait_status(temporal_env.client, opened.json()["order_no"], OrderStatus.GROUPING)
     return opened.json()["order_no"], group_id
 
@@ -103,7 +115,7 @@ async def test_a_group_that_fills_sends_every_order_into_fulfilment(api, sandbox
     assert again.status_code == 409 and again.json()["code"] == "GROUP_ALREADY_JOINED"
     numbers = [first] + [r.json()["order_no"] for r in joined]
     for order_no in numbers[1:]:
-        await pay_when_payable(temporal_env, sandbox, order_no)
+        await pay_when_payable(temporal_env, sandbox, sessions, order_no)
 
     decision = await result_skipping_time(temporal_env, group_workflow_id(group_id), GroupDecision)
     assert decision.status == GroupStatus.FORMED and sorted(decision.members) == sorted(numbers)
@@ -132,7 +144,7 @@ async def test_a_group_that_does_not_fill_refunds_every_member(api, sandbox, dem
     idle_join = await join(api, demo, token, idle, group_id)  # takes a place but never pays
     assert paid_join.status_code == 202 and idle_join.status_code == 202
     paid_no, idle_no = paid_join.json()["order_no"], idle_join.json()["order_no"]
-    await pay_when_payable(temporal_env, sandbox, paid_no)
+    await pay_when_payable(temporal_env, sandbox, sessions, paid_no)
     await wait_status(temporal_env.client, paid_no, OrderStatus.GROUPING)
 
     decision = await result_skipping_time(temporal_env, group_workflow_id(group_id), GroupDecision)
@@ -215,7 +227,7 @@ async def test_a_member_who_cancels_before_the_group_forms_is_refunded_and_the_p
     (quitter, newcomer, last) = buyers(sessions, 3, "CQ")
     joined = await join(api, demo, token, quitter, group_id)
     quitter_no = joined.json()["order_no"]
-    await pay_when_payable(temporal_env, sandbox, quitter_no)
+    await pay_when_payable(temporal_env, sandbox, sessions, quitter_no)
     await wait_status(temporal_env.client, quitter_no, OrderStatus.GROUPING)
 
     # a paid order can always be cancelled before shipment, group or not; before its group forms, whole
@@ -239,7 +251,7 @@ async def test_a_member_who_cancels_before_the_group_forms_is_refunded_and_the_p
         r = await join(api, demo, token, buyer, group_id)
         assert r.status_code == 202, r.text
         numbers.append(r.json()["order_no"])
-        await pay_when_payable(temporal_env, sandbox, r.json()["order_no"])
+        await pay_when_payable(temporal_env, sandbox, sessions, r.json()["order_no"])
     decision = await result_skipping_time(temporal_env, group_workflow_id(group_id), GroupDecision)
     assert decision.status == GroupStatus.FORMED and sorted(decision.members) == sorted(numbers)
     assert pending_commission(sessions, quitter_no) == 0  # the refunded member never earned anyone anything
@@ -253,7 +265,7 @@ async def test_a_cancel_under_way_when_the_group_fails_is_the_only_refund(api, s
     first, group_id = await started_group(api, sandbox, demo, token, temporal_env, sessions, size=3, tag="R")
     (quitter,) = buyers(sessions, 1, "RQ")
     quitter_no = (await join(api, demo, token, quitter, group_id)).json()["order_no"]
-    await pay_when_payable(temporal_env, sandbox, quitter_no)
+    await pay_when_payable(temporal_env, sandbox, sessions, quitter_no)
     await wait_status(temporal_env.client, quitter_no, OrderStatus.GROUPING)
     asked = await api.post(f"/orders/{quitter_no}/refunds", headers=token(quitter, "buyer"), json={"kind": "cancel"})
     assert asked.status_code == 201, asked.text
