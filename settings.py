@@ -291,8 +291,8 @@ class Settings(BaseSettings):
     message_resend_after: timedelta = Field(
         default=timedelta(minutes=10), description="a message claimed by a drain that crashed is tried again after this")
     messages_drain_every: timedelta = Field(
-        default=timedelta(minutes=1), description="how often the outbox is sent as subscribe messages "
-                                                  "(schedule `messages-drain`)")
+        default=timedelta(minutes=1), description="how long each run of the outbox's listener lasts; "
+                                                  "messages go out as written (schedule `messages-drain`)")
 
     # --- risk flags (never blocks; flags for support review) --------------------------------
     risk_window: timedelta = Field(default=timedelta(days=30), description="how far back shared devices, "

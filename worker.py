@@ -9,6 +9,7 @@ import structlog
 from prometheus_client import start_http_server
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import channels_outbox
 from activities.bonuses import BonusActivities
@@ -129,7 +130,15 @@ def presale_and_messages(settings: Settings, sessions, orders: OrderActivities, 
                                  resend_after=settings.message_resend_after, tz=settings.settlement_timezone)
     channels = ChannelsDeliveryActivities(sessions, channels_client)
     return [payments.create_part_payment, presale.record_deposit, presale.open_balance, presale.record_balance,
-            presale.lapse_presale, messages.deliver_messages, channels.send_channels_delivery]
+            presale.lapse_presale, messages.deliver_messages, messages.send_as_written, channels.send_channels_delivery]
+
+
+# Our workflow modules are loaded once, not again in a fresh sandbox for every run: re-importing
+# workflows/order.py and its paths took about a tenth of the worker's CPU (py-spy --gil over
+# bench/order_pipeline.py). They hold no mutable module state, and the sandbox's runtime checks
+# (clock, randomness, I/O) still apply to their code; the replay tests run the strict default
+# sandbox over every recorded history.
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows"))
 
 
 def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor, **overrides) -> Worker:
@@ -141,6 +150,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
+        workflow_runner=WORKFLOW_RUNNER,
         activities=activities(settings, **overrides),
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,

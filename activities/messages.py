@@ -9,14 +9,22 @@ has no consent left). A row is claimed (`sending`) before the call, so a retried
 sends it again; only a row left `sending` by a crash for `resend_after` is tried once more.
 WeChat's send has no idempotency key of its own: that crash window is the one place a message
 could go out twice. A partner outage puts the row back to `pending` for the next drain.
+
+`send_as_written` is the sender that keeps running: it LISTENs on the outbox's channel (each
+insert NOTIFYs it at commit, migration 0031) and drains whenever woken, so a buyer hears of an
+order's change at once while the order itself spends no activity on it, and changes written
+close together go out in one batch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import psycopg
+import structlog
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
@@ -30,6 +38,9 @@ from integrations.errors import PartnerRejected, PartnerUnavailable
 from integrations.messages import USER_REFUSED, MessagesClient
 
 INVALID_OPENID = "40003"
+OUTBOX_CHANNEL = "chuchuang_outbox"  # NOTIFYed by the notifications_written trigger (migration 0031)
+
+log = structlog.get_logger()
 
 
 def tell_buyer_of_order_change(s: Session, order_no: str, status: str, key: str) -> None:
@@ -54,8 +65,10 @@ class _Claimed:
 
 class MessageActivities:
     def __init__(self, sessions: sessionmaker[Session], client: MessagesClient | None, templates: MessageTemplates,
-                 *, batch: int = 50, resend_after: timedelta = timedelta(minutes=10), tz: str = "Asia/Shanghai"):
+                 *, batch: int = 50, resend_after: timedelta = timedelta(minutes=10), tz: str = "Asia/Shanghai",
+                 look_every: timedelta = timedelta(seconds=5)):
         self.sessions = sessions
+        self.look_every = look_every  # the listener also looks this often, woken or not
         self.client = client
         self.templates = templates
         self.batch = batch
@@ -79,6 +92,31 @@ class MessageActivities:
             if outage is not None:
                 raise ApplicationError(f"messages unavailable: {outage}", type="MESSAGES_UNAVAILABLE")
         return sent
+
+    @activity.defn
+    async def send_as_written(self, listen_for_seconds: int) -> int:
+        """Send the outbox as it is written, for `listen_for_seconds`: drain, then wait for the
+        outbox's NOTIFY (or `look_every`), again and again; how many were sent. A partner outage
+        leaves the rows pending and the listener waits for the next wake."""
+        deadline = time.monotonic() + listen_for_seconds
+        sent = 0
+        async with await psycopg.AsyncConnection.connect(self._conninfo(), autocommit=True) as listener:
+            await listener.execute(f"LISTEN {OUTBOX_CHANNEL}")
+            while True:
+                try:
+                    sent += await self.deliver_messages()
+                except ApplicationError as err:
+                    log.warning("messages.unavailable", error=str(err))
+                activity.heartbeat(sent)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return sent
+                async for _ in listener.notifies(timeout=min(left, self.look_every.total_seconds()), stop_after=1):
+                    pass
+
+    def _conninfo(self) -> str:
+        url = self.sessions.kw["bind"].url.set(drivername="postgresql")
+        return url.render_as_string(hide_password=False)
 
     async def _send(self, row: _Claimed) -> tuple[str, str | None]:
         """(new delivery status, note): sent, skipped (refused by WeChat) or pending (outage)."""

@@ -3,11 +3,14 @@ the shipment of a Channels shop order sent to the shop (checked at the sandbox's
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from datetime import timedelta
 
 from sqlalchemy import select
 from temporalio.client import ScheduleOverlapPolicy
+from temporalio.testing import ActivityEnvironment
 
 from activities.catalog import notify
 from activities.channels_delivery import ChannelsDeliveryActivities
@@ -23,6 +26,7 @@ from settings import Settings
 from workflows.messages import MessageDrainWorkflow
 from tests.helpers import (
     assert_books_balance,
+    keep_history,
     keep_run_history,
     pay,
     place,
@@ -33,11 +37,11 @@ from tests.helpers import (
 )
 
 
-def _messages(settings, sessions) -> MessageActivities:
+def _messages(settings, sessions, **options) -> MessageActivities:
     return MessageActivities(sessions, MessagesClient.from_settings(settings), MessageTemplates(
         order_status=settings.message_template_order_status, presale_balance=settings.message_template_presale_balance,
         refund=settings.message_template_refund, general=settings.message_template_general,
-        promoter=settings.message_template_promoter, supplier=settings.message_template_supplier))
+        promoter=settings.message_template_promoter, supplier=settings.message_template_supplier), **options)
 
 
 async def test_each_order_change_is_one_subscribe_message_at_the_sandbox(
@@ -54,6 +58,11 @@ async def test_each_order_change_is_one_subscribe_message_at_the_sandbox(
     await wait_status(temporal_env.client, order_no, OrderStatus.PAID)
     await ship_and_deliver(api, sandbox, temporal_env.client, supplier, order_no, "SF8000000001")
     assert (await run_to_end(temporal_env, order_no)).status == OrderStatus.COMPLETED
+    # the order itself sends nothing: the outbox's sender does (here one drain; in the stack the
+    # listener, test below)
+    assert len((await sandbox.get("/sandbox/messages", params={"touser": demo.buyer_openid})).json()) == before
+    assert await _messages(settings, sessions).deliver_messages() == 5
+    await keep_history(temporal_env, order_no, "order_completed_messages_by_listener")
 
     sent = [m for m in (await sandbox.get("/sandbox/messages", params={"touser": demo.buyer_openid})).json()
             if m["template_id"] == template and m["data"]["character_string1"]["value"] == order_no]
@@ -136,12 +145,57 @@ async def test_the_drain_sends_what_a_process_other_than_an_order_wrote(
     assert await result_skipping_time(temporal_env, again, int) == 0
 
 
+async def test_the_listener_sends_a_notification_as_soon_as_it_is_committed(sandbox, demo, sessions, settings):
+    """Woken by the outbox's NOTIFY, not by looking: it looks on its own only every 60 s here."""
+    await sandbox.post("/sandbox/messages/subscriptions", json={
+        "openid": demo.buyer_openid, "template_id": settings.message_template_refund, "count": 2})
+    listener = _messages(settings, sessions, look_every=timedelta(seconds=60))
+    heartbeats: list = []
+    env = ActivityEnvironment()
+    env.on_heartbeat = lambda *details: heartbeats.append(details)
+    listening = asyncio.create_task(env.run(listener.send_as_written, 6))
+    await asyncio.sleep(1)  # listening by now
+    assert heartbeats, "the listener heartbeats after its first drain"
+
+    async def arrived(subject_id: str) -> float:
+        written = time.monotonic()
+        with sessions.begin() as s:
+            notify(s, user_id=demo.buyer_user_id, kind="refund_succeeded", subject_type="refund",
+                   subject_id=subject_id, message="退款 1.00 元已原路退回", key=f"test:{subject_id}")
+        while time.monotonic() - written < 4:
+            got = (await sandbox.get("/sandbox/messages", params={"touser": demo.buyer_openid})).json()
+            if any(m["data"].get("character_string1", {}).get("value") == subject_id for m in got):
+                return time.monotonic() - written
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{subject_id} not sent within 4 s")
+
+    assert await arrived("RFLISTEN01") < 2
+    assert await arrived("RFLISTEN02") < 2  # and again: it went back to listening
+    assert await listening == 2
+    with sessions() as s:
+        assert {n.delivery_status for n in s.scalars(
+            select(Notification).where(Notification.idempotency_key.like("test:RFLISTEN%")))} == {"sent"}
+
+
+async def test_the_drain_workflow_runs_the_listener(sandbox, demo, temporal_env, sessions, settings):
+    await sandbox.post("/sandbox/messages/subscriptions", json={
+        "openid": demo.buyer_openid, "template_id": settings.message_template_refund, "count": 1})
+    with sessions.begin() as s:
+        notify(s, user_id=demo.buyer_user_id, kind="refund_succeeded", subject_type="refund", subject_id="RFLISTEN03",
+               message="退款 4.00 元已原路退回", key="test:listen-run")
+    wf_id = f"messages-drain-{uuid.uuid4().hex[:6]}"
+    await temporal_env.client.start_workflow(MessageDrainWorkflow.run, 1, id=wf_id, task_queue=settings.task_queue)
+    assert await result_skipping_time(temporal_env, wf_id, int) == 1
+    await keep_run_history(temporal_env, wf_id, None, "messages_listener")
+
+
 def test_the_drain_schedule_runs_every_messages_drain_every(settings):
     drain = schedules(settings.model_copy(update={"messages_drain_every": timedelta(seconds=20)}))[
         MESSAGES_DRAIN_SCHEDULE_ID]
     assert [i.every for i in drain.spec.intervals] == [timedelta(seconds=20)]
-    assert drain.policy.overlap == ScheduleOverlapPolicy.SKIP
+    assert drain.policy.overlap == ScheduleOverlapPolicy.BUFFER_ONE  # one listener after another
     assert drain.action.workflow == "MessageDrainWorkflow" and drain.action.task_queue == settings.task_queue
+    assert drain.action.args == [20]  # each run listens for the whole interval
     assert Settings.model_fields["messages_drain_every"].default == timedelta(minutes=1)
 
 

@@ -36,7 +36,8 @@ def test_histories_are_recorded():
         "order_forged_payment_ignored", "refund_late_payment_forged", "dashboard_rollups",
         "order_paid_in_channels_shop", "shop_order_confirmed", "refund_channels_aftersale", "channels_pull",
         "group_buy_formed", "group_buy_failed", "order_group_failed_refunded",
-        "product_edit_approved", "product_edit_auto_rejected"}
+        "product_edit_approved", "product_edit_auto_rejected", "messages_listener",
+        "order_completed_messages_by_listener"}
 
 
 @pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])

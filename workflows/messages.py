@@ -1,20 +1,22 @@
 """MessageDrainWorkflow: sends what the notification outbox holds as subscribe messages.
 
-    messages-drain (Schedule, every MESSAGES_DRAIN_EVERY, overlap skip)
-        deliver_messages once (itself a bounded drain of a few batches; what is left, and rows a
-        crashed drain left `sending`, wait for the next run)
+    messages-drain (Schedule, every MESSAGES_DRAIN_EVERY, overlap buffer one)
+        send_as_written for MESSAGES_DRAIN_EVERY: the outbox's listener, sending each change
+        as it is committed (the next run starts as this one ends, so one is always listening)
 
-Notifications of every process (supplier and product review, promoter cycles, refunds,
-withdrawals, ...) go out this way; OrderWorkflow also drains after each change so a buyer hears
-of it at once. A partner outage fails the run (the rows are back to `pending`): the next one
-sends them.
+Notifications of every process (orders, supplier and product review, promoter cycles,
+refunds, withdrawals, ...) go out this way, within moments of their commit. A listener that
+dies (worker gone) times out on its heartbeat; its rows wait, `pending`, for the next run.
+A run without `listen_for_seconds` (started by hand, or before the listener) drains once.
 """
 
 from __future__ import annotations
 
 from temporalio import workflow
 
-from workflows.options import MESSAGE_SEND
+from datetime import timedelta
+
+from workflows.options import MESSAGE_SEND, listening
 
 with workflow.unsafe.imports_passed_through():
     from activities.messages import MessageActivities
@@ -25,6 +27,10 @@ DRAIN_WORKFLOW_ID = "messages-drain-run"
 @workflow.defn(name="MessageDrainWorkflow")
 class MessageDrainWorkflow:
     @workflow.run
-    async def run(self) -> int:
+    async def run(self, listen_for_seconds: int = 0) -> int:
         """How many messages were sent."""
+        if listen_for_seconds > 0:
+            return await workflow.execute_activity_method(
+                MessageActivities.send_as_written, listen_for_seconds,
+                **listening(timedelta(seconds=listen_for_seconds)))
         return await workflow.execute_activity_method(MessageActivities.deliver_messages, **MESSAGE_SEND)

@@ -15,6 +15,12 @@ MESSAGE_SEND = dict(start_to_close_timeout=timedelta(seconds=60),
                     retry_policy=RetryPolicy(maximum_attempts=3, maximum_interval=timedelta(seconds=10)))
 
 
+def listening(period: timedelta) -> dict:
+    """A long-running listener: alive while it heartbeats, retried briefly when it dies."""
+    return dict(start_to_close_timeout=period + timedelta(minutes=1), heartbeat_timeout=timedelta(minutes=1),
+                retry_policy=RetryPolicy(maximum_attempts=3, maximum_interval=timedelta(seconds=10)))
+
+
 def paid_step(give_up_after: timedelta) -> dict:
     """A database step of an order that holds the buyer's money: retried, but only for
     `give_up_after` (a setting); then the order compensates (the money goes back) instead of

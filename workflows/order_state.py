@@ -28,6 +28,7 @@ COMPENSATE_PATCH = "order-compensate-payment"      # a step after payment that f
 SHIP_CLOCK_PATCH = "order-ship-clock"              # auto-confirm counts from the last shipment
 SHIP_ANSWER_PATCH = "order-ship-answer"            # the ship update answers once the parcel is recorded
 REFUND_WAIT_PATCH = "order-refund-wait"            # completion waits for a refund's signal, no timer loop
+MESSAGES_LISTENER_PATCH = "order-messages-listener"  # the outbox's listener sends them, not the order
 
 
 class OrderState:
@@ -103,8 +104,9 @@ class OrderState:
         self.refund_finished(outcome)
 
     async def _send_buyer_messages(self) -> None:
-        """Send the outbox's subscribe messages (this change's among them); never blocks the order."""
-        if not workflow.patched(MESSAGES_PATCH):
+        """Orders from before the outbox's listener (MessageDrainWorkflow) send the outbox's
+        subscribe messages themselves after each change; never blocks the order."""
+        if workflow.patched(MESSAGES_LISTENER_PATCH) or not workflow.patched(MESSAGES_PATCH):
             return
         try:
             await workflow.execute_activity_method(MessageActivities.deliver_messages, **MESSAGE_SEND)

@@ -13,8 +13,8 @@ Schedules in Temporal UI:
   from the Channels shop
 * `channels-pull`: every settings.channels_pull_every, the shop's changed orders and after-sales
   handed to their `shop-order-{id}` workflows (`ChannelsPullWorkflow`)
-* `messages-drain`: every settings.messages_drain_every, the notification outbox sent as
-  subscribe messages (`MessageDrainWorkflow`)
+* `messages-drain`: every settings.messages_drain_every, the notification outbox's listener for
+  that long, sending subscribe messages as they are written (`MessageDrainWorkflow`)
 * `dashboard-rollups`: every settings.dashboard_rollup_every, the dashboards' day/week/month
   figures recomputed for the recent periods (`DashboardRollupWorkflow`)
 
@@ -167,10 +167,12 @@ def schedules(settings: Settings) -> dict[str, Schedule]:
             policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
             state=ScheduleState(note="orders and after-sales the Channels shop changed, to their workflows")),
         MESSAGES_DRAIN_SCHEDULE_ID: Schedule(
-            action=ScheduleActionStartWorkflow(MessageDrainWorkflow.run, id=DRAIN_WORKFLOW_ID,
-                                               task_queue=settings.task_queue),
+            action=ScheduleActionStartWorkflow(MessageDrainWorkflow.run,
+                                               int(settings.messages_drain_every.total_seconds()),
+                                               id=DRAIN_WORKFLOW_ID, task_queue=settings.task_queue),
             spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=settings.messages_drain_every)]),
-            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+            # each run listens for the whole interval: the next one starts as it ends
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.BUFFER_ONE),
             state=ScheduleState(note="send the notification outbox as WeChat subscribe messages")),
         ROLLUP_SCHEDULE_ID: Schedule(
             action=ScheduleActionStartWorkflow(DashboardRollupWorkflow.run, rollup_input(settings),
