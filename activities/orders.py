@@ -77,19 +77,20 @@ class OrderActivities:
             lines: list[OrderLine] = []
             fees_bps: list[int] = []
             rules_: list[SkuCommission] = []
+            reservations: list[tuple[int, int]] = []
             for req in inp.lines:
                 sku, product, supplier = self._sellable(s, req.sku_id, sold_in_shop=inp.shop_paid_fen is not None)
                 if inp.flash_sale_id is not None:
                     unit_price = self._flash_claimed(s, inp, req.sku_id, req.quantity)
                 elif inp.group_id is not None:
                     unit_price = self._group_seated(s, inp, req.sku_id)
-                    self._reserve(s, sku.id, req.quantity)
+                    reservations.append((sku.id, req.quantity))
                 elif inp.shop_paid_fen is not None:
                     unit_price = sku.price_fen
                     self._sold_in_shop(s, sku.id, req.quantity)
                 else:
                     unit_price = sku.price_fen
-                    self._reserve(s, sku.id, req.quantity)
+                    reservations.append((sku.id, req.quantity))
                 lines.append(OrderLine(order_no=inp.order_no, sku_id=sku.id, product_id=product.id,
                                        supplier_id=supplier.id, title=f"{product.title} {sku.spec}".strip(),
                                        unit_price_fen=unit_price, quantity=req.quantity,
@@ -140,6 +141,11 @@ class OrderActivities:
             risk.check_order(s, order_no=order.order_no, buyer_user_id=inp.buyer_user_id, device_fp=inp.device_fp,
                              ip_fp=inp.ip_fp, address_fp=inp.address_fp, rules=self.risk_rules,
                              earlier_fps=inp.earlier_fps)
+            # Stock last: a hot SKU's row stays locked from its decrement to the commit, so the
+            # decrement comes after everything else (py-spy and pg_stat_activity showed buyers
+            # of one SKU queueing on it), in SKU order so two orders never wait on each other.
+            for sku_id, quantity in sorted(reservations):
+                self._reserve(s, sku_id, quantity)
             s.flush()
             return self._placed(s, order)
 
@@ -272,10 +278,11 @@ class OrderActivities:
                 s.execute(update(Payment).where(Payment.order_no == order.order_no).values(
                     status="SUCCESS", transaction_id=notice.transaction_id, paid_at=now))
                 where, clearing = f"WeChat Pay {notice.transaction_id}", rules.CLEARING
+            record_event(s, no, OrderStatus.PAID, f"paid, {where}", f"order:{no}:paid")
+            # the ledger last: its shared accounts stay locked until the commit
             # a group-buy order earns nothing until its group forms (book_group_commission)
             self.book_payment(s, order, f"order:{no}:payment", order.total_fen, where, clearing=clearing,
                               with_commission=not group_buy.is_group_order(s, no))
-            record_event(s, no, OrderStatus.PAID, f"paid, {where}", f"order:{no}:paid")
 
     @activity.defn
     def book_group_commission(self, order_no: str) -> None:
@@ -421,6 +428,9 @@ class OrderActivities:
             pending = _net_on_order(s, order_no, "promoter:%:pending")
             held = sum(_net_on_order(s, order_no, rules.ORDERS_HELD).values())
             lines = s.scalars(select(OrderLine).where(OrderLine.order_no == order_no)).all()
+            # the freight no refund gave back is the supplier's, whole (never commissionable); read
+            # before the ledger's shared accounts are locked
+            freight_postings = freight.settlement_postings(s, order_no)
             ledger.lock_accounts(
                 s, {rules.ORDERS_HELD, rules.PLATFORM_REVENUE}
                 | {rules.supplier_payable(line.supplier_id) for line in lines}
@@ -446,8 +456,6 @@ class OrderActivities:
                 postings += [rules.Posting(rules.PLATFORM_REVENUE, subsidy, order_line_id=line.id, rule="platform_coupon"),
                              rules.Posting(rules.supplier_payable(line.supplier_id), -subsidy,
                                            order_line_id=line.id, rule="platform_coupon")]
-            # the freight no refund gave back is the supplier's, whole (never commissionable)
-            freight_postings = freight.settlement_postings(s, order_no)
             held -= sum(p.amount_fen for p in freight_postings if p.amount_fen > 0)
             postings += freight_postings
             # what stays: the service fee and any commission no tier could take

@@ -63,12 +63,12 @@ async def one_order(api: httpx.AsyncClient, sandbox: httpx.AsyncClient, client, 
     await sandbox.post(f"/sandbox/pay/{no}")
     handle = client.get_workflow_handle(workflow_id(no))
     while (await handle.query(OrderWorkflow.progress)).status != OrderStatus.PAID:
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
     waybill = f"SF{i:010d}"
     (await api.post(f"/orders/{no}/shipments", headers=supplier,
                     json={"carrier": "shunfeng", "waybill_no": waybill})).raise_for_status()
     while (await handle.query(OrderWorkflow.progress)).status != OrderStatus.SHIPPED:
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
     await sandbox.post("/sandbox/logistics/advance", json={"company": "shunfeng", "number": waybill, "state": "3"})
     result = await handle.result()
     assert result["status"] == "COMPLETED", result

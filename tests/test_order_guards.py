@@ -119,3 +119,32 @@ async def test_same_idempotency_key_places_one_order(api, demo, token, sessions)
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Order)) == 1
         assert s.get(Sku, demo.sku_ids[0]).stock == 98
+
+
+def test_orders_for_the_same_skus_in_any_line_order_reserve_exactly_and_never_deadlock(demo, sessions, settings):
+    """Stock is decremented last and in SKU order: buyers of A+B and of B+A at once all get
+    their units, none waits on the other (a deadlock would fail a placement), and stock is exact."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from activities.orders import OrderActivities
+    from domain.orders import LineRequest, PlaceOrderInput, ShippingAddress
+
+    orders = OrderActivities(sessions, settings.commission_policy(), settings.risk_rules,
+                             level_period=settings.level_period, tier_ceiling=lambda: settings.commission_tiers)
+    a, b = demo.sku_ids[0], demo.sku_ids[1]
+    with sessions() as s:
+        before = {k: s.get(Sku, k).stock for k in (a, b)}
+
+    def place(i: int):
+        first, second = (a, b) if i % 2 else (b, a)
+        return orders.place_order(PlaceOrderInput(
+            order_no=f"CCLOCK{i:08d}", buyer_user_id=demo.buyer_user_id, buyer_openid=demo.buyer_openid,
+            window_id=demo.window_id, lines=[LineRequest(sku_id=first, quantity=1), LineRequest(sku_id=second, quantity=1)],
+            address=ShippingAddress(**ADDRESS)))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        placed = list(pool.map(place, range(24)))
+    assert len({p.order_no for p in placed}) == 24
+    with sessions() as s:
+        assert {k: s.get(Sku, k).stock for k in (a, b)} == {a: before[a] - 24, b: before[b] - 24}
+        assert s.scalar(select(func.count()).select_from(Order).where(Order.order_no.like("CCLOCK%"))) == 24
