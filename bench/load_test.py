@@ -10,7 +10,7 @@
   4. worker memory: RSS of one worker process holding `--cached` order workflows (each waiting
      for its payment) in its cache, against the same worker idle.
 
-    .venv/bin/python bench/load_test.py [--orders 300 --clients 50 --quick]
+    .venv/bin/python bench/load_test.py [--orders 300 --clients 50 --quick] [--parts orders,flash,memory]
 """
 
 from __future__ import annotations
@@ -294,6 +294,7 @@ async def main() -> None:
     parser.add_argument("--flash-buyers", type=int, default=1000)
     parser.add_argument("--flash-units", type=int, default=100)
     parser.add_argument("--cached", type=int, default=1000)
+    parser.add_argument("--parts", default="orders,flash,memory", help="which figures, comma separated")
     parser.add_argument("--quick", action="store_true", help="100 orders, 200 flash buyers on 20 units, 200 cached")
     args = parser.parse_args()
     if args.quick:
@@ -311,21 +312,24 @@ async def main() -> None:
             await bench.start_stack()
             demo, buyers = bench.seed(max(args.flash_buyers, args.clients))
             print(f"2-core machine; {args.clients} concurrent clients; API, sandbox and each worker are processes")
-            bare_s, bare_lat = await bench.bare(args.orders)
-            bare_rate = report("bare endpoint + bare workflow", bare_s, args.orders, bare_lat)
-            one_s, one_lat = await bench.orders(args.orders, demo, buyers)
-            one_rate = report("orders placed and paid, 1 worker", one_s, args.orders, one_lat)
-            print(f"ratio orders/bare: {one_rate / bare_rate:.2f}; POST /orders p99 / bare p99: "
-                  f"{pct(one_lat, 99) / pct(bare_lat, 99):.1f}")
-            await bench.scale_workers(2)
-            two_s, two_lat = await bench.orders(args.orders, demo, buyers)
-            two_rate = report("orders placed and paid, 2 workers", two_s, args.orders, two_lat)
-            print(f"scaling 2 workers / 1 worker: {two_rate / one_rate:.2f}")
-            flash_s, flash_lat, sold = await bench.flash(demo, buyers)
-            report(f"flash sale claims ({sold} sold exactly)", flash_s, args.flash_buyers, flash_lat)
-            idle, busy = await bench.memory(demo, buyers)
-            print(f"worker RSS: idle {idle:.0f} MiB, with {args.cached} cached order workflows {busy:.0f} MiB "
-                  f"(+{(busy - idle) / args.cached * 1024:.0f} KiB each)")
+            if "orders" in args.parts:
+                bare_s, bare_lat = await bench.bare(args.orders)
+                bare_rate = report("bare endpoint + bare workflow", bare_s, args.orders, bare_lat)
+                one_s, one_lat = await bench.orders(args.orders, demo, buyers)
+                one_rate = report("orders placed and paid, 1 worker", one_s, args.orders, one_lat)
+                print(f"ratio orders/bare: {one_rate / bare_rate:.2f}; POST /orders p99 / bare p99: "
+                      f"{pct(one_lat, 99) / pct(bare_lat, 99):.1f}")
+                await bench.scale_workers(2)
+                two_s, two_lat = await bench.orders(args.orders, demo, buyers)
+                two_rate = report("orders placed and paid, 2 workers", two_s, args.orders, two_lat)
+                print(f"scaling 2 workers / 1 worker: {two_rate / one_rate:.2f}")
+            if "flash" in args.parts:
+                flash_s, flash_lat, sold = await bench.flash(demo, buyers)
+                report(f"flash sale claims ({sold} sold exactly)", flash_s, args.flash_buyers, flash_lat)
+            if "memory" in args.parts:
+                idle, busy = await bench.memory(demo, buyers)
+                print(f"worker RSS: before {idle:.0f} MiB, with {args.cached} more cached order workflows "
+                      f"{busy:.0f} MiB (+{(busy - idle) / args.cached * 1024:.0f} KiB each)")
         finally:
             bench.procs.stop_all()
             bench.engine.dispose()

@@ -121,3 +121,28 @@ async def test_limits_and_windows_are_clear_answers_and_write_nothing(api, demo,
     assert r.status_code == 403
     assert (await api.get("/flash-sales/999999", headers=token(buyer, "buyer"))).status_code == 404
     await stop_orders(api, temporal_env, sessions, early["id"], sale["id"])
+
+
+async def test_refusals_come_from_the_sale_row_and_a_winners_retry_still_gets_its_claim(
+        api, demo, token, sessions, temporal_env):
+    """Once sold out, a claim is refused from the sale's own row, before the order's other checks
+    (here: a window that does not exist would be a 404 otherwise); the winner retrying with the
+    same Idempotency-Key still gets its claim back, not a refusal."""
+    sale = await open_sale(api, demo, token, quantity=1)
+    winner, late = buyers(sessions, 2, "R")
+    headers = {**token(winner, "buyer"), "Idempotency-Key": "flash-retry-0001"}
+    body = {"quantity": 1, "window_id": demo.window_id, "address": ADDRESS}
+    first = await api.post(f"/flash-sales/{sale['id']}/orders", headers=headers, json=body)
+    assert first.status_code == 202, first.text
+    again = await api.post(f"/flash-sales/{sale['id']}/orders", headers=headers, json=body)
+    assert again.status_code == 202 and again.json()["order_no"] == first.json()["order_no"]
+    r = await api.post(f"/flash-sales/{sale['id']}/orders", headers=token(late, "buyer"),
+                       json={**body, "window_id": 987_654_321})
+    assert r.status_code == 409 and r.json()["code"] == "FLASH_SALE_SOLD_OUT"
+    r = await api.post(f"/flash-sales/{sale['id']}/orders", headers=token(winner, "buyer"), json=body)
+    assert r.status_code == 409 and r.json()["code"] in {"FLASH_SALE_SOLD_OUT", "FLASH_SALE_LIMIT_REACHED"}
+    with sessions() as s:
+        assert s.get(FlashSale, sale["id"]).sold == 1
+        assert s.scalar(select(func.count()).select_from(FlashSaleClaim)
+                        .where(FlashSaleClaim.flash_sale_id == sale["id"])) == 1
+    await stop_orders(api, temporal_env, sessions, sale["id"])

@@ -26,9 +26,9 @@ from api.routers.orders import (
     payment_path,
     start_order_workflow,
 )
-from db.flash_models import FlashSale
+from db.flash_models import FlashSale, FlashSaleBuyer, FlashSaleClaim
 from db.models import Supplier
-from domain.flash_sales import FlashSaleInput, FlashSaleRefused, sale_status, workflow_id
+from domain.flash_sales import FlashSaleInput, FlashSaleRefused, refused_at_once, sale_status, workflow_id
 from domain.order_status import OrderStatus
 from domain.orders import LineRequest, ShippingAddress
 from workflows.flash_sale import FlashSaleWorkflow
@@ -168,6 +168,13 @@ async def buy(flash_sale_id: int, body: FlashOrderBody, request: Request,
             sale = s.get(FlashSale, flash_sale_id)
             if sale is None:
                 raise not_found(f"flash sale {flash_sale_id}")
+            bought = s.get(FlashSaleBuyer, (flash_sale_id, principal.user_id))
+            refusal = refused_at_once(now=now, starts_at=sale.starts_at, ends_at=sale.ends_at,
+                                      left=sale.quantity - sale.sold, total=sale.quantity, status=sale.status,
+                                      wanted=body.quantity, bought=bought.quantity if bought else 0,
+                                      per_buyer_limit=sale.per_buyer_limit)
+            if refusal is not None and s.get(FlashSaleClaim, order_no) is None:  # a retried claim is answered again
+                raise _refused(refusal)
             order = PlaceOrderBody(window_id=body.window_id, source=body.source, fulfilment=body.fulfilment,
                                    address=body.address, outlet_id=body.outlet_id,
                                    lines=[LineRequest(sku_id=sale.sku_id, quantity=body.quantity)])
