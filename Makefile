@@ -39,10 +39,11 @@ bench: $(STAMP)
 		echo "== $$f"; $(PY) "$$f"; \
 	done
 
-# py-spy over the order pipeline benchmark, then its top entries (bench/profile_top.py)
+# py-spy over the order pipeline benchmark, then its top entries (bench/profile_top.py); --gil
+# samples only the thread holding the GIL: the one process's CPU, not threads waiting on I/O
 profile: $(STAMP)
 	$(PY) -m pip install --quiet py-spy
-	$(VENV)/bin/py-spy record -r 50 -f raw -o .profile-order-pipeline.txt -- $(PY) bench/order_pipeline.py
+	$(VENV)/bin/py-spy record --gil -r 100 -f raw -o .profile-order-pipeline.txt -- $(PY) bench/order_pipeline.py
 	$(PY) bench/profile_top.py .profile-order-pipeline.txt
 
 # build artefacts and caches; keeps .venv and the dev data in .data/

@@ -1,6 +1,6 @@
-"""Where the time goes: the top entries of a py-spy raw profile (`py-spy record -f raw`), as
-shares of the samples that were doing work (threads waiting idle are left out), by function
-(self and inclusive) and, for our own code, by module.
+"""Where the time goes: the top entries of a py-spy raw profile (`py-spy record -f raw`, with
+`--gil` for where the CPU goes), as shares of the samples that were doing work (threads waiting
+idle are left out), by function (self and inclusive) and, for our own code, by module.
 
     make profile                     # py-spy over bench/order_pipeline.py, then this summary
     .venv/bin/python bench/profile_top.py profile.txt [--top 25]
