@@ -1,5 +1,7 @@
 """The yardstick for bench/load_test.py, as real processes: `bare_stack.py api PORT` serves a bare
-FastAPI endpoint that starts a BareWorkflow (the same number of no-op activities as an order),
+FastAPI endpoint that starts a BareWorkflow (as many no-op activities as an order runs until it
+is paid, which is what the load test measures: place_order, create_payment, verify_payment,
+record_payment),
 `bare_stack.py worker` runs them. Both read TEMPORAL_ADDRESS and TASK_QUEUE from the environment."""
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bare_workflow import BareWorkflow, noop  # noqa: E402
 
-ACTIVITIES_PER_ORDER = 8
+ACTIVITIES_UNTIL_PAID = 4
 
 
 def api(port: int) -> None:
@@ -30,7 +32,7 @@ def api(port: int) -> None:
         if "client" not in state:
             state["client"] = await Client.connect(os.environ["TEMPORAL_ADDRESS"])
         wf_id = f"bare-{uuid.uuid4().hex}"
-        await state["client"].start_workflow(BareWorkflow.run, ACTIVITIES_PER_ORDER, id=wf_id,
+        await state["client"].start_workflow(BareWorkflow.run, ACTIVITIES_UNTIL_PAID, id=wf_id,
                                              task_queue=os.environ["TASK_QUEUE"])
         return {"id": wf_id}
 
