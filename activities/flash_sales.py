@@ -18,7 +18,7 @@ from temporalio import activity
 from activities.catalog import restock, stock_changed
 from db.flash_models import FlashSale, FlashSaleBuyer, FlashSaleClaim
 from db.models import Order, Product, Sku
-from domain.flash_sales import FlashSaleRefused, check_new_sale, why_not
+from domain.flash_sales import FlashSaleRefused, check_new_sale, limit_reached, why_not
 
 
 def create_sale(s: Session, *, supplier_id: int, sku_id: int, price_fen: int, quantity: int,
@@ -73,7 +73,7 @@ def claim(s: Session, *, flash_sale_id: int, buyer_user_id: int, quantity: int, 
                                where=FlashSaleBuyer.quantity + quantity <= sale.per_buyer_limit)
         .returning(FlashSaleBuyer.quantity)).scalar()
     if counted is None or counted > sale.per_buyer_limit:
-        raise FlashSaleRefused("FLASH_SALE_LIMIT_REACHED", f"at most {sale.per_buyer_limit} per buyer")
+        raise limit_reached(sale.per_buyer_limit)
     s.add(FlashSaleClaim(order_no=order_no, flash_sale_id=flash_sale_id, buyer_user_id=buyer_user_id,
                          quantity=quantity))
     s.flush()

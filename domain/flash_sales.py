@@ -53,15 +53,17 @@ def check_new_sale(*, price_fen: int, list_price_fen: int, quantity: int, stock:
 
 
 def refused_at_once(*, now: datetime, starts_at: datetime, ends_at: datetime, left: int, total: int, status: str,
-                    wanted: int, bought: int, per_buyer_limit: int) -> FlashSaleRefused | None:
-    """The refusal a claim would get, read from the sale's row and the buyer's count alone: a
-    burst's many refusals are answered without the order's other checks. A claim not refused
-    here is still judged by the conditional update (`activities/flash_sales.claim`)."""
+                    wanted: int) -> FlashSaleRefused | None:
+    """The refusal a claim would get, read from the sale's row alone: a burst's many refusals are
+    answered without the order's other checks. A claim not refused here is still judged by the
+    conditional update (`activities/flash_sales.claim`)."""
     if status != "active" or now >= ends_at or now < starts_at or wanted > left:
         return why_not(now=now, starts_at=starts_at, ends_at=ends_at, left=left, quantity=total, status=status)
-    if bought + wanted > per_buyer_limit:
-        return FlashSaleRefused("FLASH_SALE_LIMIT_REACHED", f"at most {per_buyer_limit} per buyer")
     return None
+
+
+def limit_reached(per_buyer_limit: int) -> FlashSaleRefused:
+    return FlashSaleRefused("FLASH_SALE_LIMIT_REACHED", f"at most {per_buyer_limit} per buyer")
 
 
 def why_not(*, now: datetime, starts_at: datetime, ends_at: datetime, left: int, quantity: int,

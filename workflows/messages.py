@@ -12,9 +12,9 @@ A run without `listen_for_seconds` (started by hand, or before the listener) dra
 
 from __future__ import annotations
 
-from temporalio import workflow
-
 from datetime import timedelta
+
+from temporalio import workflow
 
 from workflows.options import MESSAGE_SEND, listening
 

@@ -18,7 +18,7 @@ MESSAGE_SEND = dict(start_to_close_timeout=timedelta(seconds=60),
 def listening(period: timedelta) -> dict:
     """A long-running listener: alive while it heartbeats, retried briefly when it dies."""
     return dict(start_to_close_timeout=period + timedelta(minutes=1), heartbeat_timeout=timedelta(minutes=1),
-                retry_policy=RetryPolicy(maximum_attempts=3, maximum_interval=timedelta(seconds=10)))
+                retry_policy=MESSAGE_SEND["retry_policy"])
 
 
 def paid_step(give_up_after: timedelta) -> dict:

@@ -28,7 +28,14 @@ from api.routers.orders import (
 )
 from db.flash_models import FlashSale, FlashSaleBuyer, FlashSaleClaim
 from db.models import Supplier
-from domain.flash_sales import FlashSaleInput, FlashSaleRefused, refused_at_once, sale_status, workflow_id
+from domain.flash_sales import (
+    FlashSaleInput,
+    FlashSaleRefused,
+    limit_reached,
+    refused_at_once,
+    sale_status,
+    workflow_id,
+)
 from domain.order_status import OrderStatus
 from domain.orders import LineRequest, ShippingAddress
 from workflows.flash_sale import FlashSaleWorkflow
@@ -168,11 +175,13 @@ async def buy(flash_sale_id: int, body: FlashOrderBody, request: Request,
             sale = s.get(FlashSale, flash_sale_id)
             if sale is None:
                 raise not_found(f"flash sale {flash_sale_id}")
-            bought = s.get(FlashSaleBuyer, (flash_sale_id, principal.user_id))
             refusal = refused_at_once(now=now, starts_at=sale.starts_at, ends_at=sale.ends_at,
                                       left=sale.quantity - sale.sold, total=sale.quantity, status=sale.status,
-                                      wanted=body.quantity, bought=bought.quantity if bought else 0,
-                                      per_buyer_limit=sale.per_buyer_limit)
+                                      wanted=body.quantity)
+            if refusal is None:  # the buyer's count is read only for a sale that could still sell
+                bought = s.get(FlashSaleBuyer, (flash_sale_id, principal.user_id))
+                if bought is not None and bought.quantity + body.quantity > sale.per_buyer_limit:
+                    refusal = limit_reached(sale.per_buyer_limit)
             if refusal is not None and s.get(FlashSaleClaim, order_no) is None:  # a retried claim is answered again
                 raise _refused(refusal)
             order = PlaceOrderBody(window_id=body.window_id, source=body.source, fulfilment=body.fulfilment,

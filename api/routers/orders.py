@@ -22,7 +22,7 @@ from temporalio.common import (
     TypedSearchAttributes,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.auth import PLATFORM_STAFF, Principal, require_roles
 from api.deps import client_ip, run_update, sessions_of, temporal_of
@@ -206,33 +206,19 @@ async def _prepay_progress(client: Client, order_no: str, wait: float) -> OrderP
         except TimeoutError:
             break
         except WorkflowUpdateFailedError as err:
-            cause = err.cause
-            if not (isinstance(cause, ApplicationError) and cause.type == UPDATE_OUTLIVED):
-                raise update_refused(err) from err
-            return await _how_it_ended(handle, order_no, err)
+            raise update_refused(err) from err
         except RPCError as err:
             if err.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
                 raise
-            return await _how_it_ended(handle, order_no, err)
+            # the process has ended (placement refused, closed unpaid): how it ended
+            try:
+                ended = await handle.query(OrderWorkflow.progress)
+            except RPCError:
+                ended = None
+            if ended is None:
+                raise ApiError(409, "ORDER_NOT_PAYABLE", f"order {order_no} is no longer payable") from err
+            return ended
     return None
-
-
-# The run ended before it answered the update (placement refused in the very workflow task that
-# took the request): the answer is how it ended.
-UPDATE_OUTLIVED = "AcceptedUpdateCompletedWorkflow"
-
-
-async def _how_it_ended(handle, order_no: str, err: Exception) -> OrderProgress:
-    """The progress of a process that has ended (placement refused, closed unpaid)."""
-    from temporalio.service import RPCError
-
-    try:
-        ended = await handle.query(OrderWorkflow.progress)
-    except RPCError:
-        ended = None
-    if ended is None:
-        raise ApiError(409, "ORDER_NOT_PAYABLE", f"order {order_no} is no longer payable") from err
-    return ended
 
 
 def payment_path(order_no: str) -> str:
